@@ -1,0 +1,3 @@
+from rtml_profile.cli import main
+
+main()

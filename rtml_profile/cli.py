@@ -1,0 +1,104 @@
+"""The `rtml-profile` command line: thin typer commands that parse, call one library function and print.
+
+Heavy libraries (torch, onnxruntime) are imported inside the commands, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rtml_profile import UserError
+
+app = typer.Typer(help="Train, export, analyze, benchmark and report the HW2 models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with Housing.csv and CIFAR-10 "
+                                                 "(default: $RTML_DATA_DIR, else ./data).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (for scripts).")]
+
+
+def friendly(fn):
+    """Turn a UserError (and a missing optional file) into one sentence on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def echo_table(rows: list[dict], title: str | None = None, floatfmt: str = ".4g"):
+    from tabulate import tabulate
+
+    if title:
+        typer.echo(title)
+    typer.echo(tabulate(rows, headers="keys", tablefmt="github", floatfmt=floatfmt))
+
+
+@app.command()
+@friendly
+def models():
+    """List the zoo: id, task, data set, parameters and the default (HW2) recipe."""
+    from rtml_profile.zoo import MODELS
+
+    echo_table([{"id": s.id, "description": s.description, "task": s.task, "data": s.dataset, "params": s.params,
+                 "optimizer": s.recipe.optimizer, "lr": s.recipe.lr, "loss": s.recipe.loss,
+                 "batch": s.recipe.batch_size or "full", "epochs": s.recipe.epochs} for s in MODELS.values()])
+
+
+@app.command("train-and-export")
+@friendly
+def train_and_export(
+    model: Annotated[str, typer.Argument(help="Model id (1a, 1b, 2a, 2b) or 'all'.")],
+    data_dir: DataDir = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Override the learning rate.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Override the batch size.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialization, split and shuffling.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    cuda_graph: Annotated[bool, typer.Option(help="Replay each train step from a captured CUDA graph "
+                                             "(--device cuda).")] = False,
+    subset: Annotated[Optional[int], typer.Option(help="Train on a seeded subset of N rows (N/5 validation "
+                                                  "rows); for quick runs.")] = None,
+    download: Annotated[bool, typer.Option(help="Download CIFAR-10 through torchvision into the data "
+                                           "folder first.")] = False,
+    quiet: Quiet = False,
+):
+    """Train with the HW2 recipe (or overrides), save models/<id>.pt and its record, export exported/<id>.onnx."""
+    from rtml_profile import zoo
+    from rtml_profile.pipeline import train_and_export as run
+
+    for spec in zoo.resolve(model):
+        r = run(spec.id, data_dir, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
+                quiet=quiet, cuda_graph=cuda_graph, subset=subset, download=download)
+        _print_training(r)
+
+
+def _print_training(r: dict):
+    o, t, val = r["overfitting"], r["timings"], r["final"]["val"]
+    m = o["metric"]
+    extra = (f", MAE {val['mae']:,.0f}, RMSE {val['rmse']:,.0f} (HW2 ratio 'accuracy' {val['hw2_ratio_accuracy']:.4f})"
+             if m == "r2" else "")
+    typer.echo(f"{r['model']}: {r['recipe']['epochs']} epochs on {r['device']} in {t['train_s']:.1f} s "
+               f"({t['epoch_s_mean']:.3f} s/epoch); final train loss (epoch mean) {r['history'][-1]['train_loss']:.4g}; "
+               f"validation {m} {val[m]:.4f}{extra}; best validation {m} {o['best_val_metric']:.4f} at epoch "
+               f"{o['best_val_epoch']}; train-val gap {o['final_gap']:+.4f}")
+    typer.echo(f"  wrote {r['checkpoint']}, models/{r['model']}.json, reports/data/train_{r['model']}.json, "
+               f"{r['export']['path']} (opset {r['export']['opset']}, parity max |diff| "
+               f"{r['export']['parity_max_abs_diff']:.2g})")
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()
