@@ -96,6 +96,75 @@ def _print_training(r: dict):
                f"{r['export']['parity_max_abs_diff']:.2g})")
 
 
+def _parse_shapes(items: list[str]) -> dict[str, list[int]]:
+    shapes = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        try:
+            shapes[name] = [int(d) for d in dims.split(",")]
+            assert sep and name and all(d > 0 for d in shapes[name])
+        except (ValueError, AssertionError):
+            raise UserError(f"--shape takes NAME=D1,D2,... with positive integers, got {item!r}") from None
+    return shapes
+
+
+@app.command()
+@friendly
+def analyze(
+    target: Annotated[str, typer.Argument(help="Zoo model id, 'all', or a path to any .onnx file.")],
+    batch: Annotated[int, typer.Option(help="Value for a symbolic batch axis (MACs are reported per sample).")] = 1,
+    shape: Annotated[Optional[list[str]], typer.Option(help="NAME=D1,D2,... for an input's shape "
+                                                       "(repeatable).")] = None,
+    save: Annotated[bool, typer.Option(help="Write the tidy rows to reports/data/analysis.csv.")] = True,
+):
+    """MACs, parameters and memory per node from the ONNX graph (onnx-tool), cross-checked against PyTorch."""
+    from rtml_profile import analyze as an, zoo
+    from rtml_profile.export import onnx_path
+    from rtml_profile.results import DATA, upsert_rows
+
+    shapes = _parse_shapes(shape or [])
+    if target == "all" or target in zoo.MODELS:
+        jobs = []
+        for spec in zoo.resolve(target):
+            path = onnx_path(spec.id)
+            if not path.is_file():
+                raise UserError(f"no export at {path}; run `rtml-profile train-and-export {spec.id}` first")
+            jobs.append((spec.id, path))
+    elif target.endswith(".onnx") or Path(target).exists():
+        jobs = [(None, Path(target))]
+    else:
+        zoo.get(target)  # raises the unknown-id sentence with the valid ids
+    rows, hw2_rows = [], []
+    typer.echo(f"Convention: {an.CONVENTION}.")
+    for model_id, path in jobs:
+        a = an.analyze(path, batch=batch, shapes=shapes, name=model_id)
+        typer.echo(f"\n{a.name} ({path}), batch {batch}:")
+        echo_table([{k: r[k] for k in ("node", "op", "inputs", "outputs", "macs", "elementwise_ops",
+                                       "onnx_tool_macs", "params", "memory_bytes")} for r in a.nodes]
+                   + [{"node": "TOTAL", "op": "", "inputs": "", "outputs": "", **{k: a.totals[k] for k in (
+                       "macs", "elementwise_ops", "onnx_tool_macs", "params", "memory_bytes")}}], floatfmt=",.0f")
+        t = a.totals
+        typer.echo(f"  MACs/sample {t['macs']:,.0f} ({t['macs'] / 1e6:.4f} M, FLOPs {t['flops']:,.0f}); "
+                   f"parameters {t['params']:,}; onnx-tool all-ops total {t['onnx_tool_macs']:,.0f}")
+        if a.unknown:
+            typer.echo(f"  * not counted (unknown to onnx-tool, cost unknown, not zero): {', '.join(a.unknown)}")
+        if model_id:
+            for c in an.torch_cross_check(model_id, a):
+                verdict = "agree" if c["agree"] else f"DISAGREE: likely cause: {c['cause']}"
+                typer.echo(f"  PyTorch cross-check, {c['quantity']}: PyTorch {c['pytorch']:,.0f} vs ONNX "
+                           f"{c['onnx']:,.0f}: {verdict}")
+            hw2_rows.append(an.hw2_comparison(model_id, a))
+        rows += an.tidy_rows(a)
+    if hw2_rows:
+        echo_table([{"model": h["model"], "HW2 GMACs": h["hw2_gmacs"], "measured GMACs": h["measured_gmacs"],
+                     "HW2 params": h["hw2_params"], "measured params": h["measured_params"],
+                     "what HW2 got wrong": h["hw2_error"]} for h in hw2_rows],
+                   title="\nHW2's figures beside the measured ones (MACs per sample):", floatfmt=".6g")
+    if save:
+        upsert_rows(DATA / "analysis.csv", rows, key=["model", "batch", "node"])
+        typer.echo(f"\nwrote {len(rows)} rows to {DATA / 'analysis.csv'}")
+
+
 def main():
     app()
 
