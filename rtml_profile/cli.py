@@ -165,6 +165,91 @@ def analyze(
         typer.echo(f"\nwrote {len(rows)} rows to {DATA / 'analysis.csv'}")
 
 
+@app.command("runtimes")
+@friendly
+def runtimes_cmd():
+    """What runs here: every runtime, its version, and why a missing one is missing (probed by running)."""
+    from rtml_profile.bench import probe_all
+
+    echo_table(probe_all())
+
+
+@app.command()
+@friendly
+def bench(
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Zoo model id (repeatable; default: "
+                                                       "every exported zoo model).")] = None,
+    onnx: Annotated[Optional[Path], typer.Option(help="Benchmark any ONNX file instead of zoo models.")] = None,
+    runtime: Annotated[Optional[list[str]], typer.Option("--runtime", "-r", help="Runtime (repeatable; default: "
+                                                         "all, unavailable ones recorded as skipped).")] = None,
+    batch: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes (default 1,16,64,256,1024).")] = None,
+    precision: Annotated[Optional[list[str]], typer.Option("--precision", "-p", help="fp32, fp16 or int8 "
+                                                           "(repeatable; default: all a runtime offers).")] = None,
+    scope: Annotated[Optional[list[str]], typer.Option(help="compute, end-to-end or cuda-graph (repeatable; "
+                                                       "default: all a runtime offers).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads for CPU runtimes (default: physical "
+                                                   "cores).")] = None,
+    min_iters: Annotated[int, typer.Option(help="Minimum timed calls per configuration.")] = 1000,
+    min_time: Annotated[float, typer.Option(help="Minimum seconds per configuration.")] = 0.5,
+    max_time: Annotated[float, typer.Option(help="Maximum seconds per configuration.")] = 5.0,
+    accuracy: Annotated[bool, typer.Option(help="Run the whole evaluation set through each runtime.")] = True,
+    data_dir: DataDir = None,
+    results: Annotated[Path, typer.Option(help="Result table (rows merged by key).")] = Path("reports/data/bench.csv"),
+    quiet: Quiet = False,
+):
+    """Latency, throughput, accuracy and parity of the exported models on every runtime."""
+    from rtml_profile import bench as b, runtimes as rts, zoo
+    from rtml_profile.export import onnx_path
+
+    names = runtime or rts.names()
+    for n in names:
+        rts.get(n)
+    if scope:
+        bad = [s for s in scope if s not in b.SCOPE_MEANS]
+        if bad:
+            raise UserError(f"unknown scope {bad[0]!r}; valid scopes: {', '.join(b.SCOPE_MEANS)}")
+    if precision:
+        bad = [p for p in precision if p not in ("fp32", "fp16", "int8")]
+        if bad:
+            raise UserError(f"unknown precision {bad[0]!r}; valid precisions: fp32, fp16, int8")
+    batches = b.parse_batches(batch)
+    if threads is not None and threads <= 0:
+        raise UserError(f"--threads must be a positive integer, got {threads}")
+    if onnx is not None:
+        targets = [b.onnx_target(onnx)]
+    else:
+        ids = [s.id for s in zoo.resolve(model)] if model else [i for i in zoo.MODELS if onnx_path(i).is_file()]
+        if not ids:
+            raise UserError("no exported zoo models in exported/; run `rtml-profile train-and-export all` first")
+        targets = [b.zoo_target(i, data_dir, with_accuracy=accuracy) for i in ids]
+    settings = b.Settings(min_iters=min_iters, min_s=min_time, max_s=max(max_time, min_time), threads=threads)
+    rows = b.run(targets, names, batches, precision, scope, settings, progress=not quiet, results=results)
+    _print_bench(rows)
+    typer.echo(f"merged {len(rows)} rows into {results}")
+    if not any(r["status"] == "ok" for r in rows):
+        reasons = sorted({r["reason"] for r in rows})
+        raise UserError("nothing asked for could run: " + "; ".join(reasons))
+
+
+def _print_bench(rows: list[dict]):
+    table = []
+    for r in rows:
+        if r["status"] != "ok":
+            continue
+        acc = f"{r['metric']} {r['metric_value']:.4f}" if r.get("metric") else ""
+        parity = ("" if "parity_ok" not in r else
+                  f"{'ok' if r['parity_ok'] else 'FAIL'} ({r['parity_max_abs_diff']:.1e})")
+        table.append({"model": r["model"], "runtime": r["runtime"], "precision": r["precision"],
+                      "scope": r["scope"], "batch": r["batch"], "n": r["n"], "p50 us": r["p50_us"],
+                      "p99 us": r["p99_us"], "samples/s": r["throughput_sps"], "accuracy": acc, "parity": parity,
+                      "warnings": r["warnings"]})
+    if table:
+        echo_table(table, floatfmt=".4g")
+    skipped = {(r["runtime"], r["precision"], r["status"], r["reason"]) for r in rows if r["status"] != "ok"}
+    for rt, p, status, reason in sorted(skipped):
+        typer.echo(f"{status}: {rt} {p}: {reason}")
+
+
 def main():
     app()
 

@@ -1,0 +1,81 @@
+"""Latency statistics derived from raw samples (nanoseconds); the samples are the record, the rest is derived."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+PERCENTILES = (50, 90, 95, 99)
+HIGH_CV = 0.3
+
+
+def min_samples(p: float) -> int:
+    """Samples needed before the p-th percentile is printed without a warning.
+
+    Scaled from MLPerf LoadGen's 662 queries for a p99 bound: about 6.62 samples must lie beyond the percentile
+    (p99 -> 662, p95 -> 133, p90 -> 67, p50 -> 14).
+    """
+    return math.ceil(round(6.62 / (1 - p / 100), 6))
+
+
+def nearest_rank(sorted_samples: np.ndarray, p: float) -> float:
+    """Nearest-rank percentile: the smallest sample with at least p% of the samples at or below it."""
+    n = len(sorted_samples)
+    rank = max(1, math.ceil(p / 100 * n))
+    return float(sorted_samples[rank - 1])
+
+
+@dataclass
+class LatencyStats:
+    samples_ns: np.ndarray
+    batch: int = 1
+
+    def __post_init__(self):
+        self.samples_ns = np.asarray(self.samples_ns, dtype=np.int64)
+        if len(self.samples_ns) == 0:
+            raise ValueError("no latency samples")
+        self._sorted = np.sort(self.samples_ns)
+
+    @property
+    def n(self) -> int:
+        return len(self.samples_ns)
+
+    @property
+    def mean_us(self) -> float:
+        return float(self.samples_ns.mean()) / 1e3
+
+    @property
+    def std_us(self) -> float:
+        return float(self.samples_ns.std(ddof=1)) / 1e3 if self.n > 1 else 0.0
+
+    @property
+    def cv(self) -> float:
+        return self.std_us / self.mean_us if self.mean_us else 0.0
+
+    def percentile_us(self, p: float) -> float:
+        return nearest_rank(self._sorted, p) / 1e3
+
+    @property
+    def throughput(self) -> float:
+        """Samples (not batches) per second: batch / mean latency."""
+        return self.batch / (self.mean_us / 1e6)
+
+    def warnings(self) -> list[str]:
+        out = [f"only {self.n} samples for p{p} (needs {min_samples(p)})" for p in PERCENTILES if self.n < min_samples(p)]
+        if self.cv > HIGH_CV:
+            out.append(f"high variation (cv {self.cv:.2f})")
+        return out
+
+    def summary(self) -> dict:
+        row = {"n": self.n, "mean_us": self.mean_us, "std_us": self.std_us, "cv": self.cv,
+               "min_us": float(self._sorted[0]) / 1e3, "max_us": float(self._sorted[-1]) / 1e3}
+        row.update({f"p{p}_us": self.percentile_us(p) for p in PERCENTILES})
+        row["throughput_sps"] = self.throughput
+        row["warnings"] = "; ".join(self.warnings())
+        return row
+
+    def miss_rate(self, budget_us: float) -> float:
+        """Fraction of calls slower than `budget_us` (a missed frame deadline)."""
+        return float((self.samples_ns > budget_us * 1e3).mean())
