@@ -101,7 +101,10 @@ class Target:
         if self.x_eval is not None:
             reps = -(-batch // len(self.x_eval))
             return np.ascontiguousarray(np.tile(self.x_eval, (reps, 1))[:batch])
-        shape = [batch] + [d if isinstance(d, int) and d > 0 else 1 for d in (input_shape or [1, 1])[1:]]
+        if self.ref.in_features:
+            shape = [batch, self.ref.in_features]
+        else:
+            shape = [batch] + [d if isinstance(d, int) and d > 0 else 1 for d in (input_shape or [1, 1])[1:]]
         return np.random.default_rng(0).standard_normal(shape).astype(dtype)
 
 

@@ -250,6 +250,65 @@ def _print_bench(rows: list[dict]):
         typer.echo(f"{status}: {rt} {p}: {reason}")
 
 
+def _budgets(text: str | None) -> list[float]:
+    from rtml_profile.report import DEFAULT_BUDGETS_MS
+
+    if not text:
+        return list(DEFAULT_BUDGETS_MS)
+    try:
+        out = [float(t) for t in text.split(",")]
+        assert all(b > 0 for b in out)
+    except (ValueError, AssertionError):
+        raise UserError(f"--budget takes positive milliseconds separated by commas, got {text!r}") from None
+    return out
+
+
+Budget = Annotated[Optional[str], typer.Option(help="Frame budgets in ms, comma-separated (default 1,16.7,33.3).")]
+
+
+@app.command()
+@friendly
+def report(
+    budget: Budget = None,
+    data: Annotated[Path, typer.Option(help="Folder with the result files.")] = Path("reports/data"),
+    out: Annotated[Path, typer.Option(help="Markdown file to write (figures go beside it).")] = Path("reports/REPORT.md"),
+):
+    """Render reports/REPORT.md and its figures from reports/data/ only (no training, no benchmarking)."""
+    from rtml_profile.report import render
+
+    path = render(data, out, _budgets(budget))
+    typer.echo(f"wrote {path} and its figures in {path.parent / 'figures'}")
+
+
+@app.command("all")
+@friendly
+def all_cmd(
+    data_dir: DataDir = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Override every model's epochs (default: HW2's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for training.")] = 0,
+    device: Annotated[str, typer.Option(help="Training device: cpu, cuda or auto.")] = "auto",
+    batch: Annotated[Optional[str], typer.Option(help="Benchmark batch sizes (default 1,16,64,256,1024).")] = None,
+    min_time: Annotated[float, typer.Option(help="Minimum seconds per benchmark configuration.")] = 0.3,
+    max_time: Annotated[float, typer.Option(help="Maximum seconds per benchmark configuration.")] = 2.0,
+    budget: Budget = None,
+    quiet: Quiet = False,
+):
+    """The whole pipeline for every zoo model: train-and-export -> analyze -> bench -> report."""
+    budgets = _budgets(budget)
+    b = _parse_batches(batch)
+    train_and_export("all", data_dir=data_dir, epochs=epochs, seed=seed, device=device, quiet=quiet)
+    analyze("all")
+    bench(batch=",".join(map(str, b)), min_iters=700, min_time=min_time, max_time=max_time, data_dir=data_dir,
+          quiet=quiet)
+    report(budget=",".join(map(str, budgets)))
+
+
+def _parse_batches(text):
+    from rtml_profile.bench import parse_batches
+
+    return parse_batches(text)
+
+
 def main():
     app()
 

@@ -1,0 +1,56 @@
+"""Harness fidelity: the bench harness's p50 against a bare loop over the same runtime call.
+
+For ort-cpu and torch-cpu at batch 1 and 64 (model 2b by default), the same prepared call is timed by
+`bench.time_calls` and by a tight `perf_counter_ns` loop, alternately, in one run. The ratio of p50s should lie
+in [0.95, 1.05].
+
+    python benchmarks/harness_fidelity.py [--model 2b] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def bare(call, n):
+    out = np.empty(n, np.int64)
+    clock = time.perf_counter_ns
+    for i in range(n):
+        t0 = clock()
+        call()
+        out[i] = clock() - t0
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="2b")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=2000)
+    a = ap.parse_args(argv)
+
+    from rtml_profile import bench, runtimes
+    from rtml_profile.results import physical_cores
+
+    target = bench.zoo_target(a.model, with_accuracy=False)
+    settings = bench.Settings(min_iters=a.iters, max_iters=a.iters, min_s=0, max_s=60, threads=physical_cores())
+    print(f"model {a.model}, threads {settings.threads}, {a.iters} calls per measurement, {a.rounds} rounds")
+    print("runtime    batch  harness p50 us  bare p50 us  ratio")
+    for name in ("ort-cpu", "torch-cpu"):
+        with runtimes.get(name)(target.ref, "fp32", settings.threads) as rt:
+            for batch in (1, 64):
+                call = rt.runner("compute", target.inputs(batch, getattr(rt, "input_shape", None)))
+                bare(call, 200)
+                h, b = [], []
+                for _ in range(a.rounds):
+                    h.append(np.median(bench.time_calls(call, rt.synchronize, settings)))
+                    b.append(np.median(bare(call, a.iters)))
+                hp, bp = np.median(h) / 1e3, np.median(b) / 1e3
+                print(f"{name:10} {batch:5}  {hp:14.2f}  {bp:11.2f}  {hp / bp:5.3f}")
+
+
+if __name__ == "__main__":
+    main()
