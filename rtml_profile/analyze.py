@@ -169,6 +169,8 @@ def analyze(path: str | Path, batch: int = 1, shapes: dict[str, list[int]] | Non
     path = Path(path)
     model = _load(path)
     feeds = {k: np.zeros(s, dtype=t) for k, (s, t) in input_shapes(model, batch, shapes).items()}
+    if feeds:  # per-sample figures divide by the batch actually fed (a --shape may set it)
+        batch = int(next(iter(feeds.values())).shape[0]) or batch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

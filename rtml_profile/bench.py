@@ -20,7 +20,6 @@ from rtml_profile.stats import LatencyStats
 
 DEFAULT_BATCHES = (1, 16, 64, 256, 1024)
 RESULTS = Path("reports") / "data" / "bench.csv"
-SAMPLES_DIR = Path("reports") / "data" / "samples"
 KEY = ["host", "model", "runtime", "precision", "scope", "batch"]
 SCOPE_MEANS = {
     "compute": "one call on inputs already where the runtime wants them (device tensors / IO binding), outputs "
@@ -167,18 +166,19 @@ def accuracy(rt, target: Target, precision: str) -> dict:
     return row
 
 
-def _samples_store(host: str, model: str) -> Path:
+def _samples_store(host: str, model: str, data_dir: Path) -> Path:
+    """<data_dir>/samples/<host slug>/<model>.npz: raw samples live beside the result table that cites them."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", host).strip("-")[:80]
-    return SAMPLES_DIR / slug / f"{model}.npz"
+    return Path(data_dir) / "samples" / slug / f"{model}.npz"
 
 
-def save_samples(host: str, model: str, samples: dict[str, np.ndarray]) -> Path:
+def save_samples(host: str, model: str, samples: dict[str, np.ndarray], data_dir: Path) -> Path:
     """Merge {'runtime|precision|scope|batch': ns samples} into the host's npz for `model` (locked, atomic)."""
     import io
 
     from rtml_profile.results import atomic_write, locked
 
-    path = _samples_store(host, model)
+    path = _samples_store(host, model, data_dir)
     with locked(path):
         merged = {}
         if path.is_file():
@@ -191,9 +191,10 @@ def save_samples(host: str, model: str, samples: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def load_samples(host: str, model: str, runtime: str, precision: str, scope: str, batch: int) -> np.ndarray | None:
+def load_samples(host: str, model: str, runtime: str, precision: str, scope: str, batch: int,
+                 data_dir: Path = RESULTS.parent) -> np.ndarray | None:
     """Raw latency samples in microseconds for one result row, or None."""
-    path = _samples_store(host, model)
+    path = _samples_store(host, model, data_dir)
     if not path.is_file():
         return None
     with np.load(path) as z:
@@ -224,13 +225,14 @@ def run(targets: list[Target], runtime_names: list[str], batches: list[int], pre
         settings: Settings | None = None, progress: bool = True, results: Path = RESULTS):
     """Benchmark every target on every planned (runtime, precision, scope, batch); returns the new rows.
 
-    Rows are merged into `results` (one per KEY; other hosts' rows are kept) and samples into SAMPLES_DIR.
+    Rows are merged into `results` (one per KEY; other hosts' rows are kept) and samples beside it (<results folder>/samples/).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rtml_profile.results import environment, now, physical_cores, upsert_rows
 
     settings = settings or Settings()
+    results = Path(results)
     settings.threads = settings.threads or physical_cores()
     env = environment()
     host = env["host"]
@@ -293,11 +295,11 @@ def run(targets: list[Target], runtime_names: list[str], batches: list[int], pre
                                 continue
                             samples[f"{cls.name}|{precision}|{scope}|{b}"] = ns
                             emit(scope, b, status="ok", reason="", **LatencyStats(ns, b).summary(), **acc,
-                                 samples_file=str(_samples_store(host, target.ref.name)))
+                                 samples_file=str(_samples_store(host, target.ref.name, results.parent)))
                 finally:
                     rt.close()
             if samples:
-                save_samples(host, target.ref.name, samples)
+                save_samples(host, target.ref.name, samples, results.parent)
     if rows:
         upsert_rows(results, rows, KEY)
     return rows

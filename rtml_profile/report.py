@@ -327,7 +327,7 @@ def section_budgets(inp: Inputs, budgets_ms) -> str:
         return "".join(out) + missing("benchmark results", "rtml-profile bench")
     rows = []
     for r in ok[ok["batch"] == 1].to_dict("records"):
-        s = load_samples(r["host"], r["model"], r["runtime"], r["precision"], r["scope"], 1)
+        s = load_samples(r["host"], r["model"], r["runtime"], r["precision"], r["scope"], 1, inp.data_dir)
         row = {"model": r["model"], "host": host_kind(r["host"]), "runtime": r["runtime"],
                "precision": r["precision"], "scope": r["scope"], "p99": us(r["p99_us"]),
                "max rate at p99": f"{1e6 / r['p99_us']:,.0f}/s"}

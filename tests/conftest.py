@@ -1,0 +1,84 @@
+"""Shared fixtures. Tests use the real data sets in ../shared/data (or $RTML_DATA_DIR) and real runtimes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_dir() -> Path:
+    env = os.environ.get("RTML_DATA_DIR")
+    return Path(env) if env else (REPO.parent / "shared" / "data")
+
+
+DATA_DIR = _data_dir()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA_DIR / "Housing.csv").is_file():
+        pytest.fail(f"test data not found in {DATA_DIR}; set RTML_DATA_DIR to the folder with Housing.csv and "
+                    f"cifar10-jpeg.tar.gz")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """One decoded-CIFAR cache for the whole session (decoding takes ~10 s once)."""
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("RTML_CACHE_DIR")
+    os.environ["RTML_CACHE_DIR"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("RTML_CACHE_DIR", None)
+    else:
+        os.environ["RTML_CACHE_DIR"] = old
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh project folder as the working directory (models/, exported/, reports/ are made there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def cli():
+    from typer.testing import CliRunner
+
+    from rtml_profile.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory, data_dir):
+    """A project where every zoo model was trained for 2 epochs (CIFAR subset) and exported, then analyzed and
+    benchmarked briefly on the CPU runtimes: the pipeline's real outputs, shared by analyze/bench/report tests."""
+    from typer.testing import CliRunner
+
+    from rtml_profile.cli import app
+
+    root = tmp_path_factory.mktemp("project")
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        r = CliRunner()
+        for args in (["train-and-export", "all", "--epochs", "2", "--subset", "3000", "--data-dir", data_dir, "-q"],
+                     ["analyze", "all"],
+                     ["bench", "--batch", "1,8", "--min-iters", "50", "--min-time", "0.02", "--max-time", "0.3",
+                      "--data-dir", data_dir, "-q"]):
+            res = r.invoke(app, [str(a) for a in args])
+            assert res.exit_code == 0, res.output
+    finally:
+        os.chdir(old)
+    return root
