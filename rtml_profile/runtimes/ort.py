@@ -119,7 +119,8 @@ class OrtCPU(Runtime):
 
     def _bind(self, session, x: np.ndarray):
         ort = _import_ort()
-        out_shape = session.run(None, {self.input_name: x})[0].shape
+        # the output shape comes from the plain session: a CUDA-graph session must only ever run with IO binding
+        out_shape = self.session.run(None, {self.input_name: x})[0].shape
         device = "cuda" if self.device == "cuda" else "cpu"
         x_val = ort.OrtValue.ortvalue_from_numpy(x, device, 0)
         y_val = ort.OrtValue.ortvalue_from_shape_and_type(out_shape, np.float32, device, 0)
