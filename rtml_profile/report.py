@@ -34,6 +34,11 @@ class Inputs:
     bench: object = None  # DataFrame of all rows
     extras: dict[str, dict] = field(default_factory=dict)  # train_speed_*.json, gpu_train_*.json
 
+    @property
+    def macs(self) -> dict[str, float]:
+        """model id -> MACs per sample (analysis TOTAL row at batch 1)."""
+        return {} if self.analysis is None else dict(zip(self.analysis["model"], self.analysis["macs"]))
+
 
 def load_inputs(data_dir: Path) -> Inputs:
     import pandas as pd
@@ -236,7 +241,7 @@ def section_summary(inp: Inputs) -> str:
     out = ["## 1. Summary per model\n\n"]
     if not inp.records:
         return "".join(out) + missing("training records", "rtml-profile train-and-export all")
-    macs = {} if inp.analysis is None else dict(zip(inp.analysis["model"], inp.analysis["macs"]))
+    macs = inp.macs
     rows = []
     for mid, r in inp.records.items():
         o, t, f = r["overfitting"], r["timings"], r["final"]
@@ -346,7 +351,7 @@ def _cost_points(inp: Inputs) -> list[dict]:
         return []
     pts = []
     rows = ok[(ok["batch"] == 1) & ok["model"].isin(["2a", "2b"]) & ok["metric_value"].notna()]
-    macs = {} if inp.analysis is None else dict(zip(inp.analysis["model"], inp.analysis["macs"]))
+    macs = inp.macs
     for (host, mid, rt, prec), g in rows.groupby(["host", "model", "runtime", "precision"], sort=True):
         best = g.sort_values(["p99_us", "scope"], kind="stable").iloc[0]
         pts.append({"host": host, "host_kind": host_kind(host), "model": mid, "runtime": rt, "precision": prec,
@@ -380,7 +385,7 @@ def section_pareto(inp: Inputs, fig_dir: Path) -> str:
 def _macs_buy(inp: Inputs) -> str:
     if inp.analysis is None or not inp.records:
         return ""
-    macs = dict(zip(inp.analysis["model"], inp.analysis["macs"]))
+    macs = inp.macs
     lines = []
     for small, big in (("1a", "1b"), ("2a", "2b")):
         if {small, big} <= set(inp.records) and {small, big} <= set(macs):
@@ -424,7 +429,7 @@ def section_hw2(inp: Inputs) -> str:
     out = ["## 7. HW2's figures beside the measurements\n\n"]
     if not inp.records:
         return "".join(out) + missing("training records", "rtml-profile train-and-export all")
-    macs = {} if inp.analysis is None else dict(zip(inp.analysis["model"], inp.analysis["macs"]))
+    macs = inp.macs
     rows = []
     for mid, r in inp.records.items():
         rep = hw2.REPORTED[mid]
