@@ -217,7 +217,7 @@ def analyze(path: str | Path, batch: int = 1, shapes: dict[str, list[int]] | Non
         "memory_bytes": int(graph.memory),
         "unknown_nodes": len(unknown),
     }
-    return Analysis(name or path.stem, batch, rows, totals, unknown)
+    return Analysis(name or path.name, batch, rows, totals, unknown)
 
 
 def torch_cross_check(model_id: str, analysis: Analysis) -> list[dict]:

@@ -139,7 +139,8 @@ def zoo_target(model_id: str, data_dir=None, with_accuracy: bool = True) -> Targ
 def onnx_target(path: Path) -> Target:
     if not path.is_file():
         raise UserError(f"{path} is not a file")
-    return Target(ModelRef(path.stem, path, None, None), note="any ONNX file: random inputs, parity against "
+    # named by file name ("x.onnx"), so a file never shares a name (and result rows) with a zoo model
+    return Target(ModelRef(path.name, path, None, None), note="any ONNX file: random inputs, parity against "
                   "ONNX Runtime CPU fp32, no task metric")
 
 

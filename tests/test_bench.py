@@ -196,7 +196,7 @@ def test_onnx_input_shape_that_does_not_fit(cli, project, tmp_path, monkeypatch)
             "--min-iters", "10", "--min-time", "0", "--max-time", "0.01", "-q")
     assert r.exit_code == 0, r.output  # batch 1 fits, so something ran
     rows = pd.read_csv("reports/data/bench.csv")
-    rows = rows[rows.model == "fixed"]
+    rows = rows[rows.model == "fixed.onnx"]
     assert set(rows[rows.batch == 1].status) == {"ok"}
     bad = rows[rows.batch == 8]
     assert set(bad.status) == {"failed"} and "does not fit" in bad.reason.iloc[0]
