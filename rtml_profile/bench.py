@@ -27,12 +27,15 @@ SCOPE_MEANS = {
     "end-to-end": "host numpy array in, host numpy array out: conversions and host<->device copies included",
     "cuda-graph": "compute scope, forward replayed from a captured CUDA graph; host clock + device synchronize",
 }
-# parity tolerance against the PyTorch fp32 CPU reference: (max |diff|, min agreement of predicted classes)
+# parity against the PyTorch fp32 CPU reference: max |diff| <= atol + rtol * max |reference|, and for classifiers
+# at least min_agreement of predicted classes identical. (atol, rtol, min_agreement):
 TOLERANCE = {
-    ("fp32", "cpu"): (1e-4, 0.999),
-    ("fp32", "cuda"): (1e-3, 0.999),  # TF32 matrix units: ORT CUDA differed by ~4e-4 on an H100
-    ("fp16", "cuda"): (5e-2, 0.99),
-    ("int8", "cpu"): (5e-2, 0.95),  # log-probabilities move by more than this; class agreement is the check
+    ("fp32", "cpu"): (1e-4, 0.0, 0.999),
+    # TF32 matrix units (ORT CUDA's default) keep 10 mantissa bits: the error scales with the outputs' magnitude
+    # (ORT CUDA differed by ~4e-4 on fresh weights; trained 2a/2b emit log-probabilities down to about -50)
+    ("fp32", "cuda"): (1e-3, 1e-3, 0.999),
+    ("fp16", "cuda"): (5e-2, 2e-3, 0.99),
+    ("int8", "cpu"): (5e-2, 0.0, 0.95),  # classifiers: class agreement is the check (log-probabilities move more)
 }
 
 
@@ -152,15 +155,18 @@ def accuracy(rt, target: Target, precision: str) -> dict:
     spec = zoo.get(target.ref.model_id)
     m = metrics.task_metrics(spec.task, out, target.y_eval, target.info)
     diff = float(np.max(np.abs(out.astype(np.float64) - target.reference)))
-    atol, min_agree = TOLERANCE.get((precision, rt.device), (None, None))
+    ref_max = float(np.max(np.abs(target.reference)))
+    atol, rtol, min_agree = TOLERANCE.get((precision, rt.device), (None, None, None))
+    tol = None if atol is None else atol + rtol * ref_max
     row = {"metric": spec.metric, "metric_value": m[spec.metric], "eval_rows": len(target.x_eval),
-           "parity_max_abs_diff": diff, "parity_atol": atol, "accuracy_note": target.note}
-    ok = atol is None or diff <= atol
+           "parity_max_abs_diff": diff, "parity_ref_max_abs": ref_max, "parity_atol": atol, "parity_rtol": rtol,
+           "parity_tolerance": tol, "accuracy_note": target.note}
+    ok = tol is None or diff <= tol
     if spec.task == "classification":
         agree = float((out.argmax(1) == target.reference.argmax(1)).mean())
         row["parity_class_agreement"] = agree
         row["parity_min_agreement"] = min_agree
-        ok = (agree >= min_agree) if precision in ("int8", "fp16") else (ok and agree >= min_agree)
+        ok = (agree >= min_agree) if precision == "int8" else (ok and agree >= min_agree)
     else:
         row["mae"] = m["mae"]
     row["parity_ok"] = bool(ok)
