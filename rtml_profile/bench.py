@@ -262,10 +262,13 @@ def run(targets: list[Target], runtime_names: list[str], batches: list[int], pre
                     rows.append({**base, "scope": scope, "batch": batch, "what": SCOPE_MEANS.get(scope, ""), **extra})
                     bar.advance(task)
 
-                if skip:
+                def emit_all(status, reason):  # one row per (scope, batch) that cannot run
                     for scope in scs:
                         for b in batches:
-                            emit(scope, b, status="skipped", reason=skip)
+                            emit(scope, b, status=status, reason=reason)
+
+                if skip:
+                    emit_all("skipped", skip)
                     continue
                 bar.update(task, description=f"{target.ref.name} {cls.name} {precision}")
                 try:
@@ -274,14 +277,10 @@ def run(targets: list[Target], runtime_names: list[str], batches: list[int], pre
                         rt.max_batch = max(batches)
                     rt.load()
                 except UserError as e:
-                    for scope in scs:
-                        for b in batches:
-                            emit(scope, b, status="failed", reason=str(e))
+                    emit_all("failed", str(e))
                     continue
                 except Exception as e:
-                    for scope in scs:
-                        for b in batches:
-                            emit(scope, b, status="failed", reason=f"{type(e).__name__}: {e}".splitlines()[0])
+                    emit_all("failed", f"{type(e).__name__}: {e}".splitlines()[0])
                     continue
                 try:
                     try:

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from rtml_profile import UserError
-from rtml_profile.data import cifar10, housing, load
+from rtml_profile.data import cifar10, load
 
 
 def test_housing_preprocessing(data_dir):

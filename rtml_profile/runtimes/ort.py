@@ -17,7 +17,6 @@ from rtml_profile.runtimes.base import Probe, Runtime, cuda_ready, cuda_synchron
 
 
 def _tiny_model() -> bytes:
-    import onnx
     from onnx import TensorProto, helper
 
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], np.ones(8, np.float32))

@@ -33,6 +33,7 @@ class TorchCPU(Runtime):
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         net, _ = load_checkpoint(self.model.model_id)
         self.net = net.to(self.device, self.dtype).eval()
+        self._graphs = []  # captured CUDA graphs stay alive until close()
 
     def _to_device(self, x: np.ndarray):
         import torch
@@ -75,7 +76,7 @@ class TorchCPU(Runtime):
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 self._static_out = self.net(xt)
-        self._graphs = getattr(self, "_graphs", []) + [graph]
+        self._graphs.append(graph)
         return graph.replay
 
     def predict(self, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
