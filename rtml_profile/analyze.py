@@ -135,25 +135,23 @@ def _patch_unknown_ops(graph, model, feeds) -> list[str]:
 
 
 def _macs(op: str, ins: list[list[int]], outs: list[list[int]], attrs: dict) -> int:
-    """MACs of one matrix-product/convolution node for the whole batch, bias adds included."""
+    """Multiply-accumulates of one matrix-product/convolution node for the whole batch, bias adds excluded."""
     prod = lambda s: int(np.prod(s, dtype=np.int64)) if s else 1  # noqa: E731
     y = outs[0]
     if op == "Gemm":
         a = ins[0]
-        k = a[0] if attrs.get("transA", 0) else a[-1]
-        return prod(y) * k + (prod(y) if len(ins) > 2 else 0)
+        return prod(y) * (a[0] if attrs.get("transA", 0) else a[-1])
     if op == "MatMul":
         return prod(y) * ins[0][-1]
     if op == "Conv":
-        w = ins[1]
-        return prod(y) * prod(w[1:]) + (prod(y) if len(ins) > 2 else 0)
+        return prod(y) * prod(ins[1][1:])
     if op == "ConvTranspose":
-        x, w = ins[0], ins[1]
-        return prod(x) * prod(w[1:]) + (prod(y) if len(ins) > 2 else 0)
+        return prod(ins[0]) * prod(ins[1][1:])
     return 0
 
 
 def _bias_adds(op: str, ins, outs) -> int:
+    """One add per output element where a Gemm/Conv/ConvTranspose has a bias input."""
     return int(np.prod(outs[0])) if op in ("Gemm", "Conv", "ConvTranspose") and len(ins) > 2 else 0
 
 
@@ -193,13 +191,14 @@ def analyze(path: str | Path, batch: int = 1, shapes: dict[str, list[int]] | Non
         outs = [list(graph.tensormap[o].get_shape()) for o in node.output]
         is_unknown = key in unknown_names
         tool_macs = float(node.macs[0])
-        macs = _macs(node.op_type, ins, outs, node.attr)
+        bias = _bias_adds(node.op_type, ins, outs)
+        macs = _macs(node.op_type, ins, outs, node.attr) + bias  # the convention counts bias adds as MACs
         rows.append({
             "node": key, "op": node.op_type,
             "inputs": " ".join("x".join(map(str, s)) for s in ins),
             "outputs": " ".join("x".join(map(str, s)) for s in outs),
             "macs": np.nan if is_unknown else macs / batch,
-            "bias_adds": _bias_adds(node.op_type, ins, outs) / batch,
+            "bias_adds": bias / batch,
             "elementwise_ops": np.nan if is_unknown else (0.0 if node.op_type in MAC_OPS else tool_macs / batch),
             "onnx_tool_macs": tool_macs / batch,
             "params": int(node.params),

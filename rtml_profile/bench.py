@@ -143,8 +143,8 @@ def onnx_target(path: Path) -> Target:
     if not path.is_file():
         raise UserError(f"{path} is not a file")
     # named by file name ("x.onnx"), so a file never shares a name (and result rows) with a zoo model
-    return Target(ModelRef(path.name, path, None, None), note="any ONNX file: random inputs, parity against "
-                  "ONNX Runtime CPU fp32, no task metric")
+    return Target(ModelRef(path.name, path, None, None), note="any ONNX file: seeded random inputs, latency only "
+                  "(no evaluation data, so no task metric and no parity)")
 
 
 def accuracy(rt, target: Target, precision: str) -> dict:

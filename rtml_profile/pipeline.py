@@ -63,8 +63,9 @@ def train_and_export(model_id: str, data_dir=None, *, epochs=None, lr=None, batc
     if subset:
         data = data.subset(subset, max(1, subset // 5), seed=seed)
     result = train(spec, data, recipe, device=device, seed=seed, progress=not quiet, cuda_graph=cuda_graph)
-    save_checkpoint(result.model, spec, data.info, checkpoint_path(model_id))
+    # export first: a failed parity check leaves the previous checkpoint, ONNX file and record untouched together
     export_info = export(result.model, spec.in_features, onnx_path(model_id), data.x_val)
+    save_checkpoint(result.model, spec, data.info, checkpoint_path(model_id))
     record = {
         "model": model_id,
         "spec": spec.to_dict(),

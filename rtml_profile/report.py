@@ -583,24 +583,20 @@ def section_findings(inp: Inputs) -> str:
 
 def section_environment(inp: Inputs) -> str:
     out = ["## 8. Environment and how to regenerate\n\n"]
-    hosts = {}
+    hosts = {}  # host -> its environment: from bench rows, else from a training record
     if inp.bench is not None:
         for r in inp.bench.to_dict("records"):
             hosts.setdefault(r["host"], r)
-    rows = [{"host": h, "CPU": r.get("cpu", ""), "cores": r.get("physical_cores", ""),
-             "GPU": r.get("gpu", "") or "none", "driver": r.get("driver", "") or "",
-             "torch": r.get("torch", ""), "onnxruntime": r.get("onnxruntime-gpu", "") or r.get("onnxruntime", ""),
-             "onnx": r.get("onnx", "")} for h, r in sorted(hosts.items())]
-    for mid, rec in inp.records.items():
-        e = rec["environment"]
-        if e["host"] not in hosts:
-            hosts[e["host"]] = e
-            rows.append({"host": e["host"], "CPU": e.get("cpu", ""), "cores": e.get("physical_cores", ""),
-                         "GPU": e.get("gpu", "none"), "driver": e.get("driver", ""), "torch": e.get("torch", ""),
-                         "onnxruntime": e.get("onnxruntime-gpu", e.get("onnxruntime", "")), "onnx": e.get("onnx", "")})
-    for r in rows:
-        r.update({k: ("" if v != v else v) for k, v in r.items()})  # NaN from empty CSV cells
-        r["GPU"] = r["GPU"] or "none"
+    for rec in inp.records.values():
+        hosts.setdefault(rec["environment"]["host"], rec["environment"])
+
+    def cell(e, *keys):  # first non-empty value; NaN comes from empty CSV cells
+        return next((e[k] for k in keys if e.get(k) not in (None, "") and e[k] == e[k]), "")
+
+    rows = [{"host": h, "CPU": cell(e, "cpu"), "cores": cell(e, "physical_cores"), "GPU": cell(e, "gpu") or "none",
+             "driver": cell(e, "driver"), "torch": cell(e, "torch"),
+             "onnxruntime": cell(e, "onnxruntime-gpu", "onnxruntime"), "onnx": cell(e, "onnx")}
+            for h, e in sorted(hosts.items())]
     out.append(table(rows) if rows else
                "_No environment recorded yet._\n")
     trained = sorted({(r["environment"]["host"], r["device"]) for r in inp.records.values()})

@@ -76,3 +76,16 @@ def test_train_and_export_writes_everything(cli, workdir, data_dir):
     assert rec["export"]["opset"] == 17 and rec["export"]["parity_max_abs_diff"] <= 1e-4
     assert {"train_s", "epoch_s_mean"} <= set(rec["timings"])
     assert (workdir / "models" / "1b.pt").is_file() and (workdir / "exported" / "1b.onnx").is_file()
+
+
+def test_failed_parity_keeps_previous_checkpoint_export_and_record(cli, workdir, data_dir, monkeypatch):
+    import rtml_profile.export as ex
+
+    r = cli("train-and-export", "1a", "--epochs", "3", "--data-dir", data_dir, "-q")
+    assert r.exit_code == 0, r.output
+    files = [workdir / p for p in ("models/1a.pt", "models/1a.json", "exported/1a.onnx", "reports/data/train_1a.json")]
+    before = [f.read_bytes() for f in files]
+    monkeypatch.setattr(ex, "parity", lambda *a: 1.0)
+    r = cli("train-and-export", "1a", "--epochs", "4", "--seed", "5", "--data-dir", data_dir, "-q")
+    assert r.exit_code == 2 and "parity check failed" in r.output
+    assert [f.read_bytes() for f in files] == before
