@@ -33,7 +33,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     from rtml_profile import bench, runtimes
-    from rtml_profile.results import physical_cores
+    from rtml_profile.host import physical_cores
 
     target = bench.zoo_target(a.model, with_accuracy=False)
     settings = bench.Settings(min_iters=a.iters, max_iters=a.iters, min_s=0, max_s=60, threads=physical_cores())

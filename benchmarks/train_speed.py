@@ -49,7 +49,8 @@ def main(argv=None):
     import torch
 
     from rtml_profile import data as datamod, zoo
-    from rtml_profile.results import environment, physical_cores, write_json
+    from rtml_profile.files import write_json
+    from rtml_profile.host import environment, physical_cores
     from rtml_profile.train import train
 
     t0 = time.perf_counter()

@@ -183,7 +183,7 @@ def save_samples(host: str, model: str, samples: dict[str, np.ndarray], data_dir
     """Merge {'runtime|precision|scope|batch': ns samples} into the host's npz for `model` (locked, atomic)."""
     import io
 
-    from rtml_profile.results import atomic_write, locked
+    from rtml_profile.files import atomic_write, locked
 
     path = _samples_store(host, model, data_dir)
     with locked(path):
@@ -236,7 +236,8 @@ def run(targets: list[Target], runtime_names: list[str], batches: list[int], pre
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rtml_profile.results import environment, now, physical_cores, upsert_rows
+    from rtml_profile.host import environment, physical_cores
+    from rtml_profile.results import now, upsert_rows
 
     settings = settings or Settings()
     results = Path(results)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rtml_profile import UserError, data as datamod, zoo
-from rtml_profile.results import DATA, atomic_write, environment, now, write_json
+from rtml_profile.files import atomic_write, write_json
+from rtml_profile.host import environment
+from rtml_profile.results import DATA, now
 
 MODELS_DIR = Path("models")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import hw2, zoo
-from rtml_profile.results import atomic_write
+from rtml_profile.files import atomic_write
 
 DEFAULT_BUDGETS_MS = (1.0, 16.7, 33.3)
 REGENERATE = [

@@ -177,7 +177,7 @@ def train(spec: ModelSpec, data: Dataset, recipe: Recipe, device: str = "cpu", s
     """Train `spec` on `data` with `recipe`. Same seed, device and threads on CPU -> same final metrics."""
     import torch
 
-    from rtml_profile.results import physical_cores
+    from rtml_profile.host import physical_cores
 
     if cuda_graph and device != "cuda":
         raise UserError("--cuda-graph needs --device cuda")

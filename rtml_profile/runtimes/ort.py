@@ -198,7 +198,7 @@ def derived_model(src: Path, precision: str) -> Path:
     stamp = dest.with_suffix(".sha")
     if dest.is_file() and stamp.is_file() and stamp.read_text() == digest:
         return dest
-    from rtml_profile.results import atomic_write
+    from rtml_profile.files import atomic_write
 
     tmp = dest.with_name(f".{dest.name}.tmp")
     if precision == "int8":

@@ -73,7 +73,7 @@ class TensorRT(Runtime):
         import tensorrt as trt
         import torch
 
-        from rtml_profile.results import atomic_write
+        from rtml_profile.files import atomic_write
 
         src = self.model.onnx
         if src is None or not Path(src).is_file():

@@ -1,0 +1,120 @@
+"""Files that nothing can half-write: atomic replacement, portable locks, validated JSON.
+
+Every result, checkpoint, export and cache entry is written through `atomic_path` (or `atomic_write`): the bytes
+go to a temp file in the destination's folder, named after the writing process, and replace the destination with
+one rename. A reader sees the old file or the new one, never half of one; a writer killed mid-way leaves a temp
+file that `clean_stale_temps` removes once its process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import re
+from pathlib import Path
+
+from rtml_profile import UserError
+
+_TMP = re.compile(r"^\..+\.(\d+)-\d+\.tmp(\.\w+)?$")  # .<name>.<pid>-<n>.tmp[.suffix]
+_counter = itertools.count()
+
+
+def _temp_name(path: Path, suffix: str = "") -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}-{next(_counter)}.tmp{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ""):
+    """Yield a temp path beside `path`; on a clean exit it replaces `path` in one rename, else it is removed.
+
+    `suffix` is appended to the temp name for writers that insist on an extension (np.savez adds '.npz').
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(path.parent)
+    tmp = _temp_name(path, suffix)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write `data` to `path` through a temp file and a rename: readers never see half a file."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    return Path(path)
+
+
+def clean_stale_temps(folder: Path):
+    """Remove temp files in `folder` left by writers that no longer run (killed mid-write)."""
+    import psutil
+
+    with contextlib.suppress(OSError):
+        for p in Path(folder).iterdir():
+            m = _TMP.match(p.name)
+            if m and int(m.group(1)) != os.getpid() and not psutil.pid_exists(int(m.group(1))):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+def write_json(path, obj) -> Path:
+    return atomic_write(path, json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def read_json(path, required: tuple[str, ...] = ()) -> dict:
+    """A JSON object from `path`; unreadable, not an object, or lacking a `required` key raises UserError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} is not a readable JSON file ({type(e).__name__}: {str(e).splitlines()[0]})") \
+            from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} does not hold a JSON object")
+    lacking = [k for k in required if k not in obj]
+    if lacking:
+        raise UserError(f"{path} lacks the key(s) {', '.join(lacking)}")
+    return obj
+
+
+@contextlib.contextmanager
+def locked(path: str | os.PathLike, timeout: float = 600):
+    """An exclusive, portable lock beside `path` (a hidden `.lock` file), for a read-modify-write of it."""
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.with_name(f".{path.name}.lock")), timeout=timeout)
+    try:
+        with lock:
+            yield
+    except Timeout:
+        raise UserError(f"{path} stayed locked by another rtml-profile process for {timeout:.0f} s") from None
+
+
+def check_writable(folder: Path):
+    """Raise UserError unless files can be created in `folder` (checked before long work, not after)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / ".write-check") as tmp:
+            tmp.write_bytes(b"")
+        (folder / ".write-check").unlink()
+    except OSError as e:
+        raise UserError(f"cannot write in {folder} ({e.strerror or type(e).__name__})") from None
