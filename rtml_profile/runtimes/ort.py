@@ -53,6 +53,11 @@ def _session(model, provider: str, provider_options: dict | None = None, threads
     return sess
 
 
+def cpu_session(model, threads: int | None = None):
+    """The ONNX Runtime CPU session every part of the toolkit uses (export parity, benchmarks)."""
+    return _session(model, "CPUExecutionProvider", None, threads)
+
+
 class OrtCPU(Runtime):
     name = "ort-cpu"
     device = "cpu"

@@ -1,0 +1,14 @@
+"""One place for running a function over a large array in chunks (evaluation sets do not fit one call)."""
+
+from __future__ import annotations
+
+CHUNK = 1024
+
+
+def in_chunks(fn, x, chunk: int = CHUNK, concat=None):
+    """fn(x[i:i+chunk]) for every chunk, joined with `concat` (numpy.concatenate unless given, e.g. torch.cat)."""
+    if concat is None:
+        import numpy as np
+
+        concat = np.concatenate
+    return concat([fn(x[i:i + chunk]) for i in range(0, len(x), chunk)])
