@@ -1,34 +1,44 @@
-"""Merge result rows and raw samples brought back from another host (the GPU machine) into reports/data/.
+"""Merge the results brought back from another host (the GPU machine) into reports/data/.
 
-    python benchmarks/merge_results.py BENCH_CSV [SAMPLES_TGZ]
+    python benchmarks/merge_results.py RESULTS_DIR_OR_TGZ
 
-Rows are upserted by (host, model, runtime, precision, scope, batch), so this host's rows are never overwritten;
-samples of hosts that do not exist here yet are unpacked under reports/data/samples/.
+RESULTS is a results folder (bench.csv + samples/) as `rtml-profile bench --results DIR` writes it, or a .tgz of
+one. Each row is recorded through the results store with its own samples (digest checked), so rows of this host
+are never overwritten and a degraded row never replaces a good one.
 """
 
 from __future__ import annotations
 
 import sys
 import tarfile
+import tempfile
+from pathlib import Path
 
-import pandas as pd
+import numpy as np
 
-from rtml_profile.bench import KEY, RESULTS
-from rtml_profile.results import upsert_rows
+from rtml_profile import paths
+from rtml_profile.results import BenchStore, load_samples
+
+
+def merge(src: Path, dest: Path = paths.DATA) -> int:
+    other, store = BenchStore(src), BenchStore(dest)
+    store.check()
+    rows = other.read().to_dict("records")
+    for row in rows:
+        us = load_samples(other.dir, row)
+        row = {k: v for k, v in row.items() if k not in ("samples_file", "samples_sha256")}
+        store.record(row, None if us is None else np.round(us.astype(np.float64) * 1e3))
+    return len(rows)
 
 
 def main(argv=None):
-    argv = argv if argv is not None else sys.argv[1:]
-    rows = pd.read_csv(argv[0], keep_default_na=False, na_values=[""])
-    merged = upsert_rows(RESULTS, rows.to_dict("records"), KEY)
-    hosts = sorted(set(rows["host"]))
-    print(f"merged {len(rows)} rows from {', '.join(hosts)} into {RESULTS} ({len(merged)} rows now)")
-    if len(argv) > 1:
-        dest = RESULTS.parent / "samples"
-        with tarfile.open(argv[1]) as tar:
-            members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".npz")]
-            tar.extractall(dest, members=members, filter="data")
-        print(f"unpacked {len(members)} sample files into {dest}")
+    src = Path((argv if argv is not None else sys.argv[1:])[0])
+    if src.is_file():
+        tmp = Path(tempfile.mkdtemp())
+        with tarfile.open(src) as tar:
+            tar.extractall(tmp, filter="data")
+        src = next(p.parent for p in tmp.rglob("bench.csv"))
+    print(f"merged {merge(src)} rows from {src} into {paths.DATA / paths.BENCH_CSV}")
 
 
 if __name__ == "__main__":

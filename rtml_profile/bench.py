@@ -1,4 +1,5 @@
-"""The benchmark harness: warm-up, timed calls with the device synchronized, accuracy and parity per runtime.
+"""The benchmark: what to measure (targets and a plan), how one configuration is timed, and the run that ties
+them to the worker processes (workers.py) and the results store (results.py).
 
 Every timed call is `t0 = perf_counter_ns(); call(); synchronize(); t1 = perf_counter_ns()`, so a GPU sample
 includes the work itself, its launch and one device synchronize; each sample is one call on one batch. What a
@@ -7,36 +8,26 @@ call includes is set by its scope (see runtimes/base.py). Raw samples are kept b
 
 from __future__ import annotations
 
+import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from rtml_profile import UserError, metrics, runtimes, zoo
-from rtml_profile.runtimes.base import ModelRef
-from rtml_profile.stats import LatencyStats
+from rtml_profile import UserError, metrics, paths, runtimes, tolerances, zoo
+from rtml_profile.runtimes.base import PRECISIONS, SCOPES, InputSpec, ModelRef
 
 DEFAULT_BATCHES = (1, 16, 64, 256, 1024)
-RESULTS = Path("reports") / "data" / "bench.csv"
-KEY = ["host", "model", "runtime", "precision", "scope", "batch"]
+RESULTS = paths.DATA / paths.BENCH_CSV
 SCOPE_MEANS = {
     "compute": "one call on inputs already where the runtime wants them (device tensors / IO binding), outputs "
                "left there; host clock around call + device synchronize",
     "end-to-end": "host numpy array in, host numpy array out: conversions and host<->device copies included",
     "cuda-graph": "compute scope, forward replayed from a captured CUDA graph; host clock + device synchronize",
 }
-# parity against the PyTorch fp32 CPU reference: max |diff| <= atol + rtol * max |reference|, and for classifiers
-# at least min_agreement of predicted classes identical. (atol, rtol, min_agreement):
-TOLERANCE = {
-    ("fp32", "cpu"): (1e-4, 0.0, 0.999),
-    # TF32 matrix units (ORT CUDA's default) keep 10 mantissa bits: the error scales with the outputs' magnitude
-    # (ORT CUDA differed by ~4e-4 on fresh weights; trained 2a/2b emit log-probabilities down to about -50)
-    ("fp32", "cuda"): (1e-3, 1e-3, 0.999),
-    ("fp16", "cuda"): (5e-2, 2e-3, 0.99),
-    ("int8", "cpu"): (5e-2, 0.0, 0.95),  # classifiers: class agreement is the check (log-probabilities move more)
-}
+assert set(SCOPE_MEANS) == set(SCOPES)
 
 
 @dataclass
@@ -50,6 +41,23 @@ class Settings:
     max_s: float = 5.0
     max_iters: int = 20_000
     threads: int | None = None
+
+    def validate(self) -> "Settings":
+        import psutil
+
+        for attr, option in (("warmup_s", "the warm-up time"), ("min_s", "--min-time"), ("max_s", "--max-time")):
+            v = getattr(self, attr)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise UserError(f"{option} must be a finite number of seconds >= 0, got {v}")
+        if self.max_s <= 0:
+            raise UserError(f"--max-time must be positive, got {self.max_s}")
+        if not 1 <= self.min_iters <= self.max_iters:
+            raise UserError(f"--min-iters must be between 1 and {self.max_iters}, got {self.min_iters}")
+        cpus = psutil.cpu_count() or 1
+        if self.threads is not None and not 1 <= self.threads <= cpus:
+            raise UserError(f"--threads must be between 1 and this machine's {cpus} logical CPUs, got {self.threads}")
+        self.max_s = max(self.max_s, self.min_s)
+        return self
 
 
 def time_calls(call, sync, s: Settings) -> np.ndarray:
@@ -86,39 +94,44 @@ def parse_batches(text: str | None) -> list[int]:
     return sorted(set(out))
 
 
+# ---------------------------------------------------------------- what is measured
+
 @dataclass
 class Target:
-    """One thing to benchmark: a model reference plus its evaluation data and reference outputs (if any)."""
+    """One thing to benchmark: a model, the shape of one input row, and its evaluation data (if any)."""
 
     ref: ModelRef
-    task: str | None = None
+    row_shape: tuple[int, ...]  # one sample's shape (without the batch axis)
+    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
     x_eval: np.ndarray | None = None
     y_eval: np.ndarray | None = None
     info: dict | None = None
     reference: np.ndarray | None = None
     note: str = ""
 
-    def inputs(self, batch: int, input_shape=None, dtype=np.float32) -> np.ndarray:
+    def input_bytes(self, batch: int) -> int:
+        return batch * int(np.prod(self.row_shape)) * self.dtype.itemsize
+
+    def inputs(self, batch: int) -> np.ndarray:
         """`batch` real evaluation rows (tiled when the set is smaller), else seeded random inputs."""
         if self.x_eval is not None:
-            reps = -(-batch // len(self.x_eval))
-            return np.ascontiguousarray(np.tile(self.x_eval, (reps, 1))[:batch])
-        if self.ref.in_features:
-            shape = [batch, self.ref.in_features]
-        else:
-            shape = [batch] + [d if isinstance(d, int) and d > 0 else 1 for d in (input_shape or [1, 1])[1:]]
-        return np.random.default_rng(0).standard_normal(shape).astype(dtype)
+            idx = np.arange(batch) % len(self.x_eval)
+            return np.ascontiguousarray(self.x_eval[idx])
+        rng = np.random.default_rng(0)
+        shape = (batch, *self.row_shape)
+        if np.issubdtype(self.dtype, np.integer):
+            return rng.integers(0, 2, shape).astype(self.dtype)
+        return rng.standard_normal(shape).astype(self.dtype)
 
 
 def zoo_target(model_id: str, data_dir=None, with_accuracy: bool = True) -> Target:
-    from rtml_profile.export import onnx_path
-
     spec = zoo.get(model_id)
-    path = onnx_path(model_id)
+    path = paths.onnx(model_id)
     if not path.is_file():
-        raise UserError(f"no export at {path}; run `rtml-profile train-and-export {model_id}` first")
-    t = Target(ModelRef(model_id, path, model_id, spec.in_features), task=spec.task)
+        raise UserError(paths.missing_export(model_id))
+    t = Target(ModelRef(model_id, path, model_id, spec.in_features), (spec.in_features,))
     if not with_accuracy:
+        t.note = "accuracy not asked for (--no-accuracy)"
         return t
     import torch
 
@@ -130,7 +143,7 @@ def zoo_target(model_id: str, data_dir=None, with_accuracy: bool = True) -> Targ
     try:  # the housing split is seeded: evaluate on the rows the checkpoint was validated on
         ds = datamod.load(spec.dataset, data_dir, seed=trained_on.get("split", {}).get("seed", 0))
     except UserError as e:
-        t.note = f"accuracy not measured: {e}"
+        t.note = f"failed: the evaluation data could not be loaded: {e}"
         return t
     if trained_on.get("sha256") != ds.info["sha256"]:
         t.note = "the evaluation data differs from the data this checkpoint was trained on (sha256 mismatch)"
@@ -139,177 +152,291 @@ def zoo_target(model_id: str, data_dir=None, with_accuracy: bool = True) -> Targ
     return t
 
 
-def onnx_target(path: Path) -> Target:
-    if not path.is_file():
-        raise UserError(f"{path} is not a file")
+def onnx_target(path: Path, shapes: dict[str, list[int]] | None = None) -> Target:
+    """Any ONNX file: checked before anything is measured; dynamic axes other than the batch need --shape."""
+    from rtml_profile.analyze import _load
+
+    path = Path(path)
+    graph = _load(path).graph
+    init = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in init]
+    if len(inputs) != 1:
+        raise UserError(f"{path} has {len(inputs)} inputs; bench --onnx takes models with one input")
+    inp = inputs[0]
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+    given = (shapes or {}).get(inp.name)
+    if given is not None:
+        if len(given) != len(dims) or any(d is not None and d != g for d, g in zip(dims[1:], given[1:])):
+            raise UserError(f"--shape {inp.name}={','.join(map(str, given))} does not fit the model's input "
+                            f"shape {dims}")
+        dims = [dims[0], *given[1:]]
+    if not dims or any(d is None for d in dims[1:]):
+        raise UserError(f"{path}: input {inp.name!r} has dynamic axes besides the batch ({dims}); give them with "
+                        f"--shape {inp.name}=1,D2,...")
+    from onnx import helper
+
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))
     # named by file name ("x.onnx"), so a file never shares a name (and result rows) with a zoo model
-    return Target(ModelRef(path.name, path, None, None), note="any ONNX file: seeded random inputs, latency only "
-                  "(no evaluation data, so no task metric and no parity)")
+    return Target(ModelRef(path.name, path, None, None), tuple(dims[1:]), dtype,
+                  note="any ONNX file: seeded random inputs, latency only (no evaluation data, so no task metric "
+                       "and no parity)")
 
 
-def accuracy(rt, target: Target, precision: str) -> dict:
+def check_memory(targets: list[Target], batches: list[int]):
+    """Refuse a batch whose inputs alone (plus copies the runtimes make) would not fit in free memory."""
+    from rtml_profile.host import available_memory_bytes
+
+    free = available_memory_bytes()
+    for t in targets:
+        need = 4 * t.input_bytes(max(batches))  # input, its device/converted copy, outputs and activations
+        if need > free // 2:
+            raise UserError(f"batch {max(batches)} of {t.ref.name} needs about {need / 2**30:.1f} GiB "
+                            f"(inputs and their copies); this machine has {free / 2**30:.1f} GiB free; use a "
+                            f"smaller --batch")
+
+
+# ---------------------------------------------------------------- accuracy and parity
+
+def accuracy(rt, target: Target) -> dict:
     """Task metric on the whole evaluation set through `rt`, and parity against the PyTorch fp32 reference."""
     if target.x_eval is None:
-        return {"accuracy_note": target.note}
-    out = rt.predict(target.x_eval)
+        status = target.note if target.note.startswith("failed") else "not measured"
+        return {"accuracy_status": status, "accuracy_note": target.note}
+    out = np.asarray(rt.predict(target.x_eval))
     spec = zoo.get(target.ref.model_id)
+    if out.shape != target.reference.shape:
+        return {"accuracy_status": f"failed: outputs of shape {list(out.shape)}, expected "
+                                   f"{list(target.reference.shape)}", "accuracy_note": target.note}
+    if not np.isfinite(out).all():
+        return {"accuracy_status": f"failed: {int((~np.isfinite(out)).sum())} outputs are NaN or infinite",
+                "accuracy_note": target.note}
     m = metrics.task_metrics(spec.task, out, target.y_eval, target.info)
-    diff = float(np.max(np.abs(out.astype(np.float64) - target.reference)))
-    ref_max = float(np.max(np.abs(target.reference)))
-    atol, rtol, min_agree = TOLERANCE.get((precision, rt.device), (None, None, None))
-    tol = None if atol is None else atol + rtol * ref_max
-    row = {"metric": spec.metric, "metric_value": m[spec.metric], "eval_rows": len(target.x_eval),
-           "parity_max_abs_diff": diff, "parity_ref_max_abs": ref_max, "parity_atol": atol, "parity_rtol": rtol,
-           "parity_tolerance": tol, "accuracy_note": target.note}
-    ok = tol is None or diff <= tol
-    if spec.task == "classification":
-        agree = float((out.argmax(1) == target.reference.argmax(1)).mean())
-        row["parity_class_agreement"] = agree
-        row["parity_min_agreement"] = min_agree
-        ok = (agree >= min_agree) if precision == "int8" else (ok and agree >= min_agree)
-    else:
+    row = {"accuracy_status": "ok", "accuracy_note": target.note, "metric": spec.metric,
+           "metric_value": m[spec.metric], "eval_rows": len(target.x_eval)}
+    row.update(parity(out, target.reference, rt.precision, rt.caps.device, spec.task == "classification"))
+    if spec.task != "classification":
         row["mae"] = m["mae"]
+    return row
+
+
+def parity(out: np.ndarray, reference: np.ndarray, precision: str, device: str, classifier: bool) -> dict:
+    """Parity of `out` against `reference` under tolerances.TOLERANCE (see there for the rule)."""
+    diff = float(np.max(np.abs(out.astype(np.float64) - reference)))
+    ref_max = float(np.max(np.abs(reference)))
+    tol = tolerances.get(precision, device)
+    bound = None if tol is None else tol.bound(ref_max)
+    row = {"parity_max_abs_diff": diff, "parity_ref_max_abs": ref_max, "parity_atol": tol and tol.atol,
+           "parity_rtol": tol and tol.rtol, "parity_tolerance": bound}
+    ok = bound is None or diff <= bound
+    if classifier:
+        agree = float((out.argmax(1) == reference.argmax(1)).mean())
+        row["parity_class_agreement"] = agree
+        row["parity_min_agreement"] = tol and tol.min_agreement
+        agree_ok = tol is None or agree >= tol.min_agreement
+        ok = agree_ok if tolerances.class_agreement_only(precision) else (ok and agree_ok)
     row["parity_ok"] = bool(ok)
     return row
 
 
-def _samples_store(host: str, model: str, data_dir: Path) -> Path:
-    """<data_dir>/samples/<host slug>/<model>.npz: raw samples live beside the result table that cites them."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", host).strip("-")[:80]
-    return Path(data_dir) / "samples" / slug / f"{model}.npz"
+# ---------------------------------------------------------------- the plan
+
+@dataclass
+class Group:
+    """One (target, runtime, precision): loaded once in a worker, timed for each scope x batch."""
+
+    target: str
+    runtime: str
+    precision: str
+    scopes: list[str]
+    batches: list[int]
+
+    def jobs(self) -> list[tuple[str, int]]:
+        return [(s, b) for s in self.scopes for b in self.batches]
 
 
-def save_samples(host: str, model: str, samples: dict[str, np.ndarray], data_dir: Path) -> Path:
-    """Merge {'runtime|precision|scope|batch': ns samples} into the host's npz for `model` (locked, atomic)."""
-    import io
-
-    from rtml_profile.files import atomic_write, locked
-
-    path = _samples_store(host, model, data_dir)
-    with locked(path):
-        merged = {}
-        if path.is_file():
-            with np.load(path) as z:
-                merged = {k: z[k] for k in z.files}
-        merged.update({k: np.asarray(v / 1e3, np.float32) for k, v in samples.items()})  # stored as us
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **merged)
-        atomic_write(path, buf.getvalue())
-    return path
-
-
-def load_samples(host: str, model: str, runtime: str, precision: str, scope: str, batch: int,
-                 data_dir: Path = RESULTS.parent) -> np.ndarray | None:
-    """Raw latency samples in microseconds for one result row, or None."""
-    path = _samples_store(host, model, data_dir)
-    if not path.is_file():
-        return None
-    with np.load(path) as z:
-        key = f"{runtime}|{precision}|{scope}|{batch}"
-        return z[key] if key in z.files else None
-
-
-def plan(runtime_names: list[str], precisions: list[str] | None, scopes: list[str] | None):
-    """[(runtime class, probe, precision, [scopes], skip reason or '')] for the requested combinations."""
-    out = []
+def plan(targets: list[Target], runtime_names: list[str], batches: list[int], precisions=None, scopes=None):
+    """(groups to measure, [(group, reason)] that cannot run by the runtimes' declared capabilities)."""
+    groups, skips = [], []
     for name in runtime_names:
-        cls = runtimes.get(name)
-        probe = cls.probe()
-        wanted = precisions or list(cls.precisions)
-        for p in wanted:
-            sc = [s for s in (scopes or cls.scopes) if s in cls.scopes] or list(scopes or cls.scopes)
-            if p not in cls.precisions:
-                out.append((cls, probe, p, sc, f"{name} does not offer {p} (it offers {', '.join(cls.precisions)})"))
-            elif scopes and not set(scopes) & set(cls.scopes):
-                out.append((cls, probe, p, sc, f"{name} has no scope {', '.join(scopes)} (it has "
-                                                f"{', '.join(cls.scopes)})"))
-            else:
-                out.append((cls, probe, p, sc, "" if probe.available else probe.reason))
-    return out
+        caps = runtimes.get(name).caps
+        for t in targets:
+            for p in precisions or caps.precisions:
+                sc = [s for s in (scopes or caps.scopes) if s in caps.scopes]
+                g = Group(t.ref.name, name, p, sc or list(scopes or caps.scopes), list(batches))
+                reason = ""
+                if t.ref.model_id is None and not caps.takes_onnx:
+                    reason = f"{name} runs zoo checkpoints only, not an ONNX file"
+                elif p not in caps.precisions:
+                    reason = f"{name} does not offer {p} (it offers {', '.join(caps.precisions)})"
+                elif not sc:
+                    reason = f"{name} has no scope {', '.join(scopes)} (it has {', '.join(caps.scopes)})"
+                (skips.append((g, reason)) if reason else groups.append(g))
+    return groups, skips
+
+
+def check_request(runtime_names: list[str], precisions, scopes):
+    for n in runtime_names:
+        runtimes.target(n)
+    for s in scopes or []:
+        if s not in SCOPES:
+            raise UserError(f"unknown scope {s!r}; valid scopes: {', '.join(SCOPES)}")
+    for p in precisions or []:
+        if p not in PRECISIONS:
+            raise UserError(f"unknown precision {p!r}; valid precisions: {', '.join(PRECISIONS)}")
+
+
+
+# ---------------------------------------------------------------- the run
+
+@dataclass
+class RunResult:
+    rows: list[dict] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # attempts that did not replace an earlier good row
+
+    def problems(self, asked_runtimes: list[str] | None = None) -> list[str]:
+        """What could not be measured as asked: failed rows, failed accuracy passes, and skipped runtimes the
+        user named explicitly (a default run that finds no GPU is not a failure)."""
+        out = []
+        for r in self.rows:
+            what = f"{r['model']} {r['runtime']} {r['precision']} {r['scope']} batch {r['batch']}"
+            if r["status"] == "failed" or (r["status"] == "skipped" and asked_runtimes and r["runtime"] in
+                                           asked_runtimes):
+                out.append(f"{what}: {r['status']}: {r['reason']}")
+            elif str(r.get("accuracy_status", "")).startswith("failed"):
+                out.append(f"{what}: accuracy {r['accuracy_status']}")
+        return out
 
 
 def run(targets: list[Target], runtime_names: list[str], batches: list[int], precisions=None, scopes=None,
-        settings: Settings | None = None, progress: bool = True, results: Path = RESULTS):
-    """Benchmark every target on every planned (runtime, precision, scope, batch); returns the new rows.
+        settings: Settings | None = None, progress: bool = True, data_dir: Path = paths.DATA) -> RunResult:
+    """Benchmark every target on every planned (runtime, precision, scope, batch), one worker process per
+    runtime; every row is persisted in `data_dir` as soon as it is measured. Returns the rows of this run."""
+    from rtml_profile import workers
+    from rtml_profile.host import physical_cores
+    from rtml_profile.results import BenchStore
+    from rtml_profile.runtimes.base import RunConfig
 
-    Rows are merged into `results` (one per KEY; other hosts' rows are kept) and samples beside it (<results folder>/samples/).
-    """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from rtml_profile.host import environment, physical_cores
-    from rtml_profile.results import now, upsert_rows
-
-    settings = settings or Settings()
-    results = Path(results)
+    check_request(runtime_names, precisions, scopes)
+    settings = (settings or Settings()).validate()
     settings.threads = settings.threads or physical_cores()
+    store = BenchStore(data_dir)
+    store.check()  # an output problem is found before measuring, not after
+    check_memory(targets, batches)
+    groups, skips = plan(targets, runtime_names, batches, precisions, scopes)
+    config = RunConfig(threads=settings.threads, min_batch=min(batches), max_batch=max(batches))
+    by_name = {t.ref.name: t for t in targets}
+    result, row_of = RunResult(), _row_builder(settings)
+    with _progress(progress, sum(len(g.jobs()) for g in groups) + sum(len(g.jobs()) for g, _ in skips)) as bar:
+        def emit(g, scope, batch, status, reason, ns=None, extra=None, probe=None):
+            row = row_of(g, scope, batch, status, reason, ns, extra or {}, probe)
+            outcome = store.record(row, ns)
+            result.rows.append(row)
+            if not outcome.saved:
+                result.kept.append(f"{g.target} {g.runtime} {g.precision} {scope} batch {batch}: {outcome.note}")
+            bar.advance(f"{g.target} {g.runtime} {g.precision}")
+
+        for g, reason in skips:
+            for scope, batch in g.jobs():
+                emit(g, scope, batch, "skipped", reason)
+        for name in runtime_names:
+            mine = [g for g in groups if g.runtime == name]
+            if mine:
+                workers.run_runtime(name, mine, by_name, settings, config, emit)
+    return result
+
+
+def _row_builder(settings: Settings):
+    from rtml_profile.host import environment
+    from rtml_profile.results import now
+    from rtml_profile.stats import LatencyStats
+
     env = environment()
-    host = env["host"]
-    combos = plan(runtime_names, precisions, scopes)
-    total = len(targets) * sum(len(sc) * len(batches) for *_, sc, _ in combos)
-    rows = []
     env_cols = {k: env.get(k, "") for k in ("cpu", "physical_cores", "gpu", "driver", "cuda", "python", "torch",
-                                            "onnxruntime", "onnxruntime-gpu", "onnx", "tensorrt")}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=not progress) as bar:
-        task = bar.add_task("bench", total=total)
-        for target in targets:
-            samples: dict[str, np.ndarray] = {}
-            for cls, probe, precision, scs, skip in combos:
-                base = {"host": host, "model": target.ref.name, "runtime": cls.name, "precision": precision,
-                        "device": cls.device, "threads": settings.threads if cls.device == "cpu" else "",
-                        "runtime_version": probe.version, "timestamp": now(), **env_cols}
+                                            "onnxruntime", "onnxruntime-gpu", "onnx", "tensorrt",
+                                            "onnxruntime_distributions")}
 
-                def emit(scope, batch, **extra):
-                    rows.append({**base, "scope": scope, "batch": batch, "what": SCOPE_MEANS.get(scope, ""), **extra})
-                    bar.advance(task)
+    def row(g: Group, scope, batch, status, reason, ns, extra: dict, probe) -> dict:
+        device = runtimes.get(g.runtime).caps.device
+        out = {"host": env["host"], "model": g.target, "runtime": g.runtime, "precision": g.precision,
+               "device": device, "threads": settings.threads if device == "cpu" else "",
+               "runtime_version": probe.version if probe else "", "timestamp": now(), **env_cols,
+               "scope": scope, "batch": batch, "what": SCOPE_MEANS.get(scope, ""), "status": status,
+               "reason": reason}
+        if status == "ok":
+            out.update(LatencyStats(ns, batch).summary())
+            out.update(extra)
+        return out
 
-                def emit_all(status, reason):  # one row per (scope, batch) that cannot run
-                    for scope in scs:
-                        for b in batches:
-                            emit(scope, b, status=status, reason=reason)
+    return row
 
-                if skip:
-                    emit_all("skipped", skip)
-                    continue
-                bar.update(task, description=f"{target.ref.name} {cls.name} {precision}")
-                try:
-                    rt = cls(target.ref, precision, settings.threads if cls.device == "cpu" else None)
-                    if cls.name == "trt":
-                        rt.max_batch = max(batches)
-                    rt.load()
-                except UserError as e:
-                    emit_all("failed", str(e))
-                    continue
-                except Exception as e:
-                    emit_all("failed", f"{type(e).__name__}: {e}".splitlines()[0])
-                    continue
-                try:
-                    try:
-                        acc = accuracy(rt, target, precision)
-                    except Exception as e:
-                        acc = {"accuracy_note": f"accuracy failed: {type(e).__name__}: {e}".splitlines()[0]}
-                    for scope in scs:
-                        for b in batches:
-                            try:
-                                x = target.inputs(b, getattr(rt, "input_shape", None))
-                                call = rt.runner(scope, x)
-                                ns = time_calls(call, rt.synchronize, settings)
-                            except UserError as e:
-                                emit(scope, b, status="failed", reason=str(e))
-                                continue
-                            except Exception as e:
-                                emit(scope, b, status="failed", reason=f"{type(e).__name__}: {e}".splitlines()[0])
-                                continue
-                            samples[f"{cls.name}|{precision}|{scope}|{b}"] = ns
-                            emit(scope, b, status="ok", reason="", **LatencyStats(ns, b).summary(), **acc,
-                                 samples_file=str(_samples_store(host, target.ref.name, results.parent)))
-                finally:
-                    rt.close()
-            if samples:
-                save_samples(host, target.ref.name, samples, results.parent)
-    if rows:
-        upsert_rows(results, rows, KEY)
-    return rows
+
+class _progress:
+    """A rich progress bar (or nothing) advanced once per configuration."""
+
+    def __init__(self, enabled: bool, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            disable=not enabled)
+        self.task = self.bar.add_task("bench", total=total)
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def advance(self, description: str):
+        self.bar.update(self.task, advance=1, description=description)
+
+
+@dataclass
+class Request:
+    """A bench request as a user states it (the CLI's options), validated before anything heavy is imported."""
+
+    models: list[str] | None = None
+    onnx: Path | None = None
+    shapes: dict | None = None
+    runtimes: list[str] | None = None
+    batches: str | None = None
+    precisions: list[str] | None = None
+    scopes: list[str] | None = None
+    threads: int | None = None
+    min_iters: int = 1000
+    min_time: float = 0.5
+    max_time: float = 5.0
+    accuracy: bool = True
+    data_dir: Path | None = None
+    results: Path = paths.DATA
+    progress: bool = True
+
+
+def execute(req: Request) -> RunResult:
+    """Validate `req`, build its targets and run it (see `run`)."""
+    names = req.runtimes or runtimes.names()
+    if req.onnx is not None and req.models:
+        raise UserError("give either --model or --onnx, not both")
+    check_request(names, req.precisions, req.scopes)
+    batches = parse_batches(req.batches)
+    settings = Settings(min_iters=req.min_iters, min_s=req.min_time, max_s=req.max_time, threads=req.threads)
+    settings.validate()
+    from rtml_profile.results import BenchStore
+
+    BenchStore(req.results).check()
+    if req.onnx is not None:
+        targets = [onnx_target(req.onnx, req.shapes)]
+    else:
+        ids = ([s.id for s in zoo.resolve(req.models)] if req.models else
+               [i for i in zoo.MODELS if paths.onnx(i).is_file()])
+        if not ids:
+            raise UserError("no exported zoo models in exported/; run `rtml-profile train-and-export all` first")
+        for i in ids:
+            if not paths.onnx(i).is_file():
+                raise UserError(paths.missing_export(i))
+        check_memory([Target(ModelRef(i), (zoo.get(i).in_features,)) for i in ids], batches)
+        targets = [zoo_target(i, req.data_dir, with_accuracy=req.accuracy) for i in ids]
+    return run(targets, names, batches, req.precisions, req.scopes, settings, req.progress, req.results)
 
 
 def probe_all() -> list[dict]:
@@ -319,6 +446,6 @@ def probe_all() -> list[dict]:
         cls = runtimes.get(name)
         p = cls.probe()
         out.append({"runtime": name, "available": "yes" if p.available else "no", "version": p.version,
-                    "device": cls.device, "precisions": ",".join(cls.precisions), "scopes": ",".join(cls.scopes),
-                    "reason": p.reason})
+                    "device": cls.caps.device, "precisions": ",".join(cls.caps.precisions),
+                    "scopes": ",".join(cls.caps.scopes), "reason": p.reason})
     return out

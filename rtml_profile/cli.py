@@ -118,22 +118,26 @@ def analyze(
     save: Annotated[bool, typer.Option(help="Write the tidy rows to reports/data/analysis.csv.")] = True,
 ):
     """MACs, parameters and memory per node from the ONNX graph (onnx-tool), cross-checked against PyTorch."""
-    from rtml_profile import analyze as an, zoo
-    from rtml_profile.export import onnx_path
-    from rtml_profile.results import DATA, upsert_rows
+    from rtml_profile import analyze as an, paths, zoo
+    from rtml_profile.files import check_writable
+    from rtml_profile.results import read_csv, upsert_rows
 
     shapes = _parse_shapes(shape or [])
     if target == "all" or target in zoo.MODELS:
         jobs = []
         for spec in zoo.resolve(target):
-            path = onnx_path(spec.id)
+            path = paths.onnx(spec.id)
             if not path.is_file():
-                raise UserError(f"no export at {path}; run `rtml-profile train-and-export {spec.id}` first")
+                raise UserError(paths.missing_export(spec.id))
             jobs.append((spec.id, path))
     elif target.endswith(".onnx") or Path(target).exists():
         jobs = [(None, Path(target))]
     else:
         zoo.get(target)  # raises the unknown-id sentence with the valid ids
+    table = paths.DATA / paths.ANALYSIS_CSV
+    if save:  # an output problem is found before the work, not after
+        check_writable(paths.DATA)
+        read_csv(table, "analysis")
     rows, hw2_rows = [], []
     typer.echo(f"Convention: {an.CONVENTION}.")
     for model_id, path in jobs:
@@ -161,8 +165,8 @@ def analyze(
                      "what HW2 got wrong": h["hw2_error"]} for h in hw2_rows],
                    title="\nHW2's figures beside the measured ones (MACs per sample):", floatfmt=".6g")
     if save:
-        upsert_rows(DATA / "analysis.csv", rows, key=["model", "batch", "node"])
-        typer.echo(f"\nwrote {len(rows)} rows to {DATA / 'analysis.csv'}")
+        upsert_rows(table, rows, key=["model", "batch", "node"], kind="analysis")
+        typer.echo(f"\nwrote {len(rows)} rows to {table}")
 
 
 @app.command("runtimes")
@@ -180,10 +184,12 @@ def bench(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Zoo model id (repeatable; default: "
                                                        "every exported zoo model).")] = None,
     onnx: Annotated[Optional[Path], typer.Option(help="Benchmark any ONNX file instead of zoo models.")] = None,
+    shape: Annotated[Optional[list[str]], typer.Option(help="NAME=D1,D2,... for an --onnx input with dynamic "
+                                                       "axes besides the batch.")] = None,
     runtime: Annotated[Optional[list[str]], typer.Option("--runtime", "-r", help="Runtime (repeatable; default: "
                                                          "all, unavailable ones recorded as skipped).")] = None,
     batch: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes (default 1,16,64,256,1024).")] = None,
-    precision: Annotated[Optional[list[str]], typer.Option("--precision", "-p", help="fp32, fp16 or int8 "
+    precision: Annotated[Optional[list[str]], typer.Option("--precision", "-p", help="fp32, tf32, fp16 or int8 "
                                                            "(repeatable; default: all a runtime offers).")] = None,
     scope: Annotated[Optional[list[str]], typer.Option(help="compute, end-to-end or cuda-graph (repeatable; "
                                                        "default: all a runtime offers).")] = None,
@@ -194,41 +200,32 @@ def bench(
     max_time: Annotated[float, typer.Option(help="Maximum seconds per configuration.")] = 5.0,
     accuracy: Annotated[bool, typer.Option(help="Run the whole evaluation set through each runtime.")] = True,
     data_dir: DataDir = None,
-    results: Annotated[Path, typer.Option(help="Result table (rows merged by key).")] = Path("reports/data/bench.csv"),
+    results: Annotated[Path, typer.Option(help="Results folder (bench.csv and samples/; rows merged by key).")] = (
+        Path("reports/data")),
     quiet: Quiet = False,
 ):
     """Latency, throughput, accuracy and parity of the exported models on every runtime."""
-    from rtml_profile import bench as b, runtimes as rts, zoo
-    from rtml_profile.export import onnx_path
+    from rtml_profile import bench as b
 
-    names = runtime or rts.names()
-    for n in names:
-        rts.get(n)
-    if scope:
-        bad = [s for s in scope if s not in b.SCOPE_MEANS]
-        if bad:
-            raise UserError(f"unknown scope {bad[0]!r}; valid scopes: {', '.join(b.SCOPE_MEANS)}")
-    if precision:
-        bad = [p for p in precision if p not in ("fp32", "fp16", "int8")]
-        if bad:
-            raise UserError(f"unknown precision {bad[0]!r}; valid precisions: fp32, fp16, int8")
-    batches = b.parse_batches(batch)
-    if threads is not None and threads <= 0:
-        raise UserError(f"--threads must be a positive integer, got {threads}")
-    if onnx is not None:
-        targets = [b.onnx_target(onnx)]
-    else:
-        ids = [s.id for s in zoo.resolve(model)] if model else [i for i in zoo.MODELS if onnx_path(i).is_file()]
-        if not ids:
-            raise UserError("no exported zoo models in exported/; run `rtml-profile train-and-export all` first")
-        targets = [b.zoo_target(i, data_dir, with_accuracy=accuracy) for i in ids]
-    settings = b.Settings(min_iters=min_iters, min_s=min_time, max_s=max(max_time, min_time), threads=threads)
-    rows = b.run(targets, names, batches, precision, scope, settings, progress=not quiet, results=results)
-    _print_bench(rows)
-    typer.echo(f"merged {len(rows)} rows into {results}")
-    if not any(r["status"] == "ok" for r in rows):
-        reasons = sorted({r["reason"] for r in rows})
-        raise UserError("nothing asked for could run: " + "; ".join(reasons))
+    req = b.Request(models=model, onnx=onnx, shapes=_parse_shapes(shape or []), runtimes=runtime,
+                                batches=batch, precisions=precision, scopes=scope, threads=threads,
+                                min_iters=min_iters, min_time=min_time, max_time=max_time, accuracy=accuracy,
+                                data_dir=data_dir, results=results, progress=not quiet)
+    _finish_bench(b.execute(req), results, runtime)
+
+
+def _finish_bench(res, results: Path, asked_runtimes):
+    _print_bench(res.rows)
+    typer.echo(f"saved {sum(1 for _ in res.rows) - len(res.kept)} rows in {results / 'bench.csv'}")
+    for k in res.kept:
+        typer.echo(f"kept: {k}", err=True)
+    if not any(r["status"] == "ok" for r in res.rows):
+        raise UserError("nothing asked for could run: " + "; ".join(sorted({r["reason"] for r in res.rows})))
+    problems = res.problems(asked_runtimes)
+    if problems:
+        typer.echo(f"error: {len(problems)} configuration(s) could not be measured as asked; first: {problems[0]}",
+                   err=True)
+        raise typer.Exit(1)
 
 
 def _print_bench(rows: list[dict]):

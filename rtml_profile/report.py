@@ -325,7 +325,7 @@ def section_latency(inp: Inputs, fig_dir: Path) -> str:
 
 
 def section_budgets(inp: Inputs, budgets_ms) -> str:
-    from rtml_profile.bench import load_samples
+    from rtml_profile.results import load_samples
 
     out = [f"## 4. Real-time budgets\n\nFrame budgets: {', '.join(f'{b:g} ms' for b in budgets_ms)}, for one call on "
            "one batch. A (model, runtime, batch) meets a budget when its p99 latency fits. Per budget the table gives "
@@ -345,7 +345,7 @@ def section_budgets(inp: Inputs, budgets_ms) -> str:
         for budget in budgets_ms:
             fits = g[g["p99_us"] <= budget * 1e3]
             r = (fits.iloc[-1] if len(fits) else g.iloc[0])
-            s = load_samples(host, mid, rt, prec, scope, int(r["batch"]), inp.data_dir)
+            s = load_samples(inp.data_dir, r.to_dict())
             miss = "no samples" if s is None else pct(float((s > budget * 1e3).mean()))
             row[f"{budget:g} ms"] = f"{int(r['batch'])} ({miss})" if len(fits) else f"none (batch {int(r['batch'])}: {miss})"
         rows.append(row)

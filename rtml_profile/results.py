@@ -1,15 +1,57 @@
-"""Result tables: locked read-modify-write of shared CSV files (rows of other hosts and models are kept)."""
+"""The results store: result tables and the raw samples behind their rows, written so that nothing is lost.
+
+- A benchmark row and its raw samples are one unit. The samples go first, into a file named after the row's key
+  and a digest of the samples themselves; then the row, which names that file and digest, replaces the old row
+  in bench.csv (atomic rename, under a lock). A row therefore never points at samples it was not computed from,
+  and a process killed between the two steps leaves the old row with its old samples.
+- Rows are persisted as they are measured: a run killed at any moment keeps every row finished before it.
+- A failed, skipped or degraded measurement never replaces a good row: the good row stays and carries the
+  attempt (`attempt_status`, `attempt_reason`, `attempt_at`), and the caller is told.
+- Paths in rows are relative to the results folder, so rows from any machine can be merged.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from rtml_profile.files import atomic_write, locked
-from rtml_profile.paths import DATA, REPORTS  # noqa: F401  (re-exported for callers of the old names)
+import numpy as np
+
+from rtml_profile import UserError, paths
+from rtml_profile.files import atomic_write, check_writable, locked
+from rtml_profile.paths import DATA  # noqa: F401  (old import site; paths.DATA is the home)
+
+KEY = ["host", "model", "runtime", "precision", "scope", "batch"]
+ATTEMPT = ["attempt_status", "attempt_reason", "attempt_at"]
+SAMPLES = "samples"
+P99_SAMPLES = 662  # stats.min_samples(99): a row with fewer cannot support the p99 a row with more did
 
 
-def upsert_rows(path, rows: list[dict], key: list[str]):
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-")[:80] or "x"
+
+
+def read_csv(path: Path, kind: str):
+    """A result table as a DataFrame; a missing or empty file is an empty table; damage is one UserError."""
+    import pandas as pd
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except Exception as e:
+        raise UserError(f"{path} is not a readable result table ({type(e).__name__}); fix or remove it") from None
+
+
+def upsert_rows(path, rows: list[dict], key: list[str], kind: str):
     """Merge `rows` into the CSV at `path` under a lock; a new row replaces an old one with the same key.
 
     Rows of other keys (another host, another model) are kept, so concurrent writers and other hosts never
@@ -18,17 +60,129 @@ def upsert_rows(path, rows: list[dict], key: list[str]):
     import pandas as pd
 
     path = Path(path)
-    new = pd.DataFrame(rows)
     with locked(path):
-        if path.is_file() and path.stat().st_size:
-            old = pd.read_csv(path, keep_default_na=False, na_values=[""])
-            merged = pd.concat([old, new], ignore_index=True)
-        else:
-            merged = new
+        old = read_csv(path, kind)
+        merged = pd.concat([old, pd.DataFrame(rows)], ignore_index=True) if len(old) else pd.DataFrame(rows)
         merged = merged.drop_duplicates(subset=key, keep="last").sort_values(key, kind="stable")
         atomic_write(path, merged.to_csv(index=False))
     return merged
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+@dataclass
+class Outcome:
+    saved: bool  # False: an earlier good row was kept and this attempt recorded on it
+    note: str = ""
+
+
+class BenchStore:
+    """bench.csv and samples/ under one results folder."""
+
+    def __init__(self, data_dir: Path = paths.DATA):
+        self.dir = Path(data_dir)
+        self.csv = self.dir / paths.BENCH_CSV
+
+    def check(self):
+        """Before any measuring: the folder is writable and the existing table is readable."""
+        check_writable(self.dir)
+        check_writable(self.dir / SAMPLES)
+        self.read()
+
+    def read(self):
+        return read_csv(self.csv, "bench")
+
+    def _write_samples(self, row: dict, samples_ns: np.ndarray) -> tuple[str, str]:
+        us = np.asarray(samples_ns, np.float64) / 1e3
+        data = np.asarray(us, np.float32)
+        digest = hashlib.sha256(data.tobytes()).hexdigest()
+        rel = (f"{SAMPLES}/{slug(row['host'])}/{slug(row['model'])}/"
+               f"{slug(row['runtime'])}_{row['precision']}_{row['scope']}_b{row['batch']}.{digest[:12]}.npz")
+        buf = io.BytesIO()
+        np.savez_compressed(buf, us=data)
+        atomic_write(self.dir / rel, buf.getvalue())
+        return rel, digest
+
+    def record(self, row: dict, samples_ns: np.ndarray | None = None) -> Outcome:
+        """Persist one row (and its samples) now; a degraded row never replaces a good one."""
+        import pandas as pd
+
+        row = dict(row)
+        if samples_ns is not None:
+            row["samples_file"], row["samples_sha256"] = self._write_samples(row, samples_ns)
+        with locked(self.csv):
+            table = self.read()
+            same = _same_key(table, row) if len(table) else pd.Series(dtype=bool)
+            old = table[same].iloc[-1].to_dict() if same.any() else None
+            why = degraded(row, old)
+            if why:
+                for c in ATTEMPT:
+                    if c not in table:
+                        table[c] = None
+                table.loc[same, ATTEMPT] = [row.get("status", "ok"), why, row.get("timestamp", now())]
+                outcome = Outcome(False, f"kept the earlier good row ({old.get('timestamp', '')}): this run {why}")
+            else:
+                table = pd.concat([table[~same] if len(table) else table, pd.DataFrame([row])], ignore_index=True)
+                outcome = Outcome(True)
+            table = table.sort_values(KEY, kind="stable")
+            atomic_write(self.csv, table.to_csv(index=False))
+            if outcome.saved and old is not None:
+                self._drop_unreferenced(old.get("samples_file"), table)
+        return outcome
+
+    def _drop_unreferenced(self, rel, table):
+        if isinstance(rel, str) and rel and rel not in set(table.get("samples_file", [])):
+            p = self.dir / rel
+            if p.is_file() and SAMPLES in p.parts:
+                p.unlink()
+
+    def load_samples(self, row: dict) -> np.ndarray | None:
+        """The raw latency samples (microseconds) a row was computed from; None when it has none.
+
+        A samples file that is missing, unreadable or whose digest differs from the row's raises UserError.
+        """
+        return load_samples(self.dir, row)
+
+
+def load_samples(data_dir: Path, row: dict) -> np.ndarray | None:
+    rel = row.get("samples_file")
+    if not isinstance(rel, str) or not rel:
+        return None
+    path = Path(data_dir) / rel
+    try:
+        with np.load(path) as z:
+            us = z["us"]
+    except Exception as e:
+        raise UserError(f"{path} (raw samples of a bench.csv row) is missing or unreadable "
+                        f"({type(e).__name__}); re-run that benchmark") from None
+    want = row.get("samples_sha256")
+    if isinstance(want, str) and want and hashlib.sha256(np.asarray(us, np.float32).tobytes()).hexdigest() != want:
+        raise UserError(f"{path} does not hold the samples its bench.csv row was computed from (digest differs)")
+    return us
+
+
+def _same_key(table, row):
+    mask = None
+    for k in KEY:
+        m = table[k].astype(str) == str(row[k])
+        mask = m if mask is None else (mask & m)
+    return mask
+
+
+def degraded(new: dict, old: dict | None) -> str:
+    """Why `new` must not replace `old` ('' when it may): only a good old row is protected."""
+    if old is None or old.get("status") != "ok":
+        return ""
+    if new.get("status") != "ok":
+        return f"{new.get('status')}: {new.get('reason', '')}"
+    if str(new.get("accuracy_status", "")).startswith("failed"):
+        return f"measured latency, but its accuracy pass {new['accuracy_status']}"
+    n_old, n_new = _num(old.get("n")), _num(new.get("n"))
+    if n_new < min(n_old, P99_SAMPLES):
+        return f"took only {n_new:.0f} samples where the kept row has {n_old:.0f}"
+    return ""
+
+
+def _num(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return 0.0

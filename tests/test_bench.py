@@ -5,10 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rtml_profile import UserError, bench, runtimes, zoo
+from rtml_profile import UserError, bench, runtimes, tolerances, zoo
+from rtml_profile.results import BenchStore, load_samples
 from rtml_profile.stats import LatencyStats, min_samples, nearest_rank
 
-AVAILABLE_HERE = [(name, p) for name in ("torch-cpu", "ort-cpu") for p in runtimes.get(name).precisions]
+EVERY_RUNTIME = [(name, p) for name in runtimes.BUILTIN for p in runtimes.get(name).caps.precisions]
 
 
 # ---------------------------------------------------------------- statistics against hand-computed values
@@ -62,9 +63,13 @@ def bench_rows(project):
     return df
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_id", zoo.list_models())
-@pytest.mark.parametrize("runtime,precision", AVAILABLE_HERE)
-def test_every_model_every_local_runtime(project, bench_rows, model_id, runtime, precision):
+@pytest.mark.parametrize("runtime,precision", EVERY_RUNTIME)
+def test_every_model_every_runtime(project, bench_rows, model_id, runtime, precision):
+    probe = runtimes.get(runtime).probe()
+    if not probe.available:
+        pytest.skip(probe.reason)
     rows = bench_rows[(bench_rows.model == model_id) & (bench_rows.runtime == runtime)
                       & (bench_rows.precision == precision)]
     assert len(rows) == 4  # 2 scopes x 2 batches
@@ -72,38 +77,69 @@ def test_every_model_every_local_runtime(project, bench_rows, model_id, runtime,
         assert r["status"] == "ok", r["reason"]
         assert r["min_us"] <= r["p50_us"] <= r["p90_us"] <= r["p95_us"] <= r["p99_us"] <= r["max_us"]
         assert r["throughput_sps"] == pytest.approx(r["batch"] / (r["mean_us"] * 1e-6), rel=1e-9)
-        assert r["n"] >= 1 and r["threads"] >= 1  # a busy machine may hit --max-time before --min-iters
-        assert r["parity_ok"] in (True, "True"), r
+        assert r["threads"] >= 1 and r["accuracy_status"] == "ok"
+        # the verdict follows the stated rule for the measured numbers (whatever a 2-epoch model's numbers are)
+        tol = tolerances.get(precision, runtimes.get(runtime).caps.device)
+        agree = r.get("parity_class_agreement")
+        agree_ok = pd.isna(agree) or agree >= tol.min_agreement  # regressors have no classes
+        bound_ok = r["parity_max_abs_diff"] <= tol.bound(r["parity_ref_max_abs"])
+        expected = agree_ok if tolerances.class_agreement_only(precision) else (bound_ok and agree_ok)
+        assert bool(r["parity_ok"]) == expected
         if precision == "fp32":
-            assert r["parity_max_abs_diff"] <= 1e-4
+            assert r["parity_ok"]  # same arithmetic: holds for any weights
         assert np.isfinite(r["metric_value"]) and r["eval_rows"] in (109, 10000)
-        s = bench.load_samples(r["host"], model_id, runtime, precision, r["scope"], r["batch"],
-                               project / "reports" / "data")
+        s = load_samples(project / "reports" / "data", r)
         assert s is not None and len(s) == r["n"]
+        assert LatencyStats((s * 1e3).astype(np.int64)).percentile_us(50) == pytest.approx(r["p50_us"], rel=1e-3)
 
 
+@pytest.mark.parametrize("precision,classifier,out_shift,agree,ok", [
+    ("fp32", True, 5e-5, 1.0, True), ("fp32", True, 5e-4, 1.0, False),  # 1e-4 absolute on the CPU
+    ("int8", True, 0.5, 1.0, True),  # int8 classifiers: class agreement alone decides
+    ("int8", True, 0.0, 0.90, False), ("int8", False, 0.04, None, True), ("int8", False, 0.06, None, False),
+])
+def test_parity_rule_on_known_inputs(precision, classifier, out_shift, agree, ok):
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((200, 10 if classifier else 1)).astype(np.float32)
+    out = ref + np.float32(out_shift)
+    if classifier and agree < 1.0:  # move the top class of (1 - agree) of the rows
+        n = int(round((1 - agree) * len(ref)))
+        out[:n] = np.roll(ref[:n], 1, axis=1)
+    row = bench.parity(out, ref, precision, "cpu", classifier)
+    assert row["parity_ok"] is ok
+    if classifier:
+        assert row["parity_class_agreement"] == pytest.approx(agree if agree < 1.0 else 1.0, abs=0.01)
+
+
+@pytest.mark.slow
+def test_int8_meets_its_threshold_on_a_trained_classifier(tmp_path, monkeypatch, cli, data_dir):
+    """The product's int8 promise (>= 95% class agreement) on a model trained far enough to be decisive (2a, 20
+    epochs on 3000 images: train accuracy ~57%); a 2-epoch model's agreement is a property of no one's model."""
+    monkeypatch.chdir(tmp_path)
+    r = cli("train-and-export", "2a", "--epochs", "20", "--subset", "3000", "--data-dir", data_dir, "-q")
+    assert r.exit_code == 0, r.output
+    res = bench.run([bench.zoo_target("2a", data_dir)], ["ort-cpu"], [1], precisions=["int8"], scopes=["compute"],
+                    settings=bench.Settings(min_iters=10, min_s=0, max_s=0.05), progress=False)
+    row = res.rows[0]
+    assert row["parity_ok"] and row["parity_class_agreement"] >= tolerances.get("int8", "cpu").min_agreement
+
+
+@pytest.mark.slow
 def test_skipped_rows_carry_reasons(bench_rows):
+    for name in bench_rows.runtime.unique():
+        probe = runtimes.get(name).probe()
+        rows = bench_rows[bench_rows.runtime == name]
+        if not probe.available:
+            assert set(rows.status) == {"skipped"} and set(rows.reason) == {probe.reason}
     skipped = bench_rows[bench_rows.status == "skipped"]
-    assert set(skipped.runtime) >= {"trt"}
     assert skipped.reason.str.len().min() > 10
-    trt = skipped[skipped.runtime == "trt"].reason.iloc[0]
-    assert "TensorRT" in trt
 
 
 def test_runtimes_command(cli):
     r = cli("runtimes")
     assert r.exit_code == 0
-    assert "ort-cpu" in r.output and "torch-cpu" in r.output and "TensorRT" in r.output
-
-
-def test_cuda_providers_are_checked_by_running(monkeypatch):
-    """onnxruntime-gpu lists CUDAExecutionProvider on machines without a GPU: the probe must not trust it."""
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    p = runtimes.get("ort-cuda").probe()
-    assert not p.available and p.reason
+    for name in runtimes.names():
+        assert name in r.output
 
 
 def _copy_project(project, tmp_path):
@@ -112,48 +148,60 @@ def _copy_project(project, tmp_path):
     return dst
 
 
-def test_second_run_and_other_hosts_keep_rows(project, tmp_path, monkeypatch, cli, data_dir):
-    root = _copy_project(project, tmp_path)
-    monkeypatch.chdir(root)
-    path = root / "reports" / "data" / "bench.csv"
-    before = pd.read_csv(path)
-    r = cli("bench", "--model", "1a", "--runtime", "ort-cpu", "--precision", "fp32", "--batch", "1",
-            "--min-iters", "20", "--min-time", "0", "--max-time", "0.05", "--data-dir", data_dir, "-q")
+def _tiny(path, dims=("batch", 4)):
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.ones(12, np.float32))
+    m = helper.make_model(helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                                            [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))],
+                                            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [dims[0], 3])],
+                                            [w]),
+                          opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(m, path)
+    return path
+
+
+QUICK = ["--min-iters", "10", "--min-time", "0", "--max-time", "0.02", "-q"]
+
+
+def test_second_run_and_other_hosts_keep_rows(workdir, monkeypatch, cli):
+    model = _tiny(workdir / "tiny.onnx")
+    args = ["bench", "--onnx", model, "--runtime", "ort-cpu", "--precision", "fp32", "--batch", "1", *QUICK]
+    assert cli(*args).exit_code == 0
+    before = pd.read_csv("reports/data/bench.csv")
+    r = cli(*args)
     assert r.exit_code == 0, r.output
-    after = pd.read_csv(path)
-    assert len(after) == len(before)  # same keys replaced, nothing lost
+    assert len(pd.read_csv("reports/data/bench.csv")) == len(before) == 2  # same keys replaced, nothing lost
     monkeypatch.setenv("RTML_HOST", "another machine")
-    r = cli("bench", "--model", "1a", "--runtime", "ort-cpu", "--precision", "fp32", "--batch", "1",
-            "--min-iters", "20", "--min-time", "0", "--max-time", "0.05", "--data-dir", data_dir, "-q")
-    assert r.exit_code == 0
-    third = pd.read_csv(path)
-    assert len(third) == len(before) + 2 and set(third.host) == set(before.host) | {"another machine"}
+    assert cli(*args).exit_code == 0
+    third = pd.read_csv("reports/data/bench.csv")
+    assert len(third) == 4 and set(third.host) == set(before.host) | {"another machine"}
 
 
 def _writer(root, host, n):
     import os
 
-    os.chdir(root)
     os.environ["RTML_HOST"] = host
-    from rtml_profile.results import upsert_rows
-
+    store = BenchStore(root)
     for i in range(n):
-        upsert_rows("reports/data/bench.csv", [{"host": host, "model": "x", "runtime": "r", "precision": "p",
-                                                "scope": "s", "batch": i, "status": "ok"}], bench.KEY)
+        ns = np.arange(1, 50, dtype=np.int64) * 1000 + i
+        store.record({"host": host, "model": "x", "runtime": "r", "precision": "fp32", "scope": "compute",
+                      "batch": i + 1, "status": "ok", **LatencyStats(ns).summary()}, ns)
 
 
-def test_concurrent_writers_lose_no_rows(project, tmp_path):
-    root = _copy_project(project, tmp_path)
-    before = len(pd.read_csv(root / "reports" / "data" / "bench.csv"))
+def test_concurrent_writers_lose_no_rows(tmp_path):
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(root), f"writer-{k}", 15)) for k in range(2)]
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), f"writer-{k}", 15)) for k in range(3)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    after = pd.read_csv(root / "reports" / "data" / "bench.csv")
-    assert len(after) == before + 30
+    rows = BenchStore(tmp_path).read()
+    assert len(rows) == 45
+    for r in rows.to_dict("records"):  # every row's samples are its own
+        assert len(load_samples(tmp_path, r)) == r["n"]
 
 
 @pytest.mark.parametrize("args,message", [
@@ -161,18 +209,61 @@ def test_concurrent_writers_lose_no_rows(project, tmp_path):
     (["--batch", "0"], "positive integers"),
     (["--batch", "abc"], "positive integers"),
     (["--model", "5x"], "valid ids"),
-    (["--runtime", "trt"], "TensorRT is not installed"),
+    (["--model", "1a", "--onnx", "x.onnx"], "either --model or --onnx"),
     (["--scope", "warp"], "unknown scope"),
+    (["--precision", "int4"], "unknown precision"),
+    (["--threads", "5000"], "--threads must be between 1 and"),
+    (["--min-iters", "0"], "--min-iters must be between 1"),
+    (["--min-time", "-1"], "--min-time must be a finite number"),
+    (["--min-time", "nan"], "--min-time must be a finite number"),
+    (["--max-time", "-5"], "--max-time must be a finite number"),
+    (["--batch", "1000000000"], "GiB"),
 ])
-def test_bad_bench_input(cli, project, monkeypatch, args, message, tmp_path):
-    import importlib.util
-
-    if "trt" in args and importlib.util.find_spec("tensorrt"):
-        pytest.skip("TensorRT is installed here, so --runtime trt runs")
-    monkeypatch.chdir(_copy_project(project, tmp_path))
-    r = cli("bench", *args, "--min-iters", "5", "--min-time", "0", "--max-time", "0.01", "-q")
-    assert r.exit_code != 0
+def test_bad_bench_input(cli, workdir, args, message):
+    model = [] if "--model" in args else ["--onnx", _tiny(workdir / "tiny.onnx")]
+    r = cli("bench", *model, *QUICK, *args)
+    assert r.exit_code == 2, r.output
     assert message in r.output and "Traceback" not in r.output
+    assert not (workdir / "reports" / "data" / "bench.csv").exists()
+
+
+def test_absent_runtime_asked_for_by_name(cli, workdir):
+    if runtimes.get("trt").probe().available:
+        pytest.skip("TensorRT runs here")
+    r = cli("bench", "--onnx", _tiny(workdir / "tiny.onnx"), "--runtime", "trt", *QUICK)
+    assert r.exit_code == 2 and "TensorRT is not installed" in r.output
+
+
+@pytest.mark.parametrize("content", [b"", b"not an onnx file at all", None])
+def test_unreadable_onnx_writes_nothing(cli, workdir, content):
+    path = workdir / "bad.onnx"
+    if content is None:
+        data = _tiny(workdir / "ok.onnx").read_bytes()
+        content = data[: len(data) // 2]
+    path.write_bytes(content)
+    r = cli("bench", "--onnx", path, "--runtime", "ort-cpu", *QUICK)
+    assert r.exit_code == 2 and "bad.onnx" in r.output and "Traceback" not in r.output
+    assert not (workdir / "reports" / "data" / "bench.csv").exists()
+
+
+def test_dynamic_axes_need_a_shape(cli, workdir):
+    model = _tiny(workdir / "dyn.onnx", dims=("batch", "features"))
+    r = cli("bench", "--onnx", model, "--runtime", "ort-cpu", "-p", "fp32", "--batch", "2", *QUICK)
+    assert r.exit_code == 2 and "--shape x=1,D2" in r.output
+    r = cli("bench", "--onnx", model, "--shape", "x=1,4", "--runtime", "ort-cpu", "-p", "fp32", "--batch", "2",
+            *QUICK)
+    assert r.exit_code == 0, r.output
+
+
+def test_output_problems_are_found_before_measuring(cli, workdir):
+    model = _tiny(workdir / "tiny.onnx")
+    (workdir / "afile").write_text("x")
+    r = cli("bench", "--onnx", model, "--runtime", "ort-cpu", "--results", workdir / "afile", *QUICK)
+    assert r.exit_code == 2 and "afile is not a folder" in r.output
+    (workdir / "data").mkdir()
+    (workdir / "data" / "bench.csv").write_bytes(b'a,b\n1,2,3,"\n\x00\xff')
+    r = cli("bench", "--onnx", model, "--runtime", "ort-cpu", "--results", workdir / "data", *QUICK)
+    assert r.exit_code == 2 and "bench.csv" in r.output and "Traceback" not in r.output
 
 
 def test_missing_export_names_the_command(cli, workdir):
@@ -180,32 +271,22 @@ def test_missing_export_names_the_command(cli, workdir):
     assert r.exit_code == 2 and "rtml-profile train-and-export 2b" in r.output
 
 
-def test_onnx_input_shape_that_does_not_fit(cli, project, tmp_path, monkeypatch):
-    import onnx
-    from onnx import TensorProto, helper
-
-    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.ones(12, np.float32))
-    m = helper.make_model(helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                                            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                                            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w]),
-                          opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    path = tmp_path / "fixed.onnx"
-    onnx.save(m, path)
-    monkeypatch.chdir(_copy_project(project, tmp_path))
-    r = cli("bench", "--onnx", path, "--runtime", "ort-cpu", "--precision", "fp32", "--batch", "1,8",
-            "--min-iters", "10", "--min-time", "0", "--max-time", "0.01", "-q")
-    assert r.exit_code == 0, r.output  # batch 1 fits, so something ran
+def test_onnx_input_shape_that_does_not_fit(cli, workdir):
+    path = _tiny(workdir / "fixed.onnx", dims=(1, 4))
+    r = cli("bench", "--onnx", path, "--runtime", "ort-cpu", "--precision", "fp32", "--batch", "1,8", *QUICK)
+    assert r.exit_code == 1, r.output  # batch 1 ran; batch 8 could not: said on screen, non-zero
+    assert "could not be measured as asked" in r.output and "does not fit" in r.output
     rows = pd.read_csv("reports/data/bench.csv")
-    rows = rows[rows.model == "fixed.onnx"]
     assert set(rows[rows.batch == 1].status) == {"ok"}
     bad = rows[rows.batch == 8]
     assert set(bad.status) == {"failed"} and "does not fit" in bad.reason.iloc[0]
 
 
+@pytest.mark.slow
 def test_tensorrt_runs_where_installed(project, tmp_path, monkeypatch):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed here (import tensorrt fails)")
+    if not runtimes.get("trt").probe().available:
+        pytest.skip(runtimes.get("trt").probe().reason)
     monkeypatch.chdir(_copy_project(project, tmp_path))
-    target = bench.zoo_target("2a")
-    rows = bench.run([target], ["trt"], [1, 8], settings=bench.Settings(min_iters=20, min_s=0, max_s=0.1),
-                     progress=False)
-    assert {r["status"] for r in rows} == {"ok"}
+    res = bench.run([bench.zoo_target("2a")], ["trt"], [1, 8], settings=bench.Settings(min_iters=20, min_s=0,
+                    max_s=0.1), progress=False)
+    assert {r["status"] for r in res.rows} == {"ok"}

@@ -1,29 +1,51 @@
-"""Runtimes: one module each behind the small interface in base.py. Importing this package imports no framework."""
+"""Runtimes: one module each behind the protocol in base.py. Importing this package imports no framework.
+
+The registry maps a runtime's name to "module:Class"; modules are imported only when a runtime is used or
+probed. `register` adds one (a plugin, or a test's fake runtime); the benchmark's worker processes get the
+"module:Class" string, so a registered runtime works there too.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 from rtml_profile import UserError
 
-# name -> (module, class); modules are imported only when a runtime is used or probed
-REGISTRY = {
-    "torch-cpu": ("torch_rt", "TorchCPU"),
-    "torch-cuda": ("torch_rt", "TorchCUDA"),
-    "ort-cpu": ("ort", "OrtCPU"),
-    "ort-cuda": ("ort", "OrtCUDA"),
-    "ort-trt": ("ort", "OrtTensorRT"),
-    "trt": ("tensorrt", "TensorRT"),
+REGISTRY: dict[str, str] = {
+    "torch-cpu": "rtml_profile.runtimes.torch_rt:TorchCPU",
+    "torch-cuda": "rtml_profile.runtimes.torch_rt:TorchCUDA",
+    "ort-cpu": "rtml_profile.runtimes.ort:OrtCPU",
+    "ort-cuda": "rtml_profile.runtimes.ort:OrtCUDA",
+    "ort-trt": "rtml_profile.runtimes.ort:OrtTensorRT",
+    "trt": "rtml_profile.runtimes.tensorrt:TensorRT",
 }
+BUILTIN = tuple(REGISTRY)
 
 
 def names() -> list[str]:
     return list(REGISTRY)
 
 
-def get(name: str):
-    """The runtime class for `name`; an unknown name raises UserError listing the valid ones."""
-    import importlib
+def register(name: str, target: str):
+    """Make runtime `name` the class at "module:Class" (module importable in worker processes too)."""
+    REGISTRY[name] = target
 
+
+def unregister(name: str):
+    REGISTRY.pop(name, None)
+
+
+def target(name: str) -> str:
     if name not in REGISTRY:
         raise UserError(f"unknown runtime {name!r}; valid runtimes: {', '.join(REGISTRY)}")
-    module, cls = REGISTRY[name]
-    return getattr(importlib.import_module(f"rtml_profile.runtimes.{module}"), cls)
+    return REGISTRY[name]
+
+
+def load_class(spec: str):
+    module, cls = spec.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get(name: str):
+    """The runtime class for `name`; an unknown name raises UserError listing the valid ones."""
+    return load_class(target(name))

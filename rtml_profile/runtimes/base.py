@@ -1,8 +1,10 @@
-"""The Runtime interface: load, prepare inputs, infer, synchronize, close; plus a probe that runs something.
+"""The Runtime protocol: what a runtime declares (capabilities, as data), what it is given (model, precision, one
+RunConfig), and its small lifecycle (probe, load, runner, predict, synchronize, close).
 
-A runtime is a context manager. `runner(scope, x)` returns a zero-argument callable that performs one
-inference in that scope; the harness times `call(); synchronize()` with a host clock, so GPU work is always
-finished before the clock is read.
+A runtime is a context manager. `runner(scope, x)` returns a zero-argument callable that performs one inference
+in that scope; the harness times `call(); synchronize()` with a host clock, so GPU work is always finished before
+the clock is read. Nothing outside a runtime's own module looks at its name: the harness reads `caps` and
+`input`, and passes everything through the constructor.
 
 Scopes:
 - compute: inputs already where the runtime wants them (device tensors, ORT IO binding); outputs stay there.
@@ -12,24 +14,67 @@ Scopes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from rtml_profile import UserError, paths
+
 SCOPES = ("compute", "end-to-end", "cuda-graph")
+PRECISIONS = ("fp32", "tf32", "fp16", "int8")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Probe:
     available: bool
     reason: str = ""
     version: str = ""
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a runtime offers, as data: the harness plans from this and never from a runtime's name."""
+
+    device: str = "cpu"
+    precisions: tuple[str, ...] = ("fp32",)
+    scopes: tuple[str, ...] = ("compute", "end-to-end")
+    needs_checkpoint: bool = False  # runs a zoo checkpoint (PyTorch), so it cannot take an arbitrary ONNX file
+    takes_onnx: bool = True  # runs any ONNX file
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything about how to run that is not the model: CPU threads, the batch range, where artifacts go."""
+
+    threads: int | None = None  # intra-op threads for CPU runtimes (None: the runtime's default)
+    min_batch: int = 1
+    max_batch: int = 1024  # runtimes that fix shapes ahead of time (TensorRT profiles) cover min..max
+    artifacts: Path = paths.DERIVED
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The model's (first) input after load: name, shape (str or None for a dynamic axis) and numpy dtype."""
+
+    name: str
+    shape: tuple
+    dtype: np.dtype = field(default_factory=lambda: np.dtype(np.float32))
+
+    def fits(self, x: np.ndarray) -> bool:
+        return len(self.shape) == x.ndim and all(not isinstance(d, int) or d == v for d, v in zip(self.shape, x.shape))
+
+    def check(self, model_name: str, x: np.ndarray):
+        """Raise UserError when `x` does not fit the declared input shape."""
+        if not self.fits(x):
+            raise UserError(f"{model_name}: input {self.name!r} has shape [{', '.join(map(str, self.shape))}], "
+                            f"which a batch of shape {list(x.shape)} does not fit")
+
+
 @dataclass
 class ModelRef:
-    """What a runtime may load: a zoo model id (checkpoint for torch) and/or an ONNX file."""
+    """What a runtime may load: a zoo model id (its checkpoint, for PyTorch) and/or an ONNX file."""
 
     name: str
     onnx: Path | None = None
@@ -38,19 +83,22 @@ class ModelRef:
 
 
 class Runtime:
-    name = "base"
-    device = "cpu"
-    precisions: tuple[str, ...] = ("fp32",)
-    scopes: tuple[str, ...] = ("compute", "end-to-end")
+    name: ClassVar[str] = "base"
+    caps: ClassVar[Capabilities] = Capabilities()
 
-    def __init__(self, model: ModelRef, precision: str = "fp32", threads: int | None = None):
-        self.model, self.precision, self.threads = model, precision, threads
+    def __init__(self, model: ModelRef, precision: str = "fp32", config: RunConfig | None = None):
+        if precision not in self.caps.precisions:
+            raise UserError(f"{self.name} does not offer {precision} (it offers {', '.join(self.caps.precisions)})")
+        self.model, self.precision, self.config = model, precision, config or RunConfig()
+        self.input: InputSpec | None = None  # set by load()
 
     @classmethod
     def probe(cls) -> Probe:
+        """Whether this runtime can run here, found by running something small (never by a listing alone)."""
         raise NotImplementedError
 
     def load(self):
+        """Load the model (building derived artifacts through rtml_profile.artifacts) and set `self.input`."""
         raise NotImplementedError
 
     def runner(self, scope: str, x: np.ndarray):
@@ -73,6 +121,13 @@ class Runtime:
 
     def __exit__(self, *exc):
         self.close()
+
+    def onnx_file(self) -> Path:
+        src = self.model.onnx
+        if src is None or not Path(src).is_file():
+            raise UserError(paths.missing_export(self.model.model_id) if self.model.model_id else
+                            f"no ONNX file at {src}")
+        return Path(src)
 
 
 def cuda_ready() -> Probe:

@@ -7,13 +7,18 @@ nothing. Every session made for a benchmark is checked the same way before it is
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from rtml_profile import UserError
-from rtml_profile.runtimes.base import Probe, Runtime, cuda_ready, cuda_synchronize
+from rtml_profile import UserError, artifacts, paths
+from rtml_profile.batching import in_chunks
+from rtml_profile.runtimes.base import Capabilities, InputSpec, Probe, Runtime, cuda_ready, cuda_synchronize
+
+_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+           "tensor(bool)": np.bool_}
 
 
 def _tiny_model() -> bytes:
@@ -58,11 +63,29 @@ def cpu_session(model, threads: int | None = None):
     return _session(model, "CPUExecutionProvider", None, threads)
 
 
-class OrtCPU(Runtime):
-    name = "ort-cpu"
-    device = "cpu"
-    provider = "CPUExecutionProvider"
-    precisions = ("fp32", "int8")
+def provider_runs(provider: str, options: dict | None = None) -> Probe:
+    """Does `provider` really run a session here? Listed is not enough: the session's active providers decide."""
+    ort = _import_ort()
+    if provider not in ort.get_available_providers():
+        return Probe(False, f"{provider} is not in this onnxruntime build ({ort.__version__}); available: "
+                            f"{', '.join(ort.get_available_providers())}")
+    ort.set_default_logger_severity(4)
+    try:
+        _session(_tiny_model(), provider, options)
+    except Exception as e:
+        return Probe(False, f"{provider} is listed but cannot run here: {str(e).strip().splitlines()[0]}")
+    finally:
+        ort.set_default_logger_severity(2)
+    return Probe(True, "", ort.__version__)
+
+
+class _Ort(Runtime):
+    """One ONNX Runtime execution provider; subclasses declare the provider and its options as data."""
+
+    provider: ClassVar[str] = "CPUExecutionProvider"
+    needs_cuda: ClassVar[bool] = False
+    # precisions the provider builds itself from the fp32 graph (no derived ONNX file)
+    native_precisions: ClassVar[tuple[str, ...]] = ("fp32",)
 
     @classmethod
     def probe(cls) -> Probe:
@@ -70,7 +93,7 @@ class OrtCPU(Runtime):
             ort = _import_ort()
         except UserError as e:
             return Probe(False, str(e))
-        if cls.device == "cuda":
+        if cls.needs_cuda:
             ready = cuda_ready()
             if not ready.available:
                 return ready
@@ -79,57 +102,38 @@ class OrtCPU(Runtime):
                     ort.preload_dlls()
                 except Exception:  # preloading is a convenience; the session below is the real test
                     pass
-        if cls.provider not in ort.get_available_providers():
-            return Probe(False, f"{cls.provider} is not in this onnxruntime build ({ort.__version__}); available: "
-                                f"{', '.join(ort.get_available_providers())}")
-        try:
-            ort.set_default_logger_severity(4)
-            _session(_tiny_model(), cls.provider, cls.provider_options("fp32"))
-        except Exception as e:
-            return Probe(False, f"{cls.provider} is listed but cannot run here: {str(e).strip().splitlines()[0]}")
-        finally:
-            ort.set_default_logger_severity(2)
-        return Probe(True, "", ort.__version__)
+        return provider_runs(cls.provider, cls.provider_options("fp32"))
 
     @classmethod
-    def provider_options(cls, precision: str, cuda_graph: bool = False) -> dict:
+    def provider_options(cls, precision: str, cuda_graph: bool = False, folder: Path = paths.DERIVED) -> dict:
         return {}
 
-    def model_path(self) -> Path:
-        """The ONNX file for this precision; int8 (dynamic quantization) and fp16 files are derived on demand."""
-        src = self.model.onnx
-        if src is None or not Path(src).is_file():
-            raise UserError(f"no ONNX file at {src}; run `rtml-profile train-and-export {self.model.model_id}` first"
-                            if self.model.model_id else f"no ONNX file at {src}")
-        if self.precision == "fp32" or (self.name == "ort-trt" and self.precision == "fp16"):
-            return Path(src)  # TensorRT makes its own fp16 engine from the fp32 graph
-        return derived_model(Path(src), self.precision)
+    def model_path(self):
+        src = self.onnx_file()
+        if self.precision in self.native_precisions:
+            return src
+        return artifacts.onnx_for_precision(src, self.precision, self.config.artifacts)
 
     def load(self):
-        path = self.model_path()
-        self.session = _session(path, self.provider, self.provider_options(self.precision), self.threads)
+        self.session = self._new_session()
         inp = self.session.get_inputs()[0]
-        self.input_name, self.output_name = inp.name, self.session.get_outputs()[0].name
-        self.input_shape = inp.shape
+        self.input = InputSpec(inp.name, tuple(inp.shape), np.dtype(_DTYPES.get(inp.type, np.float32)))
+        self.output_name = self.session.get_outputs()[0].name
         self._graph_sessions = []
 
-    def check_input(self, x: np.ndarray):
-        """Raise UserError when `x` does not fit the model's declared input shape."""
-        shape = self.input_shape
-        fits = len(shape) == x.ndim and all(not isinstance(d, int) or d == v for d, v in zip(shape, x.shape))
-        if not fits:
-            raise UserError(f"{self.model.name}: input {self.input_name!r} has shape "
-                            f"[{', '.join(map(str, shape))}], which a batch of shape {list(x.shape)} does not fit")
+    def _new_session(self, cuda_graph: bool = False):
+        options = self.provider_options(self.precision, cuda_graph, self.config.artifacts)
+        return _session(self.model_path(), self.provider, options, self.config.threads if self.caps.device == "cpu" else None)
 
     def _bind(self, session, x: np.ndarray):
         ort = _import_ort()
         # the output shape comes from the plain session: a CUDA-graph session must only ever run with IO binding
-        out_shape = self.session.run(None, {self.input_name: x})[0].shape
-        device = "cuda" if self.device == "cuda" else "cpu"
+        out_shape = self.session.run(None, {self.input.name: x})[0].shape
+        device = self.caps.device
         x_val = ort.OrtValue.ortvalue_from_numpy(x, device, 0)
         y_val = ort.OrtValue.ortvalue_from_shape_and_type(out_shape, np.float32, device, 0)
         binding = session.io_binding()
-        binding.bind_ortvalue_input(self.input_name, x_val)
+        binding.bind_ortvalue_input(self.input.name, x_val)
         binding.bind_ortvalue_output(self.output_name, y_val)
         keep = (x_val, y_val)  # the OrtValues must outlive the binding
 
@@ -140,90 +144,68 @@ class OrtCPU(Runtime):
         return run
 
     def runner(self, scope: str, x: np.ndarray):
-        self.check_input(x)
+        self.input.check(self.model.name, x)
         if scope == "end-to-end":
-            return lambda: self.session.run(None, {self.input_name: x})[0]
+            return lambda: self.session.run(None, {self.input.name: x})[0]
         if scope == "compute":
             return self._bind(self.session, x)
         if scope == "cuda-graph":
             # a CUDA graph fixes the addresses and shapes: one session (and one capture) per input shape
-            sess = _session(self.model_path(), self.provider, self.provider_options(self.precision, True), self.threads)
+            sess = self._new_session(cuda_graph=True)
             self._graph_sessions.append(sess)
             return self._bind(sess, x)
         raise ValueError(scope)
 
-    def predict(self, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
-        self.check_input(x[:1])
-        return np.concatenate([self.session.run(None, {self.input_name: x[i:i + chunk]})[0]
-                               for i in range(0, len(x), chunk)]).astype(np.float32)
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        self.input.check(self.model.name, x[:1])
+        return in_chunks(lambda c: self.session.run(None, {self.input.name: c})[0], x).astype(np.float32)
 
     def close(self):
         self.session = None
         self._graph_sessions = []
 
 
-class OrtCUDA(OrtCPU):
+class OrtCPU(_Ort):
+    name = "ort-cpu"
+    caps = Capabilities(device="cpu", precisions=("fp32", "int8"))
+
+
+class OrtCUDA(_Ort):
+    """CUDA provider. `fp32` turns TF32 off (true fp32, like PyTorch's default); `tf32` is the provider's default."""
+
     name = "ort-cuda"
-    device = "cuda"
+    caps = Capabilities(device="cuda", precisions=("fp32", "tf32", "fp16"),
+                        scopes=("compute", "end-to-end", "cuda-graph"))
     provider = "CUDAExecutionProvider"
-    precisions = ("fp32", "fp16")
-    scopes = ("compute", "end-to-end", "cuda-graph")
+    needs_cuda = True
+    native_precisions = ("fp32", "tf32")
 
     @classmethod
-    def provider_options(cls, precision: str, cuda_graph: bool = False) -> dict:
-        return {"enable_cuda_graph": "1"} if cuda_graph else {}
+    def provider_options(cls, precision: str, cuda_graph: bool = False, folder: Path = paths.DERIVED) -> dict:
+        opts = {"use_tf32": "1" if precision == "tf32" else "0"}
+        if cuda_graph:
+            opts["enable_cuda_graph"] = "1"
+        return opts
 
     def synchronize(self):
         cuda_synchronize()
 
 
-class OrtTensorRT(OrtCUDA):
+class OrtTensorRT(_Ort):
     """ONNX Runtime's TensorRT execution provider (needs TensorRT's libnvinfer beside onnxruntime-gpu)."""
 
     name = "ort-trt"
+    caps = Capabilities(device="cuda", precisions=("fp32", "fp16"))
     provider = "TensorrtExecutionProvider"
-    scopes = ("compute", "end-to-end")
+    needs_cuda = True
+    native_precisions = ("fp32", "fp16")  # TensorRT makes its own fp16 engine from the fp32 graph
 
     @classmethod
-    def provider_options(cls, precision: str, cuda_graph: bool = False) -> dict:
-        cache = Path("exported") / "trt-cache"
+    def provider_options(cls, precision: str, cuda_graph: bool = False, folder: Path = paths.DERIVED) -> dict:
+        cache = Path(folder) / "ort-trt-cache"
         cache.mkdir(parents=True, exist_ok=True)
         return {"trt_fp16_enable": "1" if precision == "fp16" else "0", "trt_engine_cache_enable": "1",
                 "trt_engine_cache_path": str(cache)}
 
-
-def derived_model(src: Path, precision: str) -> Path:
-    """exported/<id>.<precision>.onnx made from the fp32 file (rebuilt when the fp32 file changes).
-
-    int8: onnxruntime.quantization.quantize_dynamic (int8 weights, activations quantized per call).
-    fp16: onnxruntime's float16 converter, fp32 inputs/outputs kept (casts inside the graph).
-    """
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-    dest = src.with_name(f"{src.stem}.{precision}.onnx")
-    stamp = dest.with_suffix(".sha")
-    if dest.is_file() and stamp.is_file() and stamp.read_text() == digest:
-        return dest
-    from rtml_profile.files import atomic_write
-
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    if precision == "int8":
-        import logging
-
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        root = logging.getLogger()
-        level, _ = root.level, root.setLevel(logging.ERROR)  # it warns about optional pre-processing on every call
-        try:
-            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
-        finally:
-            root.setLevel(level)
-    elif precision == "fp16":
-        import onnx
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(tmp))
-    else:
-        raise UserError(f"precision {precision!r} is not supported by ONNX Runtime here")
-    tmp.replace(dest)
-    atomic_write(stamp, digest)
-    return dest
+    def synchronize(self):
+        cuda_synchronize()

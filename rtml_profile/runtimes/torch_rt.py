@@ -1,20 +1,19 @@
-"""PyTorch eager (CPU and CUDA), and CUDA-graph replay of the whole forward on CUDA. Needs a zoo checkpoint."""
+"""PyTorch eager (CPU and CUDA), and CUDA-graph replay of the whole forward on CUDA. Runs zoo checkpoints."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from rtml_profile import UserError
-from rtml_profile.runtimes.base import Probe, Runtime, cuda_ready, cuda_synchronize
+from rtml_profile.batching import in_chunks
+from rtml_profile.runtimes.base import Capabilities, InputSpec, Probe, Runtime, cuda_ready, cuda_synchronize
 
 
-class TorchCPU(Runtime):
-    name = "torch-cpu"
-    device = "cpu"
-    precisions = ("fp32",)
-
+class _Torch(Runtime):
     @classmethod
     def probe(cls) -> Probe:
+        if cls.caps.device == "cuda":
+            return cuda_ready()
         try:
             import torch
         except ImportError as e:
@@ -28,21 +27,23 @@ class TorchCPU(Runtime):
 
         if self.model.model_id is None:
             raise UserError(f"{self.name} runs zoo checkpoints only; {self.model.name} is an ONNX file")
-        if self.device == "cpu" and self.threads:
-            torch.set_num_threads(self.threads)
+        if self.caps.device == "cpu" and self.config.threads:
+            torch.set_num_threads(self.config.threads)  # this process runs one runtime only (see bench's workers)
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         net, _ = load_checkpoint(self.model.model_id)
-        self.net = net.to(self.device, self.dtype).eval()
+        self.net = net.to(self.caps.device, self.dtype).eval()
+        self.input = InputSpec("input", ("batch", self.model.in_features), np.dtype(np.float32))
         self._graphs = []  # captured CUDA graphs stay alive until close()
 
     def _to_device(self, x: np.ndarray):
         import torch
 
-        return torch.from_numpy(x).to(self.device, self.dtype)
+        return torch.from_numpy(x).to(self.caps.device, self.dtype)
 
     def runner(self, scope: str, x: np.ndarray):
         import torch
 
+        self.input.check(self.model.name, x)
         net = self.net
         if scope == "end-to-end":
             return lambda: self._forward_host(x)
@@ -54,7 +55,12 @@ class TorchCPU(Runtime):
 
             return run
         if scope == "cuda-graph":
-            return self._graph(xt)
+            from rtml_profile.cuda_graphs import capture
+
+            with torch.inference_mode():
+                graph, self._static_out = capture(lambda: net(xt))
+            self._graphs.append(graph)
+            return graph.replay
         raise ValueError(scope)
 
     def _forward_host(self, x: np.ndarray) -> np.ndarray:
@@ -63,39 +69,23 @@ class TorchCPU(Runtime):
         with torch.inference_mode():
             return self.net(self._to_device(x)).float().cpu().numpy()
 
-    def _graph(self, xt):
-        import torch
-
-        with torch.inference_mode():
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(3):
-                    self.net(xt)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._static_out = self.net(xt)
-        self._graphs.append(graph)
-        return graph.replay
-
-    def predict(self, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
-        return np.concatenate([self._forward_host(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return in_chunks(self._forward_host, x)
 
     def close(self):
         self._graphs = []
         self.net = None
 
 
-class TorchCUDA(TorchCPU):
-    name = "torch-cuda"
-    device = "cuda"
-    precisions = ("fp32", "fp16")
-    scopes = ("compute", "end-to-end", "cuda-graph")
+class TorchCPU(_Torch):
+    name = "torch-cpu"
+    caps = Capabilities(device="cpu", precisions=("fp32",), needs_checkpoint=True, takes_onnx=False)
 
-    @classmethod
-    def probe(cls) -> Probe:
-        return cuda_ready()
+
+class TorchCUDA(_Torch):
+    name = "torch-cuda"
+    caps = Capabilities(device="cuda", precisions=("fp32", "fp16"), scopes=("compute", "end-to-end", "cuda-graph"),
+                        needs_checkpoint=True, takes_onnx=False)
 
     def synchronize(self):
         cuda_synchronize()

@@ -1,0 +1,118 @@
+"""Artifacts derived from an ONNX file (int8 and fp16 ONNX files, TensorRT engines), built in one place.
+
+Each artifact lives in exported/derived/ (never beside a user's input file), named by its source's stem, its kind
+and a digest of the source's content plus every setting that shapes it, so a changed source or setting is a new
+file and a stale one is never served. A build writes a temp file and renames it, under a lock, so two processes
+building the same artifact at once build it once and neither sees half a file. Build times are recorded in a
+JSON file beside the artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from rtml_profile import UserError, paths
+from rtml_profile.files import atomic_path, locked, read_json, write_json
+
+
+def _digest(src: Path, kind: str, settings: dict) -> str:
+    h = hashlib.sha256()
+    with open(src, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    h.update(json.dumps({"kind": kind, **settings}, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def derive(src: Path, kind: str, settings: dict, build, ext: str = ".onnx", folder: Path = paths.DERIVED) -> Path:
+    """The artifact `build(src, tmp_path)` makes from `src` with `settings`, built once and cached."""
+    src = Path(src)
+    dest = Path(folder) / f"{src.stem}.{kind}.{_digest(src, kind, settings)}{ext}"
+    if dest.is_file():
+        return dest
+    with locked(dest):
+        if dest.is_file():  # another process built it while we waited for the lock
+            return dest
+        t0 = time.perf_counter()
+        with atomic_path(dest, suffix=ext) as tmp:
+            build(src, tmp)
+        write_json(dest.with_name(dest.name + ".json"), {"source": str(src), "kind": kind, "settings": settings,
+                                                          "build_s": time.perf_counter() - t0})
+    return dest
+
+
+def build_info(artifact: Path) -> dict:
+    p = Path(artifact).with_name(Path(artifact).name + ".json")
+    return read_json(p) if p.is_file() else {}
+
+
+# ---------------------------------------------------------------- the kinds
+
+def _quantize_int8(src: Path, dest: Path):
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it warns about optional pre-processing on every call
+    try:
+        quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+
+
+def _half(src: Path, dest: Path):
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dest))
+
+
+ONNX_PRECISIONS = {
+    # precision -> (builder, what it is)
+    "int8": (_quantize_int8, "onnxruntime.quantization.quantize_dynamic: int8 weights, activations quantized per call"),
+    "fp16": (_half, "onnxruntime's float16 converter, fp32 inputs/outputs kept (casts inside the graph)"),
+}
+
+
+def onnx_for_precision(src: Path, precision: str, folder: Path = paths.DERIVED) -> Path:
+    """The ONNX file to run at `precision`: the source itself for fp32/tf32, else a derived file."""
+    if precision in ("fp32", "tf32"):
+        return Path(src)
+    if precision not in ONNX_PRECISIONS:
+        raise UserError(f"no ONNX conversion to {precision}; known: {', '.join(ONNX_PRECISIONS)}")
+    builder, what = ONNX_PRECISIONS[precision]
+    return derive(Path(src), precision, {"how": what}, builder, folder=folder)
+
+
+def trt_engine(src: Path, precision: str, min_batch: int, max_batch: int, folder: Path = paths.DERIVED) -> Path:
+    """A serialized TensorRT engine for `src`, built through Polygraphy's loaders (which import TensorRT lazily
+    and follow its API across versions); one optimization profile covers batch min_batch..max_batch."""
+    import tensorrt as trt
+
+    opt = min(max(64, min_batch), max_batch)
+    settings = {"precision": precision, "batch": [min_batch, opt, max_batch], "tensorrt": trt.__version__}
+
+    def build(src: Path, dest: Path):
+        import onnx
+        from polygraphy.backend.trt import CreateConfig, Profile, engine_from_network, network_from_onnx_path, \
+            save_engine
+
+        graph = onnx.load(str(src), load_external_data=False).graph
+        init = {i.name for i in graph.initializer}
+        profile = Profile()
+        for inp in graph.input:
+            if inp.name in init:
+                continue
+            feat = [d.dim_value for d in inp.type.tensor_type.shape.dim][1:]
+            if any(d <= 0 for d in feat):
+                raise UserError(f"{src}: input {inp.name!r} has a dynamic non-batch axis; TensorRT needs --shape")
+            profile.add(inp.name, min=(min_batch, *feat), opt=(opt, *feat), max=(max_batch, *feat))
+        config = CreateConfig(fp16=precision == "fp16", profiles=[profile])
+        save_engine(engine_from_network(network_from_onnx_path(str(src)), config=config), path=str(dest))
+
+    return derive(Path(src), "trt", settings, build, ext=".engine", folder=folder)

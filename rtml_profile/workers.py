@@ -1,0 +1,129 @@
+"""Isolation: each runtime is probed and measured in its own worker process (spawned, never forked).
+
+Why: global state (torch.set_num_threads, ONNX Runtime's logger, a CUDA context) must not leak from one
+runtime's measurements into another's, and a native crash (a segfault or abort inside a runtime library) must
+cost only that runtime. The worker reports each finished measurement over a pipe as soon as it has it, and the
+parent persists it at once; if the worker dies, every measurement it had not reported is recorded as failed,
+naming the signal and the configuration that was running.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import time
+import traceback
+
+from rtml_profile import UserError, runtimes
+from rtml_profile.runtimes.base import Probe, RunConfig
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}".strip().splitlines()[0]
+
+
+# ---------------------------------------------------------------- the worker (child process)
+
+def _child(conn, spec: str):
+    try:
+        cls = runtimes.load_class(spec)
+        probe = cls.probe()
+    except Exception as e:
+        probe = Probe(False, f"the runtime could not be probed: {_reason(e)}")
+    conn.send(("probe", probe))
+    if not probe.available:
+        return
+    payload = conn.recv()
+    if payload is None:
+        return
+    groups, targets, settings, config = payload
+    for gi, g in enumerate(groups):
+        _measure_group(conn, cls, gi, g, targets[g.target], settings, config)
+    conn.send(("end",))
+
+
+def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig):
+    from rtml_profile.bench import accuracy, time_calls
+
+    def fail_all(reason):
+        for scope, batch in g.jobs():
+            conn.send(("row", (gi, scope, batch), "failed", reason, None, {}))
+
+    t0 = time.perf_counter()
+    try:
+        rt = cls(target.ref, g.precision, config)
+        rt.load()
+    except Exception as e:
+        return fail_all(_reason(e))
+    extra = {"load_s": time.perf_counter() - t0}
+    try:
+        try:
+            extra.update(accuracy(rt, target))
+        except Exception as e:
+            extra["accuracy_status"] = f"failed: {_reason(e)}"
+        for scope, batch in g.jobs():
+            conn.send(("start", (gi, scope, batch)))
+            try:
+                call = rt.runner(scope, target.inputs(batch))
+                ns = time_calls(call, rt.synchronize, settings)
+                conn.send(("row", (gi, scope, batch), "ok", "", ns, extra))
+            except Exception as e:
+                conn.send(("row", (gi, scope, batch), "failed", _reason(e), None, extra))
+    finally:
+        try:
+            rt.close()
+        except Exception:
+            traceback.print_exc()
+
+
+# ---------------------------------------------------------------- the parent side
+
+def _death(proc, current, groups) -> str:
+    code = proc.exitcode
+    how = (f"was killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
+           else f"exited with code {code}" if code is not None else "stopped answering")
+    where = ""
+    if current is not None:
+        g = groups[current[0]]
+        where = f" while measuring {g.target} {g.precision} {current[1]} batch {current[2]}"
+    return f"the runtime's worker process {how}{where}; nothing after that was measured"
+
+
+def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, emit):
+    """Probe and measure `groups` (all of runtime `name`) in a worker; `emit(group, scope, batch, status, reason,
+    samples_ns, extra, probe)` is called in this process for every configuration, as soon as it is known."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_child, args=(child, runtimes.target(name)), daemon=True)
+    proc.start()
+    child.close()
+    pending = {(gi, s, b): g for gi, g in enumerate(groups) for s, b in g.jobs()}
+    probe, current = Probe(False, ""), None
+    try:
+        _, probe = parent.recv()
+        if not probe.available:
+            parent.send(None)
+            for (gi, s, b), g in list(pending.items()):
+                emit(g, s, b, "skipped", probe.reason, None, {}, probe)
+            return
+        parent.send((groups, {g.target: targets[g.target] for g in groups}, settings, config))
+        while pending:
+            msg = parent.recv()
+            if msg[0] == "start":
+                current = msg[1]
+            elif msg[0] == "row":
+                _, job, status, reason, ns, extra = msg
+                emit(pending.pop(job), job[1], job[2], status, reason, ns, extra, probe)
+                current = None
+            elif msg[0] == "end":
+                break
+    except (EOFError, ConnectionError):
+        proc.join(10)
+    finally:
+        parent.close()
+    reason = _death(proc, current, groups)
+    for (gi, s, b), g in list(pending.items()):  # whatever the worker never reported
+        emit(g, s, b, "failed", reason, None, {}, probe)
+    proc.join(30)
+    if proc.is_alive():
+        proc.kill()
