@@ -111,7 +111,7 @@ class Target:
 
 
 def zoo_target(model_id: str, data_dir=None, with_accuracy: bool = True) -> Target:
-    from rtml_profile.export import onnx_path
+    from rtml_profile.paths import onnx as onnx_path
 
     spec = zoo.get(model_id)
     path = onnx_path(model_id)

@@ -59,27 +59,29 @@ def models():
 def train_and_export(
     model: Annotated[str, typer.Argument(help="Model id (1a, 1b, 2a, 2b) or 'all'.")],
     data_dir: DataDir = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Override the learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Override the batch size.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override the batch size.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialization, split and shuffling.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     cuda_graph: Annotated[bool, typer.Option(help="Replay each train step from a captured CUDA graph "
                                              "(--device cuda).")] = False,
-    subset: Annotated[Optional[int], typer.Option(help="Train on a seeded subset of N rows (N/5 validation "
+    subset: Annotated[int | None, typer.Option(help="Train on a seeded subset of N rows (N/5 validation "
                                                   "rows); for quick runs.")] = None,
     download: Annotated[bool, typer.Option(help="Download CIFAR-10 through torchvision into the data "
                                            "folder first.")] = False,
     quiet: Quiet = False,
 ):
     """Train with the HW2 recipe (or overrides), save models/<id>.pt and its record, export exported/<id>.onnx."""
-    from rtml_profile import zoo
-    from rtml_profile.pipeline import train_and_export as run
+    from rtml_profile import pipeline, zoo
 
-    for spec in zoo.resolve(model):
-        r = run(spec.id, data_dir, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
-                quiet=quiet, cuda_graph=cuda_graph, subset=subset, download=download)
-        _print_training(r)
+    options = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "device": device,
+               "cuda_graph": cuda_graph, "subset": subset, "download": download}
+    specs = zoo.resolve(model)
+    for spec in specs:  # every argument mistake shows before any training (and before torch is imported)
+        pipeline.check_training(spec.id, data_dir, **options)
+    for spec in specs:
+        _print_training(pipeline.train_and_export(spec.id, data_dir, quiet=quiet, **options))
 
 
 def _print_training(r: dict):
@@ -119,7 +121,7 @@ def analyze(
 ):
     """MACs, parameters and memory per node from the ONNX graph (onnx-tool), cross-checked against PyTorch."""
     from rtml_profile import analyze as an, zoo
-    from rtml_profile.export import onnx_path
+    from rtml_profile.paths import onnx as onnx_path
     from rtml_profile.results import DATA, upsert_rows
 
     shapes = _parse_shapes(shape or [])
@@ -199,7 +201,7 @@ def bench(
 ):
     """Latency, throughput, accuracy and parity of the exported models on every runtime."""
     from rtml_profile import bench as b, runtimes as rts, zoo
-    from rtml_profile.export import onnx_path
+    from rtml_profile.paths import onnx as onnx_path
 
     names = runtime or rts.names()
     for n in names:
