@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from rtml_profile import UserError, data as datamod, pipeline
+from rtml_profile import UserError, pipeline
+from rtml_profile import data as datamod
 from rtml_profile.files import atomic_group
 
 FOUR = ("models/1a.pt", "models/1a.json", "exported/1a.onnx", "reports/data/train_1a.json")
@@ -272,7 +273,8 @@ def test_argument_errors_come_before_torch(tmp_path, data_dir):
         "    r = CliRunner().invoke(app, common + extra)\n"
         "    print(r.exit_code, r.output.strip().splitlines()[-1])\n"
         "print('torch imported' if 'torch' in sys.modules else 'torch not imported')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=60, check=False)
     lines = out.stdout.strip().splitlines()
     assert lines[-1] == "torch not imported", out.stdout + out.stderr
     assert len(lines) == 9 and all(line.startswith("2 error: ") for line in lines[:-1]), out.stdout
