@@ -93,7 +93,9 @@ def _print_training(r: dict):
                f"({t['epoch_s_mean']:.3f} s/epoch); final train loss (epoch mean) {r['history'][-1]['train_loss']:.4g}; "
                f"validation {m} {val[m]:.4f}{extra}; best validation {m} {o['best_val_metric']:.4f} at epoch "
                f"{o['best_val_epoch']}; train-val gap {o['final_gap']:+.4f}")
-    typer.echo(f"  wrote {r['checkpoint']}, models/{r['model']}.json, reports/data/train_{r['model']}.json, "
+    from rtml_profile import paths
+
+    typer.echo(f"  wrote {r['checkpoint']}, {paths.model_record(r['model'])}, {paths.train_record(r['model'])}, "
                f"{r['export']['path']} (opset {r['export']['opset']}, parity max |diff| "
                f"{r['export']['parity_max_abs_diff']:.2g})")
 

@@ -157,6 +157,7 @@ def test_channel_stats_exact():
     np.testing.assert_allclose(std, ref.std(axis=(0, 2, 3)), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_real_cifar_from_tarball(data_dir):
     d = load("cifar10", data_dir)
     assert d.x_train.shape == (50000, 3072) and d.x_val.shape == (10000, 3072)
