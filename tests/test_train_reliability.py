@@ -88,7 +88,7 @@ def test_checkpoint_for_another_model_or_corrupt(workdir):
     torch.save({"spec": {"id": "1b"}, "state_dict": {}, "data_info": {}}, workdir / "models/1a.pt")
     with pytest.raises(UserError, match="is for model '1b', not '1a'"):
         pipeline.load_checkpoint("1a")
-    (workdir / "models/1a.pt").write_bytes(b"\x80\x04 truncated")
+    (workdir / "models/1a.pt").write_bytes(b"\x80\x02 truncated")
     with pytest.raises(UserError, match="models/1a.pt is unreadable"):
         pipeline.load_checkpoint("1a")
     (workdir / "models/1a.pt").unlink()

@@ -30,7 +30,7 @@ import numpy as np
 
 from rtml_profile import UserError
 from rtml_profile.data import Dataset, cache_dir, sha256_files
-from rtml_profile.files import atomic_path
+from rtml_profile.files import atomic_path, clean_stale_temps
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TORCHVISION_DIR = "cifar-10-batches-py"
@@ -222,7 +222,8 @@ def _write_cache(cached: Path, arrays: dict[str, np.ndarray]):
 
 
 def prune_cache(folder: Path, keep: int = CACHE_KEEP, legacy_temp_age_s: float = 3600):
-    """Remove all but the `keep` most recently used cache entries, and old temps of earlier versions."""
+    """Remove all but the `keep` most recently used cache entries, temps of dead writers and of earlier versions."""
+    clean_stale_temps(Path(folder))
     entries = sorted(Path(folder).glob(CACHE_GLOB), key=_mtime, reverse=True)
     old_temps = [p for p in Path(folder).glob(LEGACY_TEMP_GLOB) if time.time() - _mtime(p) > legacy_temp_age_s]
     for p in entries[keep:] + old_temps:
