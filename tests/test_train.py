@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from rtml_profile import UserError, data as datamod, metrics, zoo
+from rtml_profile import UserError, metrics, zoo
+from rtml_profile import data as datamod
 from rtml_profile.train import overfitting_summary, pick_device, train
 
 
