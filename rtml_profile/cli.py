@@ -59,27 +59,29 @@ def models():
 def train_and_export(
     model: Annotated[str, typer.Argument(help="Model id (1a, 1b, 2a, 2b) or 'all'.")],
     data_dir: DataDir = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's epochs.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Override the learning rate.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Override the batch size.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Override the learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Override the batch size.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialization, split and shuffling.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     cuda_graph: Annotated[bool, typer.Option(help="Replay each train step from a captured CUDA graph "
                                              "(--device cuda).")] = False,
-    subset: Annotated[Optional[int], typer.Option(help="Train on a seeded subset of N rows (N/5 validation "
+    subset: Annotated[int | None, typer.Option(help="Train on a seeded subset of N rows (N/5 validation "
                                                   "rows); for quick runs.")] = None,
     download: Annotated[bool, typer.Option(help="Download CIFAR-10 through torchvision into the data "
                                            "folder first.")] = False,
     quiet: Quiet = False,
 ):
     """Train with the HW2 recipe (or overrides), save models/<id>.pt and its record, export exported/<id>.onnx."""
-    from rtml_profile import zoo
-    from rtml_profile.pipeline import train_and_export as run
+    from rtml_profile import pipeline, zoo
 
-    for spec in zoo.resolve(model):
-        r = run(spec.id, data_dir, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
-                quiet=quiet, cuda_graph=cuda_graph, subset=subset, download=download)
-        _print_training(r)
+    options = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "device": device,
+               "cuda_graph": cuda_graph, "subset": subset, "download": download}
+    specs = zoo.resolve(model)
+    for spec in specs:  # every argument mistake shows before any training (and before torch is imported)
+        pipeline.check_training(spec.id, data_dir, **options)
+    for spec in specs:
+        _print_training(pipeline.train_and_export(spec.id, data_dir, quiet=quiet, **options))
 
 
 def _print_training(r: dict):
@@ -91,7 +93,9 @@ def _print_training(r: dict):
                f"({t['epoch_s_mean']:.3f} s/epoch); final train loss (epoch mean) {r['history'][-1]['train_loss']:.4g}; "
                f"validation {m} {val[m]:.4f}{extra}; best validation {m} {o['best_val_metric']:.4f} at epoch "
                f"{o['best_val_epoch']}; train-val gap {o['final_gap']:+.4f}")
-    typer.echo(f"  wrote {r['checkpoint']}, models/{r['model']}.json, reports/data/train_{r['model']}.json, "
+    from rtml_profile import paths
+
+    typer.echo(f"  wrote {r['checkpoint']}, {paths.model_record(r['model'])}, {paths.train_record(r['model'])}, "
                f"{r['export']['path']} (opset {r['export']['opset']}, parity max |diff| "
                f"{r['export']['parity_max_abs_diff']:.2g})")
 

@@ -1,76 +1,73 @@
-"""ONNX export with a dynamic batch axis, onnx.checker, and parity against PyTorch in ONNX Runtime (CPU)."""
+"""ONNX export with a dynamic batch axis, onnx.checker, and parity against PyTorch in ONNX Runtime (CPU).
+
+The parity tolerance is `tolerances.EXPORT`; the session is the toolkit's one CPU session (`runtimes.ort`).
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from rtml_profile import UserError
+from rtml_profile.batching import in_chunks
+from rtml_profile.files import atomic_path
+from rtml_profile.tolerances import EXPORT
 
 OPSET = 17
 INPUT, OUTPUT = "input", "output"
-PARITY_ATOL = 1e-4  # fp32 on CPU; GPU tolerances live in bench.py
+PARITY_RUNTIME = "onnxruntime CPUExecutionProvider"
 
 
-def onnx_path(model_id: str, precision: str = "fp32") -> Path:
-    return Path("exported") / (f"{model_id}.onnx" if precision == "fp32" else f"{model_id}.{precision}.onnx")
-
-
-def ort_cpu_session(path, threads: int | None = None):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def run_ort(session, x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def run_ort(session, x: np.ndarray) -> np.ndarray:
+    """Outputs of an ONNX Runtime session for the rows of `x`, in chunks."""
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + chunk]})[0] for i in range(0, len(x), chunk)])
+    return in_chunks(lambda chunk: session.run(None, {name: chunk})[0], x)
 
 
 def parity(model, path, x: np.ndarray) -> float:
     """Max |ONNX Runtime CPU - PyTorch| over the rows of `x` (both float32)."""
     import torch
 
+    from rtml_profile.runtimes.ort import cpu_session
     from rtml_profile.train import predict
 
     ref = predict(model, torch.as_tensor(x)).numpy()
-    got = run_ort(ort_cpu_session(path), x)
+    got = run_ort(cpu_session(path), x)
     return float(np.max(np.abs(got - ref)))
 
 
-def export(model, in_features: int, dest: Path, x_check: np.ndarray, half: bool = False) -> dict:
-    """Export `model` (CPU) to `dest` via a temp file; installed only if the checker and the parity check pass."""
+def export(model, in_features: int, dest: Path, x_check: np.ndarray) -> dict:
+    """Export `model` (CPU) to `dest` via a temp file; installed only if the checker and the parity check pass.
+
+    Returns the export's record; its `path` is `dest` (a caller writing to a temp file sets the final one).
+    """
     import onnx
     import torch
 
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(dest) as tmp:
         model = model.eval()
         dummy = torch.zeros(1, in_features)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (dummy,), tmp, dynamo=False, opset_version=OPSET, input_names=[INPUT],
+            torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=OPSET, input_names=[INPUT],
                               output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
-        onnx.checker.check_model(tmp, full_check=True)
+        onnx.checker.check_model(str(tmp), full_check=True)
         diff = parity(model, tmp, x_check)
-        if not diff <= PARITY_ATOL:
-            raise UserError(f"ONNX parity check failed for {dest}: max |ORT - PyTorch| = {diff:.3g} > {PARITY_ATOL}")
-        os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        bound = EXPORT.bound(_ref_max_abs(model, x_check)) if EXPORT.rtol else EXPORT.atol
+        if not diff <= bound:
+            raise UserError(f"ONNX parity check failed for {dest}: max |ORT - PyTorch| = {diff:.3g} > {bound:g} "
+                            f"({EXPORT.describe()})")
     return {"path": str(dest), "opset": OPSET, "dynamic_axes": {INPUT: "batch", OUTPUT: "batch"},
-            "parity_max_abs_diff": diff, "parity_rows": int(len(x_check)), "parity_atol": PARITY_ATOL,
-            "parity_runtime": "onnxruntime CPUExecutionProvider", "bytes": dest.stat().st_size}
+            "parity_max_abs_diff": diff, "parity_rows": len(x_check), "parity_atol": EXPORT.atol,
+            "parity_bound": bound, "parity_tolerance": EXPORT.describe(), "parity_runtime": PARITY_RUNTIME, "bytes": dest.stat().st_size}
+
+
+def _ref_max_abs(model, x: np.ndarray) -> float:
+    import torch
+
+    from rtml_profile.train import predict
+
+    return float(predict(model, torch.as_tensor(x)).abs().max())

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 from rtml_profile import UserError
@@ -42,6 +43,60 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_group(paths):
+    """Yield one temp path per destination in `paths`; on a clean exit all of them replace their destinations, or none.
+
+    For files that only make sense together (a checkpoint, its record and its export): the old files are kept as
+    backups until every rename has succeeded, and put back if one fails. An exception inside the block, or a temp
+    left unwritten, replaces nothing.
+    """
+    dests = [Path(p) for p in paths]
+    for d in dests:
+        d.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(d.parent)
+    temps = [_temp_name(d) for d in dests]
+    try:
+        yield temps
+        unwritten = [str(d) for d, t in zip(dests, temps) if not t.is_file()]
+        if unwritten:
+            raise FileNotFoundError(f"nothing was written for {', '.join(unwritten)}")
+        _replace_all(dests, temps)
+    finally:
+        for t in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(t)
+
+
+def _replace_all(dests: list[Path], temps: list[Path]):
+    done: list[tuple[Path, Path | None]] = []  # (destination, backup of its old file or None)
+    try:
+        for d, t in zip(dests, temps):
+            backup = None
+            if os.path.lexists(d):
+                backup = _temp_name(d, ".old")
+                try:
+                    os.link(d, backup)
+                except OSError:  # no hard links here (or a folder: copy2 then raises, before anything is replaced)
+                    shutil.copy2(d, backup)
+            done.append((d, backup))
+            os.chmod(t, 0o644)
+            os.replace(t, d)
+    except BaseException:
+        for d, backup in reversed(done):
+            with contextlib.suppress(OSError):
+                if backup:
+                    os.replace(backup, d)
+                else:
+                    os.unlink(d)
+        raise
+    finally:
+        for _, backup in done:
+            if backup:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(backup)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:

@@ -1,91 +1,207 @@
-"""train-and-export: data -> train -> checkpoint + record -> ONNX export with parity."""
+"""The toolkit's pipeline as library functions; the CLI only parses arguments, calls these and prints.
+
+Stages, in the order data flows (each a function here, each checking its inputs before any heavy import):
+  train_and_export   data -> train -> checkpoint + records + ONNX export with parity, written as one unit
+  load_checkpoint    a trained model back from models/<id>.pt (tensors and plain data only, never code)
+Later stages (analyze, bench, report) belong here too, in the same form: `check_*` for what needs no data,
+then the work.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
-from rtml_profile import UserError, data as datamod, zoo
-from rtml_profile.files import atomic_write, write_json
-from rtml_profile.host import environment
-from rtml_profile.results import DATA, now
+from rtml_profile import UserError, paths, zoo
+from rtml_profile import data as datamod
+from rtml_profile.files import atomic_group, check_writable, write_json
 
-MODELS_DIR = Path("models")
-
-
-def checkpoint_path(model_id: str) -> Path:
-    return MODELS_DIR / f"{model_id}.pt"
+DEVICES = ("auto", "cpu", "cuda")
+SEED_MAX = 2**32 - 1  # numpy, torch and CUDA generators all take 0..2**32-1
+CHECKPOINT_KEYS = ("spec", "state_dict", "data_info")
 
 
-def record_path(model_id: str) -> Path:
-    return DATA / f"train_{model_id}.json"
+@dataclass(frozen=True)
+class TrainingRun:
+    """A validated train-and-export request: everything that can be checked without data or torch."""
+
+    spec: zoo.ModelSpec
+    recipe: zoo.Recipe
+    data_root: Path
+    seed: int
+    device: str
+    cuda_graph: bool
+    subset: int | None
+    download: bool
 
 
-def save_checkpoint(model, spec: zoo.ModelSpec, info: dict, path: Path):
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    torch.save({"spec": spec.to_dict(), "state_dict": model.state_dict(), "data_info": info}, buf)
-    atomic_write(path, buf.getvalue())
+def training_outputs(model_id: str) -> dict[str, Path]:
+    """The four files train-and-export writes, as one unit."""
+    return {"checkpoint": paths.checkpoint(model_id), "model_record": paths.model_record(model_id),
+            "onnx": paths.onnx(model_id), "train_record": paths.train_record(model_id)}
 
 
-def load_checkpoint(model_id: str):
-    """(model, data_info) rebuilt from models/<id>.pt; a missing or corrupt file raises UserError."""
-    import torch
-
+def check_training(model_id: str, data_dir=None, *, epochs=None, lr=None, batch_size=None, seed: int = 0,
+                   device: str = "auto", cuda_graph: bool = False, subset: int | None = None,
+                   download: bool = False) -> TrainingRun:
+    """Validate a train-and-export request without loading data or importing torch (so mistakes show at once)."""
     spec = zoo.get(model_id)
-    path = checkpoint_path(model_id)
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {path}; run `rtml-profile train-and-export {model_id}` first")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        model = zoo.build(spec)
-        model.load_state_dict(ckpt["state_dict"])
-    except Exception as e:
-        raise UserError(f"checkpoint {path} is unreadable or does not match model {model_id} ({type(e).__name__})") \
-            from None
-    return model.eval(), ckpt["data_info"]
+    recipe = zoo.with_overrides(spec.recipe, epochs=epochs, lr=lr, batch_size=batch_size)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise UserError(f"--seed must be an integer from 0 to {SEED_MAX} (2**32-1), got {seed}")
+    if device not in DEVICES:
+        raise UserError(f"unknown device {device!r}; use cpu, cuda or auto")
+    if cuda_graph and device == "cpu":
+        raise UserError("--cuda-graph needs --device cuda")
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset <= 0):
+        raise UserError(f"--subset must be a positive number of training rows, got {subset}")
+    root = datamod.check_data_dir(spec.dataset, data_dir, download)
+    return TrainingRun(spec, recipe, root, seed, device, cuda_graph, subset, download)
+
+
+def check_destinations(destinations) -> None:
+    """Raise UserError unless every destination's folder can be written and no destination is a folder."""
+    for folder in dict.fromkeys(Path(d).parent for d in destinations):
+        check_writable(folder)
+    for d in map(Path, destinations):
+        if d.exists() and not d.is_file():
+            raise UserError(f"{d} exists and is not a file; move it away so it can be written")
+
+
+def load_training_data(run: TrainingRun) -> datamod.Dataset:
+    """The run's data set (subset applied), checked to be trainable and scorable."""
+    data = datamod.load(run.spec.dataset, run.data_root, seed=run.seed, download=run.download)
+    if run.subset is not None:
+        data = data.subset(run.subset, max(1, run.subset // 5), seed=run.seed)
+    data.check_trainable(run.spec.task)
+    return data
 
 
 def train_and_export(model_id: str, data_dir=None, *, epochs=None, lr=None, batch_size=None, seed: int = 0,
                      device: str = "auto", quiet: bool = False, cuda_graph: bool = False, subset: int | None = None,
                      download: bool = False) -> dict:
-    """Train one zoo model with its HW2 recipe (overrides applied), save checkpoint and record, export ONNX.
+    """Train one zoo model with its HW2 recipe (overrides applied), then write its checkpoint, both records and
+    the ONNX export together: all four replace the old files at the end, or none does.
 
-    Returns the training record (also written to models/<id>.json and reports/data/train_<id>.json).
+    Every argument and destination is checked before training. Returns the training record (also written to
+    models/<id>.json and reports/data/train_<id>.json). User mistakes raise UserError and change no file.
     """
-    from rtml_profile.export import export, onnx_path
+    run = check_training(model_id, data_dir, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
+                         cuda_graph=cuda_graph, subset=subset, download=download)
+    out = training_outputs(model_id)
+    check_destinations(out.values())
+    data = load_training_data(run)
+
     from rtml_profile.train import pick_device, train
 
-    spec = zoo.get(model_id)
-    recipe = zoo.with_overrides(spec.recipe, epochs=epochs, lr=lr, batch_size=batch_size)
-    device = pick_device(device)
-    data = datamod.load(spec.dataset, data_dir, seed=seed, download=download)
-    if subset:
-        data = data.subset(subset, max(1, subset // 5), seed=seed)
-    result = train(spec, data, recipe, device=device, seed=seed, progress=not quiet, cuda_graph=cuda_graph)
-    # export first: a failed parity check leaves the previous checkpoint, ONNX file and record untouched together
-    export_info = export(result.model, spec.in_features, onnx_path(model_id), data.x_val)
-    save_checkpoint(result.model, spec, data.info, checkpoint_path(model_id))
-    record = {
-        "model": model_id,
-        "spec": spec.to_dict(),
-        "recipe": recipe.__dict__,
-        "hw2_recipe": spec.recipe.__dict__,
-        "seed": seed,
-        "device": device,
-        "cuda_graph": cuda_graph,
+    device = pick_device(run.device)
+    result = train(run.spec, data, run.recipe, device=device, seed=run.seed, progress=not quiet,
+                   cuda_graph=run.cuda_graph)
+    return write_training_outputs(run, data, result, out)
+
+
+def write_training_outputs(run: TrainingRun, data: datamod.Dataset, result, out: dict[str, Path]) -> dict:
+    """Export (with its parity check), checkpoint and records into temp files, then replace all four together."""
+    from rtml_profile.export import export
+
+    keys = list(out)
+    try:
+        with atomic_group(out.values()) as temps:
+            tmp = dict(zip(keys, temps))
+            export_info = export(result.model, run.spec.in_features, tmp["onnx"], data.x_val)
+            export_info.update(path=str(out["onnx"]))
+            save_checkpoint(result.model, run.spec, data.info, tmp["checkpoint"])
+            record = training_record(run, data, result, export_info, out["checkpoint"])
+            write_json(tmp["model_record"], record)
+            write_json(tmp["train_record"], record)
+    except OSError as e:
+        raise UserError(f"could not write the results of {run.spec.id} ({e.strerror or e}: {e.filename}); the "
+                        f"previous files were kept") from None
+    return record
+
+
+def training_record(run: TrainingRun, data: datamod.Dataset, result, export_info: dict, checkpoint: Path) -> dict:
+    from rtml_profile.host import environment
+    from rtml_profile.results import now
+
+    return {
+        "model": run.spec.id,
+        "spec": run.spec.to_dict(),
+        "recipe": run.recipe.__dict__,
+        "hw2_recipe": run.spec.recipe.__dict__,
+        "seed": run.seed,
+        "device": result.device,
+        "cuda_graph": run.cuda_graph,
         "data": data.info,
         "history": result.history,
         "final": result.final,
         "overfitting": result.overfitting,
         "timings": result.timings,
         "export": export_info,
-        "checkpoint": str(checkpoint_path(model_id)),
+        "checkpoint": str(checkpoint),
         "environment": environment(),
         "created": now(),
     }
-    write_json(MODELS_DIR / f"{model_id}.json", record)
-    write_json(record_path(model_id), record)
-    return record
+
+
+def save_checkpoint(model, spec: zoo.ModelSpec, info: dict, path: Path):
+    """Write tensors and plain data only (spec dict, state_dict, data info), loadable with weights_only=True."""
+    import torch
+
+    _check_plain(info, "data info")
+    torch.save({"spec": spec.to_dict(), "state_dict": model.state_dict(), "data_info": info}, path)
+
+
+def _check_plain(obj, what: str):
+    """Refuse anything but str/int/float/bool/None and lists, tuples and str-keyed dicts of them."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return
+    if isinstance(obj, (list, tuple)):
+        for v in obj:
+            _check_plain(v, what)
+        return
+    if isinstance(obj, dict) and all(isinstance(k, str) for k in obj):
+        for v in obj.values():
+            _check_plain(v, what)
+        return
+    raise TypeError(f"the checkpoint's {what} holds a {type(obj).__name__}; only plain data may be saved")
+
+
+def load_checkpoint(model_id: str):
+    """(model, data_info) rebuilt from models/<id>.pt, read with torch.load(weights_only=True): a file holding
+    anything but tensors and plain data is refused without running it. Missing or corrupt files raise UserError."""
+    import pickle
+
+    import torch
+
+    spec = zoo.get(model_id)
+    path = paths.checkpoint(model_id)
+    if not path.is_file():
+        raise UserError(paths.missing_checkpoint(model_id))
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  torch raises many types for truncated, foreign or hostile files
+        named = re.search(r"GLOBAL ([\w.]+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
+        what = (f"holds more than tensors and plain data (it names {named.group(1)}), so it was not loaded" if named
+                else f"is unreadable or holds more than tensors and plain data ({type(e).__name__})")
+        raise UserError(f"checkpoint {path} {what}; rerun `rtml-profile train-and-export {model_id}` to replace it") \
+            from None
+    return _model_from(ckpt, spec, path), ckpt["data_info"]
+
+
+def _model_from(ckpt, spec: zoo.ModelSpec, path: Path):
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
+        raise UserError(f"checkpoint {path} is not an rtml-profile checkpoint (it lacks "
+                        f"{', '.join(CHECKPOINT_KEYS)})")
+    stored = ckpt["spec"].get("id") if isinstance(ckpt["spec"], dict) else None
+    if stored != spec.id:
+        raise UserError(f"checkpoint {path} is for model {stored!r}, not {spec.id!r}")
+    if not isinstance(ckpt["data_info"], dict):
+        raise UserError(f"checkpoint {path} is not an rtml-profile checkpoint (its data info is not a dict)")
+    model = zoo.build(spec)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise UserError(f"checkpoint {path} does not match model {spec.id} ({type(e).__name__})") from None
+    return model.eval()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rtml_profile import UserError, metrics
+from rtml_profile.batching import in_chunks
 from rtml_profile.data import Dataset
 from rtml_profile.zoo import ModelSpec, Recipe, build
 
@@ -51,7 +52,7 @@ def predict(model, x, chunk: int = EVAL_CHUNK):
 
     model.eval()
     with torch.inference_mode():
-        out = torch.cat([model(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+        out = in_chunks(model, x, chunk, concat=torch.cat)
     model.train()
     return out
 
@@ -114,11 +115,14 @@ class _Stepper:
             return self.eager(idx)
         import torch
 
+        from rtml_profile.cuda_graphs import capture
+
         if self.graph is not None:
             self.static_idx.copy_(idx)
             self.graph.replay()
             return
-        # warm-up steps on a side stream (real training steps), then capture; capture itself runs nothing
+        # the warm-up steps are real training steps on this epoch's batches, run eagerly on a side stream (as
+        # capture requires); after the last one the step is captured with no further warm-up (capture runs nothing)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -128,9 +132,7 @@ class _Stepper:
         if self.warm >= GRAPH_WARMUP_STEPS:
             self.static_idx = idx.clone()
             self.opt.zero_grad(set_to_none=True)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self._body(self.static_idx)
+            self.graph, _ = capture(lambda: self._body(self.static_idx), warmup=0)
 
     def epoch_outputs(self):
         """Train-set predictions of this epoch (regression), in the order of the row indices."""
@@ -185,18 +187,11 @@ def train(spec: ModelSpec, data: Dataset, recipe: Recipe, device: str = "cpu", s
     torch.manual_seed(seed)
     model = build(spec).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr)
-    ydtype = torch.long if spec.task == "classification" else torch.float32
-    X = torch.as_tensor(data.x_train, device=device)
-    Y = torch.as_tensor(data.y_train, device=device, dtype=ydtype)
-    Xv = torch.as_tensor(data.x_val, device=device)
-    Yv = torch.as_tensor(data.y_val, device=device, dtype=ydtype)
-    n = len(X)
-    bs = min(recipe.batch_size or n, n)
+    t = _Tensors(spec, data, device)
+    bs = min(recipe.batch_size or t.n, t.n)
     gen = torch.Generator(device=device).manual_seed(seed)
-    step = _Stepper(spec, model, opt, X, Y, bs, cuda_graph)
-    metric = spec.metric
+    step = _Stepper(spec, model, opt, t.X, t.Y, bs, cuda_graph)
     history: list[dict] = []
-
     bar = _progress(progress, spec.id, recipe.epochs)
     with bar:
         task = bar.add_task(f"train {spec.id}", total=recipe.epochs, status="")
@@ -204,47 +199,78 @@ def train(spec: ModelSpec, data: Dataset, recipe: Recipe, device: str = "cpu", s
             _sync(device)
             t0 = time.perf_counter()
             step.reset()
-            perm = torch.randperm(n, generator=gen, device=device) if bs < n else torch.arange(n, device=device)
-            for i in range(0, n, bs):
+            perm = torch.randperm(t.n, generator=gen, device=device) if bs < t.n else torch.arange(t.n, device=device)
+            for i in range(0, t.n, bs):
                 step(perm[i:i + bs])
             _sync(device)
-            t1 = time.perf_counter()
-            row = {"epoch": epoch, "train_loss": float(step.loss_sum) / n}
-            if spec.task == "classification":
-                row[f"train_{metric}"] = int(step.correct) / n
-            else:
-                out = step.epoch_outputs().cpu().numpy()
-                row[f"train_{metric}"] = metrics.regression(out, data.y_train, data.info["target_min"],
-                                                            data.info["target_max"])["r2"]
-            v = evaluate(spec, model, Xv, Yv, data.info, full=False)
-            row.update({f"val_{k}": val for k, val in v.items()})
-            row["gap"] = row[f"train_{metric}"] - row[f"val_{metric}"]
-            row["epoch_time_s"] = t1 - t0
-            row["eval_time_s"] = time.perf_counter() - t1
-            if not np.isfinite(row["train_loss"]):
-                raise UserError(f"training {spec.id} diverged at epoch {epoch} (loss is {row['train_loss']}); "
-                                f"try a smaller --lr")
+            row = _epoch_row(spec, data, t, step, epoch, t0)
             history.append(row)
-            bar.update(task, advance=1, status=f"loss {row['train_loss']:.4g}  val {metric} {row[f'val_{metric}']:.4f}")
-
+            bar.update(task, advance=1, status=f"loss {row['train_loss']:.4g}  val {spec.metric} "
+                                               f"{row[f'val_{spec.metric}']:.4f}")
     t_final = time.perf_counter()
-    final = {"train": evaluate(spec, model, X, Y, data.info), "val": evaluate(spec, model, Xv, Yv, data.info)}
+    final = {"train": evaluate(spec, model, t.X, t.Y, data.info), "val": evaluate(spec, model, t.Xv, t.Yv, data.info)}
+    timings = _timings(history, time.perf_counter() - t_final, t.n, bs)
+    return TrainResult(model.cpu(), history, final, overfitting_summary(history, spec.metric), timings, device)
+
+
+class _Tensors:
+    """The data set's splits as tensors on the training device."""
+
+    def __init__(self, spec: ModelSpec, data: Dataset, device: str):
+        import torch
+
+        ydtype = torch.long if spec.task == "classification" else torch.float32
+        self.X = torch.as_tensor(data.x_train, device=device)
+        self.Y = torch.as_tensor(data.y_train, device=device, dtype=ydtype)
+        self.Xv = torch.as_tensor(data.x_val, device=device)
+        self.Yv = torch.as_tensor(data.y_val, device=device, dtype=ydtype)
+        self.n = len(self.X)
+
+
+def _epoch_row(spec: ModelSpec, data: Dataset, t: _Tensors, step: _Stepper, epoch: int, t0: float) -> dict:
+    """One history row: the epoch's training (timed from t0 to now) and a validation pass (timed apart)."""
+    t1 = time.perf_counter()
+    metric = spec.metric
+    row = {"epoch": epoch, "train_loss": float(step.loss_sum) / t.n}
+    if not np.isfinite(row["train_loss"]):
+        raise UserError(f"training {spec.id} diverged at epoch {epoch} (loss is {row['train_loss']}); "
+                        f"try a smaller --lr")
+    if spec.task == "classification":
+        row[f"train_{metric}"] = int(step.correct) / t.n
+    else:
+        out = step.epoch_outputs().cpu().numpy()
+        row[f"train_{metric}"] = metrics.regression(out, data.y_train, data.info["target_min"],
+                                                    data.info["target_max"])["r2"]
+    v = evaluate(spec, step.model, t.Xv, t.Yv, data.info, full=False)
+    row.update({f"val_{k}": val for k, val in v.items()})
+    row["gap"] = row[f"train_{metric}"] - row[f"val_{metric}"]
+    row["epoch_time_s"] = t1 - t0
+    row["eval_time_s"] = time.perf_counter() - t1
+    return row
+
+
+def _timings(history: list[dict], final_eval_s: float, n: int, bs: int) -> dict:
     epoch_times = [h["epoch_time_s"] for h in history]
-    timings = {
+    return {
         "train_s": float(sum(epoch_times)),
         "epoch_s_mean": float(np.mean(epoch_times)),
         "epoch_s_median": float(np.median(epoch_times)),
         "eval_s": float(sum(h["eval_time_s"] for h in history)),
-        "final_eval_s": time.perf_counter() - t_final,
+        "final_eval_s": final_eval_s,
         "steps_per_epoch": -(-n // bs),
         "what": "train_s sums the epochs' training passes (device synchronized); per-epoch validation is in eval_s",
     }
-    return TrainResult(model.cpu(), history, final, overfitting_summary(history, metric), timings, device)
 
 
 def _progress(enabled: bool, model_id: str, epochs: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[status]}"), disable=not enabled, transient=False)

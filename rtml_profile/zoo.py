@@ -6,6 +6,8 @@ model added here is covered everywhere.
 
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 from rtml_profile import UserError
@@ -84,14 +86,14 @@ def resolve(ids: str | list[str]) -> list[ModelSpec]:
 
 
 def with_overrides(recipe: Recipe, **overrides) -> Recipe:
-    """The recipe with every override that is not None applied, validated."""
+    """The recipe with every override that is not None applied, validated (no heavy imports: it runs first)."""
     changes = {k: v for k, v in overrides.items() if v is not None}
-    if changes.get("epochs", 1) <= 0:
-        raise UserError(f"--epochs must be a positive integer, got {changes['epochs']}")
-    if changes.get("lr", 1.0) <= 0:
-        raise UserError(f"--lr must be positive, got {changes['lr']}")
-    if changes.get("batch_size", 1) <= 0:
-        raise UserError(f"--batch-size must be a positive integer, got {changes['batch_size']}")
+    for name in ("epochs", "batch_size"):
+        if name in changes and (isinstance(changes[name], bool) or not isinstance(changes[name], int)
+                                or changes[name] <= 0):
+            raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {changes[name]}")
+    if "lr" in changes and not (math.isfinite(changes["lr"]) and changes["lr"] > 0):
+        raise UserError(f"--lr must be positive and finite, got {changes['lr']}")
     return replace(recipe, **changes)
 
 
@@ -101,7 +103,7 @@ def build(spec: ModelSpec):
 
     sizes = [spec.in_features, *spec.hidden, spec.out_features]
     layers: list = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(nn.Tanh())

@@ -47,6 +47,10 @@ def test_cuda_without_cuda(cli, workdir, data_dir):
 def test_missing_data_names_file_and_fix(cli, workdir, tmp_path):
     r = cli("train-and-export", "1a", "--data-dir", tmp_path / "nowhere")
     assert r.exit_code == 2
+    assert "nowhere does not exist" in r.output and "--data-dir" in r.output and "Housing.csv" in r.output
+    (tmp_path / "empty").mkdir()
+    r = cli("train-and-export", "1a", "--data-dir", tmp_path / "empty")
+    assert r.exit_code == 2
     assert "Housing.csv not found" in r.output and "--data-dir" in r.output
     assert not (workdir / "models" / "1a.pt").exists()
 

@@ -1,5 +1,10 @@
+import os
 import pickle
+import subprocess
+import sys
 import tarfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,6 +157,7 @@ def test_channel_stats_exact():
     np.testing.assert_allclose(std, ref.std(axis=(0, 2, 3)), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_real_cifar_from_tarball(data_dir):
     d = load("cifar10", data_dir)
     assert d.x_train.shape == (50000, 3072) and d.x_val.shape == (10000, 3072)
@@ -162,3 +168,90 @@ def test_real_cifar_from_tarball(data_dir):
     x = d.x_train.reshape(-1, 3, 1024).astype(np.float64)
     np.testing.assert_allclose(x.mean(axis=(0, 2)), 0, atol=1e-4)
     np.testing.assert_allclose(x.std(axis=(0, 2)), 1, atol=1e-3)
+
+
+# ---------------------------------------------------------------- CIFAR-10: safe unpickling, a cache that heals
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_cifar_batches_unpickle_safely(tmp_path, monkeypatch, protocol):
+    """Real batches (numpy arrays, lists, dicts; any protocol) load; a batch that would run code is refused unrun."""
+    monkeypatch.setenv("RTML_CACHE_DIR", str(tmp_path / "cache"))
+    images = _tiny_images()
+    _write_torchvision(tmp_path, images)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    d = pickle.loads(batch.read_bytes())
+    batch.write_bytes(pickle.dumps(d, protocol=protocol))
+    arrays, info = cifar10.load_uint8(tmp_path)
+    assert info["format"] == "torchvision" and arrays["x_test"].shape == (20, 3, 32, 32)
+    marker = tmp_path / "MARKER"
+    batch.write_bytes(pickle.dumps({"data": d["data"], "labels": _RunsCode(marker)}, protocol=protocol))
+    (tmp_path / "cache").joinpath(Path(info["cache"]).name).unlink()
+    with pytest.raises(UserError, match=r"test_batch is not a CIFAR-10 batch file: it names \w+\.system"):
+        cifar10.load_uint8(tmp_path)
+    assert not marker.exists()
+
+
+def test_truncated_cache_entry_is_rebuilt_with_a_notice(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RTML_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    _write_folder(root, _tiny_images(seed=2))
+    first, info = cifar10.load_uint8(root)
+    entry = Path(info["cache"])
+    entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
+    capsys.readouterr()
+    again, _ = cifar10.load_uint8(root)
+    err = capsys.readouterr().err
+    assert "notice: CIFAR-10 cache entry" in err and "rebuilding it" in err and len(err.strip().splitlines()) == 1
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    with np.load(entry) as z:  # healed: the entry reads cleanly now
+        assert np.array_equal(z["x_train"], first["x_train"])
+
+
+def test_cache_writes_are_atomic_and_dead_writers_temps_are_removed(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("RTML_CACHE_DIR", str(cache))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    dead_temp = cache / f".cifar10-0123456789abcdef01234567.npz.{dead}-0.tmp.npz"  # a decode killed mid-write
+    live_temp = cache / f".cifar10-0123456789abcdef01234567.npz.{os.getppid()}-0.tmp.npz"  # a writer still running
+    legacy = cache / "tmpab12cd.npz.tmp"  # left by an earlier version's mkstemp
+    for p in (dead_temp, live_temp, legacy):
+        p.write_bytes(b"half an archive")
+    os.utime(legacy, (time.time() - 7200, time.time() - 7200))
+    root = tmp_path / "data"
+    _write_folder(root, _tiny_images(seed=3))
+    _, info = cifar10.load_uint8(root)
+    assert not dead_temp.exists() and not legacy.exists() and live_temp.exists()
+    assert sorted(p.name for p in cache.iterdir()) == sorted([live_temp.name, Path(info["cache"]).name])
+
+
+def test_cache_keeps_the_most_recently_used_entries(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("RTML_CACHE_DIR", str(cache))
+    now = time.time()
+    old = []
+    for age in range(1, cifar10.CACHE_KEEP + 2):  # entries of sources last used 1..KEEP+1 days ago
+        p = cache / f"cifar10-{age:024d}.npz"
+        p.write_bytes(b"entry")
+        os.utime(p, (now - age * 86400, now - age * 86400))
+        old.append(p)
+    root = tmp_path / "data"
+    _write_folder(root, _tiny_images(seed=4))
+    _, info = cifar10.load_uint8(root)
+    kept = sorted(cache.glob(cifar10.CACHE_GLOB))
+    assert len(kept) == cifar10.CACHE_KEEP and Path(info["cache"]) in kept
+    assert kept == sorted([Path(info["cache"]), *old[: cifar10.CACHE_KEEP - 1]])  # the least recently used went
+    # a read marks the entry as used, so it outlives entries used before it
+    os.utime(info["cache"], (now - 30 * 86400, now - 30 * 86400))
+    cifar10.load_uint8(root)
+    assert Path(info["cache"]).stat().st_mtime > now - 60

@@ -1,17 +1,31 @@
 import numpy as np
 import pytest
 
-from rtml_profile import UserError, data as datamod, metrics, zoo
+from rtml_profile import UserError, metrics, zoo
+from rtml_profile import data as datamod
 from rtml_profile.train import overfitting_summary, pick_device, train
+
+
+class _Lazy(dict):
+    """Data sets loaded on first use, so the fast (housing) tests never decode CIFAR-10."""
+
+    def __init__(self, data_dir):
+        super().__init__()
+        self.data_dir = data_dir
+
+    def __missing__(self, name):
+        ds = datamod.load(name, self.data_dir)
+        self[name] = ds.subset(2000, 400) if name == "cifar10" else ds
+        return self[name]
 
 
 @pytest.fixture(scope="module")
 def datasets(data_dir):
-    return {"housing": datamod.load("housing", data_dir),
-            "cifar10": datamod.load("cifar10", data_dir).subset(2000, 400)}
+    return _Lazy(data_dir)
 
 
-@pytest.mark.parametrize("model_id", zoo.list_models())
+@pytest.mark.parametrize("model_id", [pytest.param(i, marks=[pytest.mark.slow] * (zoo.get(i).dataset == "cifar10"))
+                                      for i in zoo.list_models()])
 def test_each_model_learns(model_id, datasets):
     spec = zoo.get(model_id)
     epochs = 30 if spec.task == "regression" else 3
@@ -31,6 +45,7 @@ def test_each_model_learns(model_id, datasets):
         assert {"r2", "mae", "rmse", "hw2_ratio_accuracy"} <= set(r.final["val"])
 
 
+@pytest.mark.slow
 def test_seeded_cpu_training_is_reproducible(datasets):
     spec = zoo.get("2a")
     recipe = zoo.with_overrides(spec.recipe, epochs=2)
@@ -40,6 +55,7 @@ def test_seeded_cpu_training_is_reproducible(datasets):
     assert a.final["val"]["loss"] != c.final["val"]["loss"]
 
 
+@pytest.mark.slow
 def test_train_loss_is_epoch_mean_not_last_batch(datasets):
     """With batch 64 over 2000 rows, the epoch mean must equal the size-weighted mean of all 32 batch losses."""
     import torch

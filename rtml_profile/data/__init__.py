@@ -17,6 +17,9 @@ from rtml_profile import UserError
 
 DATA_ENV = "RTML_DATA_DIR"
 CACHE_ENV = "RTML_CACHE_DIR"
+# R^2 needs at least two rows whose targets differ; each split of a regression data set must have them
+MIN_REGRESSION_ROWS = 2
+HOLDS = {"housing": "Housing.csv", "cifar10": "CIFAR-10 (or add --download)"}
 
 
 @dataclass
@@ -35,7 +38,7 @@ class Dataset:
     info: dict = field(default_factory=dict)
     classes: list[str] | None = None
 
-    def subset(self, n_train: int | None, n_val: int | None, seed: int = 0) -> "Dataset":
+    def subset(self, n_train: int | None, n_val: int | None, seed: int = 0) -> Dataset:
         """A seeded random subset (for tests and quick runs); None keeps a split whole."""
         rng = np.random.default_rng(seed)
 
@@ -50,9 +53,28 @@ class Dataset:
         info = dict(self.info, subset={"train": len(xt), "val": len(xv), "seed": seed})
         return Dataset(self.name, xt, yt, xv, yv, info, self.classes)
 
+    def check_trainable(self, task: str):
+        """Raise UserError unless both splits can be trained on and scored (regression: R^2 must be defined)."""
+        for split, y in (("training", self.y_train), ("validation", self.y_val)):
+            if len(y) == 0:
+                raise UserError(f"the {split} split of {self.name} is empty; use more data or a larger --subset")
+            if task == "regression" and (len(y) < MIN_REGRESSION_ROWS or float(np.ptp(y)) == 0.0):
+                same = " all with the same price" if len(y) >= MIN_REGRESSION_ROWS else ""
+                raise UserError(f"the {split} split of {self.name} has {len(y)} row(s){same}; R^2 needs at least "
+                                f"{MIN_REGRESSION_ROWS} rows with different prices (use a larger --subset or file)")
+
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     return Path(data_dir or os.environ.get(DATA_ENV) or "data").expanduser()
+
+
+def check_data_dir(dataset: str, data_dir=None, download: bool = False) -> Path:
+    """The data folder, which must exist unless --download will create it (checked before anything heavy)."""
+    root = resolve_data_dir(data_dir)
+    if not root.exists() and not (download and dataset == "cifar10"):
+        raise UserError(f"data folder {root} does not exist; pass --data-dir DIR (or set {DATA_ENV}) to the folder "
+                        f"that holds {HOLDS.get(dataset, dataset)}")
+    return root
 
 
 def cache_dir() -> Path:

@@ -2,21 +2,35 @@
 
 Label order is CIFAR-10's (alphabetical class names). Images are kept as uint8 (N, 3, 32, 32), channel-major
 like torchvision's ToTensor, and normalized with the train set's per-channel mean and std (HW2's transform).
+
+The cache ($RTML_CACHE_DIR, default ~/.cache/rtml-profile) holds one `cifar10-<sha256 of the source>.npz` per
+source. Entries are written through `files.atomic_path` (a killed decode leaves only a temp file, removed by the
+next writer once its process is gone); an entry that cannot be read is rebuilt with a one-line notice; a read
+marks an entry as used (its mtime), and after each load only the CACHE_KEEP most recently used entries are kept
+(each is about 180 MB), so entries of old or changed sources do not pile up.
+
+torchvision's batch files are Python pickles: they are read with an unpickler that builds only what CIFAR-10
+batches contain (dicts, lists, strings, numpy arrays); any other object in such a file is refused, not built.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
+import sys
 import tarfile
-import tempfile
+import time
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from rtml_profile import UserError
 from rtml_profile.data import Dataset, cache_dir, sha256_files
+from rtml_profile.files import atomic_path, clean_stale_temps
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TORCHVISION_DIR = "cifar-10-batches-py"
@@ -25,6 +39,16 @@ TARBALL = "cifar10-jpeg.tar.gz"
 TV_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 TV_TEST = "test_batch"
 IMAGE_EXT = (".jpg", ".jpeg", ".png")
+CACHE_KEEP = 3  # most recently used cache entries kept
+CACHE_GLOB = "cifar10-*.npz"
+LEGACY_TEMP_GLOB = "tmp*.npz.tmp"  # temps of earlier versions (tempfile.mkstemp), removed once an hour old
+# what a CIFAR-10 batch pickle may name: numpy's array reconstruction (old and new module names) and the helper
+# Python 3 uses for bytes in protocol-2 pickles; dicts, lists, strings and numbers need no global at all
+_PICKLE_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+}
 
 
 def find_source(root: Path) -> tuple[str, Path]:
@@ -83,14 +107,33 @@ def _split_class(parts: tuple[str, ...]) -> tuple[str, str] | None:
     return None
 
 
-def _read_torchvision(path: Path) -> dict[str, np.ndarray]:
-    def batch(name):
-        with open(path / name, "rb") as f:
-            d = pickle.load(f, encoding="latin1")
-        return np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32), np.asarray(d["labels"], np.int64)
+class _BatchUnpickler(pickle.Unpickler):
+    """Builds only what a CIFAR-10 batch holds; any other global (os.system, eval, a class) is refused."""
 
-    train = [batch(n) for n in TV_TRAIN]
-    x_test, y_test = batch(TV_TEST)
+    def find_class(self, module, name):
+        if (module, name) not in _PICKLE_ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batch never holds; "
+                                         f"refusing to build it")
+        with warnings.catch_warnings():  # numpy 2 warns on the numpy.core names old pickles use
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().find_class(module, name)
+
+
+def read_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images (N, 3, 32, 32), int64 labels) from one torchvision batch file, unpickled safely."""
+    with open(file, "rb") as f:
+        try:
+            d = _BatchUnpickler(f, encoding="latin1").load()
+        except pickle.UnpicklingError as e:
+            raise UserError(f"{file} is not a CIFAR-10 batch file: {e}") from None
+    if not isinstance(d, dict) or "data" not in d or "labels" not in d:
+        raise UserError(f"{file} is not a CIFAR-10 batch file: it lacks 'data' and 'labels'")
+    return np.asarray(d["data"], np.uint8).reshape(-1, 3, 32, 32), np.asarray(d["labels"], np.int64)
+
+
+def _read_torchvision(path: Path) -> dict[str, np.ndarray]:
+    train = [read_batch(path / n) for n in TV_TRAIN]
+    x_test, y_test = read_batch(path / TV_TEST)
     return {"x_train": np.concatenate([x for x, _ in train]), "y_train": np.concatenate([y for _, y in train]),
             "x_test": x_test, "y_test": y_test}
 
@@ -124,7 +167,7 @@ def decode_source(kind: str, path: Path, files: list[Path]) -> dict[str, np.ndar
         return _read_tarball(path)
     except UserError:
         raise
-    except Exception as e:  # corrupt archive, truncated pickle, undecodable image
+    except Exception as e:  # noqa: BLE001  corrupt archive, truncated pickle, undecodable image: many types
         raise UserError(f"cannot read CIFAR-10 from {path}: {type(e).__name__}: {e}") from None
 
 
@@ -141,16 +184,58 @@ def load_uint8(root: Path, download: bool = False) -> tuple[dict[str, np.ndarray
     digest = sha256_files(files, root=path if kind == "folder" else None)
     cached = cache_dir() / f"cifar10-{digest[:24]}.npz"
     info = {"source": str(path.resolve()), "format": kind, "sha256": digest, "cache": str(cached)}
-    if cached.is_file():
-        with np.load(cached) as z:
-            return {k: z[k] for k in z.files}, info
-    arrays = decode_source(kind, path, files)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".npz.tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-    os.replace(tmp, cached)
+    arrays = _read_cache(cached)
+    if arrays is None:
+        arrays = decode_source(kind, path, files)
+        _write_cache(cached, arrays)
+    prune_cache(cached.parent, keep=CACHE_KEEP)
     return arrays, info
+
+
+def _read_cache(cached: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache entry (marked as used), or None when it is absent or unreadable (then removed)."""
+    if not cached.is_file():
+        return None
+    try:
+        with np.load(cached) as z:
+            arrays = {k: z[k] for k in z.files}
+        if not {"x_train", "y_train", "x_test", "y_test"} <= set(arrays):
+            raise KeyError("lacks arrays")
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # truncated, bad CRC, lacking arrays
+        print(f"notice: CIFAR-10 cache entry {cached} is unreadable ({type(e).__name__}); rebuilding it",
+              file=sys.stderr)
+        with contextlib.suppress(OSError):
+            cached.unlink()
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(cached)  # "last used", for pruning
+    return arrays
+
+
+def _write_cache(cached: Path, arrays: dict[str, np.ndarray]):
+    try:
+        with atomic_path(cached, suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
+    except OSError as e:  # a cache that cannot be written costs a decode next time, nothing more
+        print(f"notice: cannot write the CIFAR-10 cache entry {cached} ({e.strerror or type(e).__name__})",
+              file=sys.stderr)
+
+
+def prune_cache(folder: Path, keep: int = CACHE_KEEP, legacy_temp_age_s: float = 3600):
+    """Remove all but the `keep` most recently used cache entries, temps of dead writers and of earlier versions."""
+    clean_stale_temps(Path(folder))
+    entries = sorted(Path(folder).glob(CACHE_GLOB), key=_mtime, reverse=True)
+    old_temps = [p for p in Path(folder).glob(LEGACY_TEMP_GLOB) if time.time() - _mtime(p) > legacy_temp_age_s]
+    for p in entries[keep:] + old_temps:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:

@@ -17,6 +17,8 @@ COLUMNS = [TARGET, "area", "bedrooms", "bathrooms", "stories", "mainroad", "gues
 BINARY = ["mainroad", "guestroom", "basement", "hotwaterheating", "airconditioning", "prefarea"]
 FURNISHING = {"furnished": 1.0, "semi-furnished": 0.5, "unfurnished": 0.0}
 TRAIN_FRACTION = 0.8
+# the 80/20 split must leave MIN_REGRESSION_ROWS (2) validation rows: 10 rows -> 8 train / 2 validation
+MIN_ROWS = 10
 
 
 def read_table(path: Path):
@@ -28,7 +30,7 @@ def read_table(path: Path):
                         f"that holds it")
     try:
         df = pd.read_csv(path)
-    except Exception as e:  # pandas raises many types for unreadable files
+    except (OSError, ValueError) as e:  # pandas' parser, empty-data and decode errors are ValueErrors
         raise UserError(f"{path} is not a readable CSV file ({type(e).__name__}: {e})") from None
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
@@ -43,8 +45,11 @@ def read_table(path: Path):
         col = bad.any()[bad.any()].index[0]
         row = int(bad[col].to_numpy().argmax())
         raise UserError(f"{path} has a missing or invalid value (NaN) in column {col!r}, data row {row + 1}")
-    if len(df) < 5:
-        raise UserError(f"{path} has only {len(df)} rows; at least 5 are needed for an 80/20 split")
+    if len(df) < MIN_ROWS:
+        raise UserError(f"{path} has only {len(df)} rows; at least {MIN_ROWS} are needed for an 80/20 split that "
+                        f"leaves 2 validation rows to compute R^2 on")
+    if df[TARGET].nunique() < 2:
+        raise UserError(f"{path} has the same {TARGET} in every row; there is nothing to predict")
     return df
 
 
