@@ -8,6 +8,7 @@ Every reader raises `rtml_profile.UserError("<path>: <problem>")` on a defect; n
 
 from __future__ import annotations
 
+import io
 import math
 import zipfile
 import zlib
@@ -68,10 +69,16 @@ def read_table(path, kind: str, allow_empty: bool = True):
             return empty
         raise UserError(f"{path}: the file is empty (not even a header line)")
     try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""], encoding="utf-8", dtype=str)
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text CSV file (undecodable byte at offset {e.start})") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as e:
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    if "\x00" in text:
+        raise UserError(f"{path}: not a text CSV file (it holds NUL bytes)")
+    try:
+        df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
         raise UserError(f"{path}: not a readable CSV table ({_first_line(e)})") from None
     return _check_table(path, df, kind)
 
