@@ -17,6 +17,21 @@ def _plt():
     return plt
 
 
+def _plain_log(ax, axis: str, ticks=None):
+    """A log axis labelled with plain numbers (no 10^n or 2^n), as the report writes them."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    from rtml_profile.report.fmt import sig
+
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    if ticks is not None:
+        a.set_ticks(list(ticks))
+    a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if ticks is not None else sig(v)))
+    # minor ticks: label 2x and 5x a power of ten only, so that labels never crowd
+    a.set_minor_formatter(NullFormatter() if ticks is not None else
+                          FuncFormatter(lambda v, _: sig(v) if f"{v:.0e}"[0] in "25" else ""))
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
@@ -65,6 +80,8 @@ def latency(rows, title: str, label) -> bytes:
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="p50 per call (us)",
                title=f"{rt} on the {label(host)}")
         ax.set_xscale("log", base=2)
+        _plain_log(ax, "x", sorted(set(g["batch"])))
+        _plain_log(ax, "y")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(panels):]:
@@ -87,6 +104,7 @@ def accuracy_vs_latency(points: list[dict], label) -> bytes:
             ax.errorbar(p["p99_us"], 100 * p["value"], yerr=[[100 * (p["value"] - lo)], [100 * (hi - p["value"])]],
                         fmt="o", ms=4, capsize=2, color=f"C{models.index(p['model'])}")
         ax.set(xscale="log", xlabel="p99 at batch 1 (us), best scope", title=f"{label(host)}")
+        _plain_log(ax, "x")
         ax.grid(alpha=0.3, which="both")
     vals = [100 * p["value"] for p in points]
     lo, hi = min(vals) - 2, max(vals) + 2

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 
 def _finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+    """A real, finite number (Python or numpy scalar); not None, NaN, a string or a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def sig(x, digits: int = 3) -> str:
