@@ -274,7 +274,10 @@ def report(
     data: Annotated[Path, typer.Option(help="Folder with the result files.")] = Path("reports/data"),
     out: Annotated[Path, typer.Option(help="Markdown file to write (figures go beside it).")] = Path("reports/REPORT.md"),
 ):
-    """Render reports/REPORT.md and its figures from reports/data/ only (no training, no benchmarking)."""
+    """Render reports/REPORT.md, APPENDIX.md beside it and their figures from the data folder only.
+
+    A data folder that does not exist, holds no result file or holds a damaged one is an error (exit 2), and
+    nothing is written."""
     from rtml_profile.report import render
 
     path = render(data, out, _budgets(budget))

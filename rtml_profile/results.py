@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rtml_profile import UserError, paths
+from rtml_profile import UserError, paths, schema
 from rtml_profile.files import atomic_write, check_writable, locked
 from rtml_profile.paths import DATA  # noqa: F401  (old import site; paths.DATA is the home)
 
-KEY = ["host", "model", "runtime", "precision", "scope", "batch"]
+KEY = schema.KEYS["bench"]
 ATTEMPT = ["attempt_status", "attempt_reason", "attempt_at"]
 SAMPLES = "samples"
 P99_SAMPLES = 662  # stats.min_samples(99): a row with fewer cannot support the p99 a row with more did
@@ -41,14 +41,7 @@ def slug(text: str) -> str:
 
 def read_csv(path: Path, kind: str):
     """A result table as a DataFrame; a missing or empty file is an empty table; damage is one UserError."""
-    import pandas as pd
-
-    if not path.is_file() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
-    except Exception as e:
-        raise UserError(f"{path} is not a readable result table ({type(e).__name__}); fix or remove it") from None
+    return schema.read_table(path, kind)
 
 
 def upsert_rows(path, rows: list[dict], key: list[str], kind: str):

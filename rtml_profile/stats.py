@@ -79,3 +79,42 @@ class LatencyStats:
     def miss_rate(self, budget_us: float) -> float:
         """Fraction of calls slower than `budget_us` (a missed frame deadline)."""
         return float((self.samples_ns > budget_us * 1e3).mean())
+
+
+# ---------------------------------------------------------------- comparisons (for the report's claims)
+
+CONFIDENCE = 0.95
+FASTER_ALPHA = 0.001  # Mann-Whitney U level for "A is faster than B" (strict, as asv)
+FASTER_RATIO = 1.1  # ... and at least this ratio of medians (asv's default factor)
+
+
+def proportion_ci(k: int, n: int, level: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval for a proportion of k successes in n trials (e.g. correct test images)."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def difference_ci(k1: int, n1: int, k2: int, n2: int, level: float = CONFIDENCE) -> tuple[float, float, float]:
+    """(p1 - p2, low, high): Newcombe's hybrid score interval for a difference of two proportions.
+
+    It treats the two samples as independent; for two models scored on the same images it is conservative
+    (wider than a paired interval), so a difference it calls a tie may still be real, never the reverse.
+    """
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = proportion_ci(k1, n1, level)
+    l2, u2 = proportion_ci(k2, n2, level)
+    d = p1 - p2
+    return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def is_faster(a, b, alpha: float = FASTER_ALPHA, min_ratio: float = FASTER_RATIO) -> bool:
+    """True when samples `a` are faster than samples `b`: the median ratio b/a is at least `min_ratio` and a
+    one-sided Mann-Whitney U test rejects "a is not smaller" at level `alpha`."""
+    from scipy.stats import mannwhitneyu
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or len(b) < 2 or np.median(b) < min_ratio * np.median(a):
+        return False
+    return bool(mannwhitneyu(a, b, alternative="less").pvalue < alpha)

@@ -53,4 +53,3 @@ def test_structure_has_one_place_for_each_thing():
     for module, name in ((ex, "PARITY_ATOL"), (ex, "ort_cpu_session"), (ex, "onnx_path"), (pl, "MODELS_DIR"),
                          (pl, "checkpoint_path"), (pl, "record_path"), (hw2, "EPOCHS")):
         assert not hasattr(module, name), name
-    assert not any("accuracy_value" in r for r in hw2.REPORTED.values())

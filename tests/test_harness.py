@@ -183,9 +183,11 @@ def test_a_failed_rerun_keeps_the_good_rows(fakes, onnx_target, tmp_path):
 
 # ---------------------------------------------------------------- the store
 
-def _row(**kw):
+def _row(n=5000, **kw):
     row = {"host": "h", "model": "m", "runtime": "r", "precision": "fp32", "scope": "compute", "batch": 1,
            "status": "ok", "reason": "", "timestamp": "t"}
+    if kw.get("status", "ok") == "ok":
+        row.update(LatencyStats(np.arange(1, n + 1) * 1000).summary())
     row.update(kw)
     return row
 
@@ -193,7 +195,7 @@ def _row(**kw):
 def test_store_keeps_rows_and_samples_as_one_unit(tmp_path):
     store = BenchStore(tmp_path)
     ns = np.arange(1000, 2000, dtype=np.int64) * 1000
-    store.record({**_row(), **LatencyStats(ns).summary()}, ns)
+    store.record({**_row(), **LatencyStats(ns).summary()}, ns)  # the samples' own statistics
     row = store.read().iloc[0].to_dict()
     us = load_samples(tmp_path, row)
     assert len(us) == row["n"] == 1000 and us[0] == 1000.0
@@ -216,7 +218,7 @@ def test_store_keeps_rows_and_samples_as_one_unit(tmp_path):
 ])
 def test_degraded_rows_never_replace_good_ones(tmp_path, new, why):
     store = BenchStore(tmp_path)
-    store.record(_row(n=5000, p50_us=1.0, accuracy_status="ok"))
+    store.record(_row(accuracy_status="ok"))
     out = store.record(new)
     assert not out.saved and why in out.note
     row = store.read().iloc[0]

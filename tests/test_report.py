@@ -1,98 +1,148 @@
+"""The report: rendered from the committed data (fast) and from a freshly trained project (slow)."""
+
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from rtml_profile.report import fmt, pct, render, us
+from rtml_profile import UserError
+from rtml_profile.report import duration_us, rate, render, sig
+from rtml_profile.report.findings import findings
+from rtml_profile.report.inputs import load_inputs
+
+DATA = Path(__file__).resolve().parents[1] / "reports" / "data"
+SCIENTIFIC = re.compile(r"\d\.?\d*[eE][+-]?\d")
 
 
-@pytest.fixture
-def rendered(project, tmp_path):
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory):
+    """The committed data rendered once into a temporary folder."""
+    root = tmp_path_factory.mktemp("committed")
+    shutil.copytree(DATA, root / "data")
+    return root / "data", render(root / "data", root / "out" / "REPORT.md")
+
+
+def _copy(tmp_path, *names) -> Path:
     data = tmp_path / "data"
-    shutil.copytree(project / "reports" / "data", data)
-    out = render(data, tmp_path / "out" / "REPORT.md")
-    return data, out
+    data.mkdir()
+    for n in names or [p.name for p in DATA.iterdir()]:
+        (shutil.copytree if (DATA / n).is_dir() else shutil.copy)(DATA / n, data / n)
+    return data
 
 
-def _summary_rows(text):
-    sec = text.split("## 1. Summary per model")[1].split("\n## ")[0]
-    lines = [l for l in sec.splitlines() if l.startswith("|")]
-    head = [c.strip() for c in lines[0].strip("|").split("|")]
-    return [dict(zip(head, [c.strip() for c in l.strip("|").split("|")])) for l in lines[2:]]
+def test_number_style():
+    assert [sig(x) for x in (0.02152, 46.14, 1973, 0.0000000298, 0)] == ["0.0215", "46.1", "1,970", "0.0000000298", "0"]
+    assert [duration_us(x) for x in (2.284, 431.2, 1973, 16029, 2.2e6)] == ["2.28 us", "431 us", "1.97 ms", "16.0 ms",
+                                                                           "2.20 s"]
+    assert [rate(x) for x in (433664, 6.73e6, 867.4)] == ["434k/s", "6.73M/s", "867/s"]
 
 
-def test_report_renders_all_sections_and_figures(rendered):
-    data, out = rendered
-    text = out.read_text()
-    for heading in ("## Findings", "## 1. Summary", "## 2. Learning curves", "## 3. Latency", "## 4. Real-time",
-                    "## 5. Accuracy vs cost", "## 6. Accuracy per runtime", "## 7. HW2", "## 8. Environment"):
-        assert heading in text
-    for png in re.findall(r"\(figures/([^)]+\.png)\)", text):
+def test_committed_report_small_plain_and_answers_first(committed):
+    _, out = committed
+    text, appendix = out.read_text(), (out.parent / "APPENDIX.md").read_text()
+    assert len(out.read_bytes()) < 15_000
+    assert not SCIENTIFIC.search(text) and not SCIENTIFIC.search(appendix)
+    assert text.index("## What to run") < text.index("## Findings") < text.index("## Models")
+    for png in re.findall(r"\(figures/([^)]+\.png)\)", text + appendix):
         assert (out.parent / "figures" / png).stat().st_size > 1000
-    assert "measured on model 2a by mistake" in text
-    assert "_No " not in text  # every section had its data
+    assert "33.3 ms picks the same configuration" in text  # a budget that separates nothing is dropped
+    assert "onnxruntime 1.30.0, onnxruntime-gpu 1.31.1" in text and "Warning:" in text
+    assert "| ort-cuda | tf32 |" in appendix and "| ort-cuda | fp32 |" not in appendix
+    assert "ort-cuda fp32" not in text
+    assert "| 1b | parameters | 42.75k | 42,753 | rounding of the same count |" in text
+    assert "two errors: it is 2a's figure" in text
 
 
-def test_every_summary_number_traces_to_a_data_row(rendered):
-    data, out = rendered
-    rows = _summary_rows(out.read_text())
-    analysis = pd.read_csv(data / "analysis.csv")
-    bench = pd.read_csv(data / "bench.csv", keep_default_na=False, na_values=[""])
-    assert [r["model"] for r in rows] == ["1a", "1b", "2a", "2b"]
-    for r in rows:
-        rec = json.loads((data / f"train_{r['model']}.json").read_text())
-        m = rec["overfitting"]["metric"]
-        show = pct if m == "accuracy" else fmt
-        assert r["params"] == fmt(rec["spec"]["params"])
-        total = analysis[(analysis.model == r["model"]) & (analysis.node == "TOTAL") & (analysis.batch == 1)]
-        assert r["MACs/sample"] == fmt(int(total.macs.iloc[0]))
-        assert r["train"] == show(rec["final"]["train"][m])
-        assert r["validation"] == show(rec["final"]["val"][m])
-        assert r["best val (epoch)"] == f"{show(rec['overfitting']['best_val_metric'])} " \
-                                        f"({rec['overfitting']['best_val_epoch']})"
-        assert r["train time"].startswith(f"{rec['timings']['epoch_s_mean']:.3f} s/epoch")
-        ok = bench[(bench.model == r["model"]) & (bench.batch == 1) & (bench.status == "ok")]
-        best = ok.sort_values("p50_us", kind="stable").iloc[0]
-        assert f"{best.runtime} {best.precision} {best.scope}, {us(best.p50_us)} / {us(best.p99_us)}" \
-            in r["fastest batch-1 path (p50 / p99)"]
+def test_findings_compare_across_hosts_only_saying_so(committed):
+    _, out = committed
+    sec = out.read_text().split("## Findings")[1].split("\n## ")[0]
+    hosts = {"H100 80GB HBM3 host", "2x AMD EPYC host"}
+    for line in sec.splitlines():
+        if all(h in line for h in hosts) or ("GPU host" in line and "CPU" in line):
+            assert "across hosts" in line
+    assert "2a, across hosts" in sec and "at batch 1 in fp32 the GPU host is 1.89x faster" in sec
+    assert "1a is still learning" in sec and "fell in 199 of 199 epochs" in sec
 
 
-def test_same_data_same_bytes(rendered, tmp_path):
-    data, out = rendered
-    first = out.read_bytes()
-    figs = {p.name: p.read_bytes() for p in (out.parent / "figures").iterdir()}
-    again = render(data, out)
-    assert again.read_bytes() == first
-    assert {p.name: p.read_bytes() for p in (out.parent / "figures").iterdir()} == figs
+def test_same_data_same_bytes(committed):
+    data, out = committed
+    first = {p: p.read_bytes() for p in [out, out.parent / "APPENDIX.md", *sorted((out.parent / "figures").iterdir())]}
+    render(data, out)
+    assert {p: p.read_bytes() for p in first} == first
 
 
-def test_findings_follow_the_data(rendered):
-    data, out = rendered
-    before = out.read_text().split("## Findings")[1].split("\n## ")[0]
-    rec_path = data / "train_2b.json"
-    rec = json.loads(rec_path.read_text())
-    rec["final"]["val"]["accuracy"] = 0.99  # wrong data must make different sentences
-    rec_path.write_text(json.dumps(rec))
-    after = render(data, out).read_text().split("## Findings")[1].split("\n## ")[0]
-    assert before != after and "99.00%" in after and "pay off" in after
+def test_findings_follow_the_data(tmp_path):
+    data = _copy(tmp_path, "train_1a.json", "train_1b.json", "train_2a.json", "train_2b.json", "analysis.csv")
+    before = findings(load_inputs(data))
+    assert any("2b costs 1.10x the MACs of 2a" in s and "tie" in s for s in before)
+    rec = json.loads((data / "train_2b.json").read_text())
+    rec["final"]["val"]["accuracy"] = 0.60
+    rec["overfitting"]["min_val_loss_epoch"] = len(rec["history"])
+    (data / "train_2b.json").write_text(json.dumps(rec))
+    after = findings(load_inputs(data))
+    assert any("scores validation accuracy 60.0% vs 46.1%" in s and "(better)" in s for s in after)
+    assert any(s.startswith("2b is still learning") for s in after)
 
 
-def test_missing_data_sections_name_their_command(tmp_path, cli):
-    out = render(tmp_path / "empty", tmp_path / "r" / "REPORT.md")
-    text = out.read_text()
-    assert "run `rtml-profile train-and-export all`" in text
-    assert "run `rtml-profile bench`" in text
+def test_speed_claims_need_the_samples(tmp_path):
+    """Make one configuration's p50 look faster than another's: without samples that back it, it is a tie."""
+    from rtml_profile.report.common import speed_verdict
+
+    inp = load_inputs(_copy(tmp_path))
+    ok = inp.ok
+    a = ok[(ok.model == "2a") & (ok.batch == 1) & (ok.runtime == "torch-cuda") & (ok.scope == "cuda-graph")]
+    fp32, fp16 = (a[a.precision == p].iloc[0].to_dict() for p in ("fp32", "fp16"))
+    assert speed_verdict(inp, fp32, fp16)[1] == "tie"
+    cpu = ok[(ok.model == "2a") & (ok.batch == 1) & (ok.runtime == "ort-cpu") & (ok.precision == "fp32") &
+             (ok.scope == "compute")].iloc[0].to_dict()
+    assert speed_verdict(inp, fp32, cpu)[1] == "faster"
 
 
-def test_report_cli(cli, project, monkeypatch, tmp_path):
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "bench.csv").write_text((d / "bench.csv").read_text() + "garbage\n"), "bench.csv: line 922"),
+    (lambda d: (d / "bench.csv").write_bytes(b""), "bench.csv: the file is empty"),
+    (lambda d: (d / "analysis.csv").write_bytes(bytes(range(256))), "analysis.csv: not a UTF-8 text CSV"),
+    (lambda d: (d / "train_2a.json").write_text("[1, 2"), "train_2a.json is not a readable JSON file"),
+    (lambda d: (d / "train_2a.json").write_text("{}"), "train_2a.json: lacks the key model"),
+    (lambda d: next(d.glob("samples/*/2a/*.npz")).write_bytes(b"PK\x03\x04junk"),
+     ".npz (raw samples of a bench.csv row) is missing or unreadable"),
+])
+def test_damaged_inputs_stop_the_report_and_write_nothing(tmp_path, damage, message):
+    data = _copy(tmp_path)
+    damage(data)
+    out = tmp_path / "out" / "REPORT.md"
+    with pytest.raises(UserError, match=re.escape(message)):
+        render(data, out)
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_data_typo_exits_2_and_keeps_the_report(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    report = tmp_path / "reports" / "REPORT.md"
+    report.parent.mkdir()
+    report.write_text("a good report\n")
+    (tmp_path / "reports" / "empty").mkdir()
+    for folder in ("reports/dta", "reports/empty"):
+        r = cli("report", "--data", folder)
+        assert r.exit_code == 2 and folder in r.output and "Traceback" not in r.output
+        assert r.output.count("\n") == 1
+    assert report.read_text() == "a good report\n" and sorted(p.name for p in report.parent.iterdir()) == [
+        "REPORT.md", "empty"]
+
+
+@pytest.mark.slow
+def test_report_cli_on_a_trained_project(cli, project, monkeypatch, tmp_path):
     root = tmp_path / "p"
     shutil.copytree(project, root)
     monkeypatch.chdir(root)
     r = cli("report", "--budget", "0.5,20")
     assert r.exit_code == 0, r.output
     text = (root / "reports" / "REPORT.md").read_text()
-    assert "| 0.5 ms | 20 ms |" in text
+    assert "p99 <= 0.500 ms" in text and not SCIENTIFIC.search(text)
+    bench = pd.read_csv(root / "reports" / "data" / "bench.csv")
+    assert set(bench.model) <= {m for m in ("1a", "1b", "2a", "2b") if f"| {m} |" in text}
     r = cli("report", "--budget", "fast")
     assert r.exit_code == 2 and "--budget" in r.output

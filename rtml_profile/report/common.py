@@ -1,0 +1,112 @@
+"""Views over the validated inputs shared by the sections: host labels, configurations, metric changes."""
+
+from __future__ import annotations
+
+import math
+
+from rtml_profile import stats, zoo
+from rtml_profile.report.fmt import pct, points, sig, signed
+from rtml_profile.report.inputs import Inputs, samples
+
+
+def _filled(v) -> bool:
+    """Not None, not NaN (an empty CSV cell), not blank."""
+    return v is not None and not (isinstance(v, float) and math.isnan(v)) and str(v).strip() != ""
+
+
+def host_gpu(inp: Inputs, host: str) -> str:
+    """The host's GPU name from its bench rows or training records, '' when it has none."""
+    if inp.bench is not None and "gpu" in inp.bench:
+        g = inp.bench.loc[inp.bench["host"] == host, "gpu"]
+        g = [v for v in g if _filled(v)]
+        if g:
+            return str(g[0])
+    envs = [r["environment"] for r in [*inp.records.values(), *inp.extras.values()]]
+    return next((str(e["gpu"]) for e in envs if e.get("host") == host and _filled(e.get("gpu"))), "")
+
+
+def host_label(inp: Inputs, host: str) -> str:
+    """A short, unique name: 'H100 80GB HBM3 host' for a GPU host, '2x AMD EPYC host' for a CPU host."""
+    gpu = host_gpu(inp, host)
+    return f"{gpu.removeprefix('NVIDIA ')} host" if gpu else f"{host} host"
+
+
+def config(row) -> str:
+    return f"{row['runtime']} {row['precision']} {row['scope']}"
+
+
+def metric_name(mid: str) -> str:
+    return "accuracy" if zoo.get(mid).task == "classification" else "R^2"
+
+
+def metric_value(mid: str, v) -> str:
+    return pct(v) if zoo.get(mid).task == "classification" else sig(v)
+
+
+def reference(inp: Inputs, mid: str):
+    """(validation metric of the PyTorch fp32 model, evaluation rows) from the training record, or None."""
+    r = inp.records.get(mid)
+    if not r:
+        return None
+    n = r.get("data", {}).get("split", {}).get("val")
+    return r["final"]["val"][r["overfitting"]["metric"]], int(n) if n else None
+
+
+def accuracy_ci(value: float, n) -> str:
+    """'46.1% [45.2, 47.1]': a measured accuracy with its 95% Wilson interval (binomial over n images)."""
+    if not n:
+        return pct(value)
+    lo, hi = stats.proportion_ci(round(value * n), n)
+    return f"{pct(value)} [{sig(100 * lo)}, {sig(100 * hi)}]"
+
+
+def change(mid: str, new: float, n_new, ref: float, n_ref) -> tuple[str, bool | None]:
+    """(text, is_tie) for a metric change against a reference. Accuracy: points with a 95% interval, a tie
+    when it spans 0. R^2: the change only (no per-row predictions are stored to bound it), is_tie None."""
+    if not (math.isfinite(new) and math.isfinite(ref)):
+        return "n/a", None
+    if zoo.get(mid).task != "classification" or not n_new or not n_ref:
+        return f"{signed(new - ref)} {metric_name(mid)}", None
+    d, lo, hi = stats.difference_ci(round(new * n_new), int(n_new), round(ref * n_ref), int(n_ref))
+    tie = lo <= 0 <= hi
+    return f"{points(d)} [{signed(100 * lo)}, {signed(100 * hi)}]{', tie' if tie else ''}", tie
+
+
+def change_vs_fp32(inp: Inputs, row) -> str:
+    """The row's metric change against the PyTorch fp32 model (its training record), with its interval."""
+    ref = reference(inp, row["model"])
+    v = row.get("metric_value")
+    if ref is None or not _filled(v):
+        return "n/a"
+    n = row.get("eval_rows")
+    return change(row["model"], float(v), int(n) if _filled(n) and n else ref[1], ref[0], ref[1])[0]
+
+
+def speed_verdict(inp: Inputs, a: dict, b: dict) -> tuple[float, str]:
+    """(p50 ratio b/a, 'faster' | 'slower' | 'tie'): whether a's raw samples are faster than b's, by a strict
+    Mann-Whitney U test plus a minimum ratio (stats.is_faster); without samples, the p50 ratio alone."""
+    r = float(b["p50_us"]) / float(a["p50_us"])
+    sa, sb = samples(inp, a), samples(inp, b)
+    if sa is None or sb is None:
+        faster, slower = r >= stats.FASTER_RATIO, 1 / r >= stats.FASTER_RATIO
+    else:
+        faster, slower = stats.is_faster(sa, sb), stats.is_faster(sb, sa)
+    return r, "faster" if faster else "slower" if slower else "tie"
+
+
+def how_much(r: float, verdict: str) -> str:
+    """'1.89x faster' / '3.22x slower' / 'no measurable difference' for a ratio b/a and its verdict."""
+    if verdict == "tie":
+        return f"no measurable difference (p50 ratio {sig(r)})"
+    return f"{sig(r if r >= 1 else 1 / r)}x {verdict}"
+
+
+def warn_mark(row) -> str:
+    """'' or a footnote mark for a row whose statistics carry a warning: † high variation, ‡ too few samples."""
+    w = str(row.get("warnings") or "")
+    w = "" if w == "nan" else w
+    return ("‡" if "samples for" in w else "") + ("†" if "variation" in w else "")
+
+
+WARN_NOTE = ("‡ fewer samples than a p99 needs (662, MLPerf's bound); † coefficient of variation above 0.3 (the "
+             "p50 is stable, the tail is not).")

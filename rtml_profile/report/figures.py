@@ -1,0 +1,118 @@
+"""The report's figures, rendered to PNG bytes (written by `render` only once every section has succeeded)."""
+
+from __future__ import annotations
+
+import io
+
+from rtml_profile import stats
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9})
+    return plt
+
+
+def _plain_log(ax, axis: str, ticks=None):
+    """A log axis labelled with plain numbers (no 10^n or 2^n), as the report writes them."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    from rtml_profile.report.fmt import sig
+
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    if ticks is not None:
+        a.set_ticks(list(ticks))
+    a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if ticks is not None else sig(v)))
+    # minor ticks: label 2x and 5x a power of ten only, so that labels never crowd
+    a.set_minor_formatter(NullFormatter() if ticks is not None else
+                          FuncFormatter(lambda v, _: sig(v) if f"{v:.0e}"[0] in "25" else ""))
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def learning_curves(rec: dict) -> bytes:
+    plt = _plt()
+    h, o = rec["history"], rec["overfitting"]
+    m = o["metric"]
+    ep = [r["epoch"] for r in h]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a1.plot(ep, [r["train_loss"] for r in h], label="train (epoch mean)")
+    a1.plot(ep, [r["val_loss"] for r in h], label="validation")
+    if all(f"train_{m}" in r for r in h):
+        a2.plot(ep, [r[f"train_{m}"] for r in h], label="train (during epoch)")
+    a2.plot(ep, [r[f"val_{m}"] for r in h], label="validation")
+    for ax in (a1, a2):
+        ax.axvline(o["min_val_loss_epoch"], color="red", ls="--", lw=1,
+                   label=f"min validation loss (epoch {o['min_val_loss_epoch']})")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    a1.set_ylabel("loss (" + ("NLL" if m == "accuracy" else "MSE, scaled price") + ")")
+    a2.set_ylabel("accuracy" if m == "accuracy" else "R^2 (de-normalized price)")
+    fig.suptitle(f"{rec['model']}: learning curves ({rec['recipe']['epochs']} epochs, {rec['device']})")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def latency(rows, title: str, label) -> bytes:
+    """p50 latency vs batch: one panel per (host, runtime), colour = precision, line style = scope."""
+    plt = _plt()
+    panels = list(rows.groupby(["host", "runtime"], sort=True))
+    cols = 2
+    nrows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(10, 3.2 * nrows), squeeze=False)
+    precs = sorted(rows["precision"].unique())
+    styles = dict(zip(sorted(rows["scope"].unique()), ["-", "--", ":", "-."] * 4))
+    for ax, ((host, rt), g) in zip(axes.flat, panels):
+        for (prec, scope), line in g.groupby(["precision", "scope"], sort=True):
+            line = line.sort_values("batch")
+            ax.plot(line["batch"], line["p50_us"], styles[scope], marker="o", ms=3,
+                    color=f"C{precs.index(prec)}", label=f"{prec} {scope}")
+        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="p50 per call (us)",
+               title=f"{rt} on the {label(host)}")
+        ax.set_xscale("log", base=2)
+        _plain_log(ax, "x", sorted(set(g["batch"])))
+        _plain_log(ax, "y")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def accuracy_vs_latency(points: list[dict], label) -> bytes:
+    """Per host, validation accuracy (with its 95% interval) against p99 at batch 1; the accuracy axis spans at
+    least 10 points so that one-image differences do not look like gaps."""
+    plt = _plt()
+    hosts = sorted({p["host"] for p in points})
+    fig, axes = plt.subplots(1, len(hosts), figsize=(5 * len(hosts), 4), squeeze=False, sharey=True)
+    models = sorted({p["model"] for p in points})
+    for ax, host in zip(axes.flat, hosts):
+        for p in (p for p in points if p["host"] == host):
+            lo, hi = stats.proportion_ci(round(p["value"] * p["n"]), p["n"])
+            ax.errorbar(p["p99_us"], 100 * p["value"], yerr=[[100 * (p["value"] - lo)], [100 * (hi - p["value"])]],
+                        fmt="o", ms=4, capsize=2, color=f"C{models.index(p['model'])}")
+        ax.set(xscale="log", xlabel="p99 at batch 1 (us), best scope", title=f"{label(host)}")
+        _plain_log(ax, "x")
+        ax.grid(alpha=0.3, which="both")
+    vals = [100 * p["value"] for p in points]
+    lo, hi = min(vals) - 2, max(vals) + 2
+    pad = max(0.0, 10 - (hi - lo)) / 2
+    axes.flat[0].set_ylim(lo - pad, hi + pad)
+    axes.flat[0].set_ylabel("validation accuracy (%), 95% interval")
+    for i, m in enumerate(models):
+        axes.flat[0].plot([], [], "o", color=f"C{i}", label=m)
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,85 @@
+"""One number style for the report: 3 significant digits, units by magnitude, never scientific notation."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+
+def _finite(x) -> bool:
+    """A real, finite number (Python or numpy scalar); not None, NaN, a string or a bool."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def sig(x, digits: int = 3) -> str:
+    """`x` to `digits` significant digits, thousands separated, in positional notation ('0.0215', '1,340')."""
+    if not _finite(x):
+        return "n/a"
+    if x == 0:
+        return "0"
+    decimals = digits - 1 - math.floor(math.log10(abs(x)))
+    x = round(x, decimals)
+    if x != 0 and digits - 1 - math.floor(math.log10(abs(x))) < decimals:  # rounding carried to a new digit
+        decimals -= 1
+    return f"{x:,.{max(decimals, 0)}f}"
+
+
+def count(n) -> str:
+    """An exact count (parameters, MACs, rows): every digit, thousands separated."""
+    return f"{int(n):,}"
+
+
+def duration_us(x) -> str:
+    """Microseconds as us / ms / s by magnitude, 3 significant digits."""
+    if not _finite(x):
+        return "n/a"
+    for scale, unit in ((1e6, "s"), (1e3, "ms")):
+        if abs(x) >= scale * 0.9995:
+            return f"{sig(x / scale)} {unit}"
+    return f"{sig(x)} us"
+
+
+def duration_s(x) -> str:
+    return duration_us(x * 1e6) if _finite(x) else "n/a"
+
+
+def rate(x) -> str:
+    """Samples per second with k / M suffixes ('434k/s', '6.73M/s')."""
+    if not _finite(x):
+        return "n/a"
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale * 0.9995:
+            return f"{sig(x / scale)}{unit}/s"
+    return f"{sig(x)}/s"
+
+
+def pct(x) -> str:
+    """A proportion as a percentage, 3 significant digits ('46.1%')."""
+    return "n/a" if not _finite(x) else f"{sig(100 * x)}%"
+
+
+def points(x) -> str:
+    """A difference of two proportions in percentage points, signed ('+0.0100 points')."""
+    return "n/a" if not _finite(x) else f"{'+' if x >= 0 else '-'}{sig(abs(100 * x))} points"
+
+
+def signed(x) -> str:
+    return "n/a" if not _finite(x) else f"{'+' if x >= 0 else '-'}{sig(abs(x))}"
+
+
+def ratio(x) -> str:
+    return "n/a" if not _finite(x) else f"{sig(x)}x"
+
+
+def table(rows: list[dict]) -> str:
+    """A Markdown table of `rows` (the first row's keys are the header)."""
+    if not rows:
+        return "_(no rows)_\n"
+    keys = list(rows[0])
+    out = ["| " + " | ".join(keys) + " |", "|" + "|".join(" --- " for _ in keys) + "|"]
+    out += ["| " + " | ".join(str(r[k]).replace("|", "\\|") for k in keys) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def missing(what: str, command: str) -> str:
+    return f"_No {what} in the data folder: run `{command}` to produce it._\n"

@@ -1,0 +1,88 @@
+"""Everything the report reads, loaded once through the validating readers of `rtml_profile.schema`."""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rtml_profile import UserError, schema, zoo
+
+CONFIG = ["runtime", "precision", "scope"]  # one way of running a model on a host
+
+
+@dataclass
+class Inputs:
+    """The validated result files of one data folder."""
+
+    data_dir: Path
+    records: dict = field(default_factory=dict)  # model id -> train_<id>.json
+    extras: dict = field(default_factory=dict)  # file stem -> gpu_train_*.json / train_speed_*.json
+    analysis: object = None  # DataFrame: the TOTAL row per model at batch 1
+    bench: object = None  # DataFrame: every row of known models
+    _samples: dict = field(default_factory=dict)
+
+    @property
+    def macs(self) -> dict:
+        """model id -> MACs per sample (analysis TOTAL row at batch 1)."""
+        return {} if self.analysis is None else dict(zip(self.analysis["model"], self.analysis["macs"]))
+
+    @property
+    def ok(self):
+        """Bench rows that measured something (status ok)."""
+        return None if self.bench is None else self.bench[self.bench["status"] == "ok"]
+
+
+def models(inp: Inputs) -> list[str]:
+    """Zoo models present in any result file, in zoo order."""
+    seen = set(inp.records) | set(inp.macs) | (set(inp.bench["model"]) if inp.bench is not None else set())
+    return [m for m in zoo.MODELS if m in seen]
+
+
+def load_inputs(data_dir) -> Inputs:
+    """Read and validate every result file in `data_dir`. A folder that does not exist or holds no result file
+    raises UserError, so a typo never renders an empty report over a good one."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise UserError(f"{data_dir}: no such data folder (it should hold bench.csv, analysis.csv, train_<id>.json)")
+    inp = Inputs(data_dir)
+    for mid in zoo.MODELS:
+        p = data_dir / f"train_{mid}.json"
+        if p.is_file():
+            inp.records[mid] = schema.read_record(p)
+    for p in sorted(data_dir.glob("gpu_train_*.json")):
+        inp.extras[p.stem] = schema.read_record(p)
+    for p in sorted(data_dir.glob("train_speed_*.json")):
+        inp.extras[p.stem] = schema.read_speed(p)
+    p = data_dir / "analysis.csv"
+    if p.exists():
+        a = schema.read_table(p, "analysis", allow_empty=False)
+        inp.analysis = a[(a["node"] == "TOTAL") & (a["batch"] == 1) & a["model"].isin(list(zoo.MODELS))]
+    p = data_dir / "bench.csv"
+    if p.exists():
+        inp.bench = _bench(inp, schema.read_table(p, "bench", allow_empty=False))
+    if not (inp.records or inp.extras or inp.analysis is not None or inp.bench is not None):
+        raise UserError(f"{data_dir}: holds no result file (bench.csv, analysis.csv, train_<id>.json); "
+                        f"is it the right folder?")
+    return inp
+
+
+def _bench(inp: Inputs, b):
+    b = b[b["model"].isin(list(zoo.MODELS))].copy()
+    return b.sort_values(["model", "host", *CONFIG, "batch"], kind="stable").reset_index(drop=True)
+
+
+def samples(inp: Inputs, row: dict):
+    """Raw latency samples (us) of one bench row, or None; the report's only way to them."""
+    from rtml_profile.results import load_samples
+
+    key = tuple(row[k] for k in ["host", "model", *CONFIG, "batch"])
+    if key not in inp._samples:
+        where = row.get("samples_file") or f"{inp.data_dir}/samples ({row['host']}, {row['model']})"
+        try:
+            s = load_samples(inp.data_dir, row)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+            raise UserError(f"{where}: not a readable samples file ({type(e).__name__})") from None
+        inp._samples[key] = None if s is None else schema.check_samples(s, where)
+    return inp._samples[key]
