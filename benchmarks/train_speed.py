@@ -27,7 +27,7 @@ def bare_epoch(model, opt, X, Y, bs, gen, device):
     t0 = time.perf_counter()
     perm = torch.randperm(len(X), generator=gen, device=device)
     for i in range(0, len(X), bs):
-        idx = perm[i:i + bs]
+        idx = perm[i : i + bs]
         loss = F.nll_loss(model(X[idx]), Y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -48,7 +48,8 @@ def main(argv=None):
 
     import torch
 
-    from rtml_profile import data as datamod, zoo
+    from rtml_profile import data as datamod
+    from rtml_profile import zoo
     from rtml_profile.files import write_json
     from rtml_profile.host import environment, physical_cores
     from rtml_profile.train import train
@@ -73,8 +74,11 @@ def main(argv=None):
         r = train(spec, ds, recipe, device=a.device, seed=e, progress=False)
         ours_train.append(r.history[0]["epoch_time_s"])
         ours_total.append(r.history[0]["epoch_time_s"] + r.history[0]["eval_time_s"])
-        print(f"epoch {e + 1}: bare {bare[-1]:.3f} s, trainer {ours_train[-1]:.3f} s "
-              f"(with its per-epoch validation {ours_total[-1]:.3f} s)", file=sys.stderr)
+        print(
+            f"epoch {e + 1}: bare {bare[-1]:.3f} s, trainer {ours_train[-1]:.3f} s "
+            f"(with its per-epoch validation {ours_total[-1]:.3f} s)",
+            file=sys.stderr,
+        )
     out = {
         "what": "2b, batch 64, SGD; seconds per epoch (device synchronized); medians over epochs run alternately",
         "cache_load_s": load_s,
@@ -89,18 +93,27 @@ def main(argv=None):
     if a.device == "cuda":
         runs = {}
         for graph in (False, True):
-            r = train(spec, ds, zoo.with_overrides(spec.recipe, epochs=a.graph_epochs), device="cuda", seed=0,
-                      progress=False, cuda_graph=graph)
+            r = train(
+                spec,
+                ds,
+                zoo.with_overrides(spec.recipe, epochs=a.graph_epochs),
+                device="cuda",
+                seed=0,
+                progress=False,
+                cuda_graph=graph,
+            )
             runs["cuda_graph" if graph else "eager"] = {
                 "epoch_s_median": r.timings["epoch_s_median"],
                 "val_accuracy": [h["val_accuracy"] for h in r.history],
                 "train_loss": [h["train_loss"] for h in r.history],
-                "final_val_accuracy": r.final["val"]["accuracy"]}
+                "final_val_accuracy": r.final["val"]["accuracy"],
+            }
         e, g = runs["eager"], runs["cuda_graph"]
         runs["speedup"] = e["epoch_s_median"] / g["epoch_s_median"]
         runs["max_abs_val_accuracy_diff"] = float(np.max(np.abs(np.subtract(e["val_accuracy"], g["val_accuracy"]))))
-        runs["max_rel_train_loss_diff"] = float(np.max(np.abs(np.subtract(e["train_loss"], g["train_loss"])) /
-                                                np.asarray(e["train_loss"])))
+        runs["max_rel_train_loss_diff"] = float(
+            np.max(np.abs(np.subtract(e["train_loss"], g["train_loss"])) / np.asarray(e["train_loss"]))
+        )
         out["eager_vs_cuda_graph"] = runs
     text = json.dumps(out, indent=1)
     print(text)

@@ -17,11 +17,27 @@ import numpy as np
 
 from rtml_profile import UserError
 
-CONVENTION = ("MACs = multiply-accumulates of Gemm/MatMul/Conv/ConvTranspose incl. bias adds, per sample; "
-              "elementwise/activation ops in their own column; FLOPs = 2 x MACs")
+CONVENTION = (
+    "MACs = multiply-accumulates of Gemm/MatMul/Conv/ConvTranspose incl. bias adds, per sample; "
+    "elementwise/activation ops in their own column; FLOPs = 2 x MACs"
+)
 MAC_OPS = {"Gemm", "MatMul", "Conv", "ConvTranspose"}
-ZERO_COST_OPS = {"Reshape", "Flatten", "Identity", "Constant", "Shape", "Squeeze", "Unsqueeze", "Transpose",
-                 "Concat", "Gather", "Slice", "Cast", "Dropout"}
+ZERO_COST_OPS = {
+    "Reshape",
+    "Flatten",
+    "Identity",
+    "Constant",
+    "Shape",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Concat",
+    "Gather",
+    "Slice",
+    "Cast",
+    "Dropout",
+}
+KEY = ["model", "batch", "node"]  # one row of analysis.csv
 BATCH_NAMES = {"batch", "batch_size", "n", "N", "b"}
 
 
@@ -79,13 +95,16 @@ def input_shapes(model, batch: int, shapes: dict[str, list[int]] | None = None) 
             elif axis == 0 or d.dim_param in BATCH_NAMES:
                 dims.append(batch)
             else:
-                raise UserError(f"input {inp.name!r} has a symbolic dimension {d.dim_param or '?'!r} at axis {axis} "
-                                f"with no value; pass --shape {inp.name}=D1,D2,...")
+                raise UserError(
+                    f"input {inp.name!r} has a symbolic dimension {d.dim_param or '?'!r} at axis {axis} "
+                    f"with no value; pass --shape {inp.name}=D1,D2,..."
+                )
         out[inp.name] = (dims, dtype)
     unknown = set(shapes) - set(out)
     if unknown:
-        raise UserError(f"--shape names {', '.join(sorted(unknown))}, but the model's inputs are "
-                        f"{', '.join(out) or 'none'}")
+        raise UserError(
+            f"--shape names {', '.join(sorted(unknown))}, but the model's inputs are {', '.join(out) or 'none'}"
+        )
     return out
 
 
@@ -122,10 +141,12 @@ def _patch_unknown_ops(graph, model, feeds) -> list[str]:
         missing = [o for o in node.output if o not in known]
         if missing:
             domain = node.proto.domain or "ai.onnx"
-            raise UserError(f"op {node.op_type!r} (domain {domain}, node {node.name!r}) is unknown to onnx-tool and "
-                            f"ONNX cannot infer its output shape, so nothing after it can be counted")
+            raise UserError(
+                f"op {node.op_type!r} (domain {domain}, node {node.name!r}) is unknown to onnx-tool and "
+                f"ONNX cannot infer its output shape, so nothing after it can be counted"
+            )
 
-        def infer(self, intensors, outtensors, _shapes=[known[o] for o in node.output]):
+        def infer(self, intensors, outtensors, _shapes=[known[o] for o in node.output]):  # noqa: B006 (binds now)
             for t, (dims, dtype) in zip(outtensors, _shapes):
                 t.update_shape(dims)
                 t.update_dtype(dtype)
@@ -155,8 +176,9 @@ def _bias_adds(op: str, ins, outs) -> int:
     return int(np.prod(outs[0])) if op in ("Gemm", "Conv", "ConvTranspose") and len(ins) > 2 else 0
 
 
-def analyze(path: str | Path, batch: int = 1, shapes: dict[str, list[int]] | None = None,
-            name: str | None = None) -> Analysis:
+def analyze(
+    path: str | Path, batch: int = 1, shapes: dict[str, list[int]] | None = None, name: str | None = None
+) -> Analysis:
     """Per-node and total MACs, parameters and memory of the ONNX file at `path`, at batch size `batch`.
 
     MACs and elementwise ops are per sample (batch total / batch); memory (bytes of weights and activations,
@@ -166,7 +188,9 @@ def analyze(path: str | Path, batch: int = 1, shapes: dict[str, list[int]] | Non
 
     path = Path(path)
     model = _load(path)
-    feeds = {k: np.zeros(s, dtype=t) for k, (s, t) in input_shapes(model, batch, shapes).items()}
+    inputs = input_shapes(model, batch, shapes)
+    _check_memory(path, inputs)
+    feeds = {k: np.zeros(s, dtype=t) for k, (s, t) in inputs.items()}
     if feeds:  # per-sample figures divide by the batch actually fed (a --shape may set it)
         batch = int(next(iter(feeds.values())).shape[0]) or batch
     with warnings.catch_warnings():
@@ -182,8 +206,10 @@ def analyze(path: str | Path, batch: int = 1, shapes: dict[str, list[int]] | Non
         except UserError:
             raise
         except Exception as e:
-            raise UserError(f"shape inference failed on {path} with inputs "
-                            f"{ {k: list(v.shape) for k, v in feeds.items()} }: {type(e).__name__}: {e}") from None
+            raise UserError(
+                f"shape inference failed on {path} with inputs "
+                f"{ {k: list(v.shape) for k, v in feeds.items()} }: {type(e).__name__}: {e}"
+            ) from None
     unknown_names = {u.split(" (")[0] for u in unknown}
     rows = []
     for key, node in graph.nodemap.items():
@@ -193,18 +219,21 @@ def analyze(path: str | Path, batch: int = 1, shapes: dict[str, list[int]] | Non
         tool_macs = float(node.macs[0])
         bias = _bias_adds(node.op_type, ins, outs)
         macs = _macs(node.op_type, ins, outs, node.attr) + bias  # the convention counts bias adds as MACs
-        rows.append({
-            "node": key, "op": node.op_type,
-            "inputs": " ".join("x".join(map(str, s)) for s in ins),
-            "outputs": " ".join("x".join(map(str, s)) for s in outs),
-            "macs": np.nan if is_unknown else macs / batch,
-            "bias_adds": bias / batch,
-            "elementwise_ops": np.nan if is_unknown else (0.0 if node.op_type in MAC_OPS else tool_macs / batch),
-            "onnx_tool_macs": tool_macs / batch,
-            "params": int(node.params),
-            "memory_bytes": int(node.memory),
-            "unknown": is_unknown,
-        })
+        rows.append(
+            {
+                "node": key,
+                "op": node.op_type,
+                "inputs": " ".join("x".join(map(str, s)) for s in ins),
+                "outputs": " ".join("x".join(map(str, s)) for s in outs),
+                "macs": np.nan if is_unknown else macs / batch,
+                "bias_adds": bias / batch,
+                "elementwise_ops": np.nan if is_unknown else (0.0 if node.op_type in MAC_OPS else tool_macs / batch),
+                "onnx_tool_macs": tool_macs / batch,
+                "params": int(node.params),
+                "memory_bytes": int(node.memory),
+                "unknown": is_unknown,
+            }
+        )
     known = [r for r in rows if not r["unknown"]]
     totals = {
         "macs": float(sum(r["macs"] for r in known)),
@@ -238,17 +267,32 @@ def torch_cross_check(model_id: str, analysis: Analysis) -> list[dict]:
     torch_params = sum(p.numel() for p in model.parameters())
     onnx_macs = analysis.totals["macs"] - analysis.totals["bias_adds"]
     checks = [
-        {"quantity": "MACs without bias adds", "pytorch": torch_macs, "onnx": onnx_macs,
-         "agree": abs(torch_macs - onnx_macs) < 0.5,
-         "cause": "" if abs(torch_macs - onnx_macs) < 0.5 else
-         "the graph differs from the module (an op fused or split at export, or an op FlopCounterMode skips)"},
-        {"quantity": "parameters", "pytorch": torch_params, "onnx": analysis.totals["params"],
-         "agree": torch_params == analysis.totals["params"],
-         "cause": "" if torch_params == analysis.totals["params"] else
-         "export changed the weights (e.g. batch-norm folded into a convolution, or constants shared/deduplicated)"},
-        {"quantity": "parameters stated in the zoo (HW2.md)", "pytorch": spec.params,
-         "onnx": analysis.totals["params"], "agree": spec.params == analysis.totals["params"],
-         "cause": "" if spec.params == analysis.totals["params"] else "the architecture differs from HW2.md"},
+        {
+            "quantity": "MACs without bias adds",
+            "pytorch": torch_macs,
+            "onnx": onnx_macs,
+            "agree": abs(torch_macs - onnx_macs) < 0.5,
+            "cause": ""
+            if abs(torch_macs - onnx_macs) < 0.5
+            else "the graph differs from the module (an op fused or split at export, or an op FlopCounterMode skips)",
+        },
+        {
+            "quantity": "parameters",
+            "pytorch": torch_params,
+            "onnx": analysis.totals["params"],
+            "agree": torch_params == analysis.totals["params"],
+            "cause": ""
+            if torch_params == analysis.totals["params"]
+            else "export changed the weights (e.g. batch-norm folded into a convolution, or constants "
+            "shared/deduplicated)",
+        },
+        {
+            "quantity": "parameters stated in the zoo (HW2.md)",
+            "pytorch": spec.params,
+            "onnx": analysis.totals["params"],
+            "agree": spec.params == analysis.totals["params"],
+            "cause": "" if spec.params == analysis.totals["params"] else "the architecture differs from HW2.md",
+        },
     ]
     analysis.checks = checks
     return checks
@@ -259,15 +303,92 @@ def hw2_comparison(model_id: str, analysis: Analysis) -> dict:
     from rtml_profile import hw2
 
     rep = hw2.REPORTED[model_id]
-    return {"model": model_id, "hw2_gmacs": rep["gmacs"], "measured_gmacs": analysis.totals["macs"] / 1e9,
-            "measured_macs": analysis.totals["macs"], "hw2_params": rep["params"],
-            "measured_params": analysis.totals["params"], "hw2_error": hw2.MAC_NOTES[model_id]}
+    return {
+        "model": model_id,
+        "hw2_gmacs": rep["gmacs"],
+        "measured_gmacs": analysis.totals["macs"] / 1e9,
+        "measured_macs": analysis.totals["macs"],
+        "hw2_params": rep["params"],
+        "measured_params": analysis.totals["params"],
+        "hw2_error": hw2.MAC_NOTES[model_id],
+    }
 
 
 def tidy_rows(analysis: Analysis) -> list[dict]:
     """One row per node plus a TOTAL row, tagged with model and batch, for reports/data/analysis.csv."""
     rows = [{"model": analysis.name, "batch": analysis.batch, **r} for r in analysis.nodes]
-    rows.append({"model": analysis.name, "batch": analysis.batch, "node": "TOTAL", "op": "",
-                 "inputs": "", "outputs": "", **{k: v for k, v in analysis.totals.items() if k != "flops"},
-                 "unknown": analysis.totals["unknown_nodes"] > 0})
+    rows.append(
+        {
+            "model": analysis.name,
+            "batch": analysis.batch,
+            "node": "TOTAL",
+            "op": "",
+            "inputs": "",
+            "outputs": "",
+            **{k: v for k, v in analysis.totals.items() if k != "flops"},
+            "unknown": analysis.totals["unknown_nodes"] > 0,
+        }
+    )
     return rows
+
+
+def _check_memory(path: Path, inputs: dict):
+    """Refuse shapes whose zero-filled inputs alone (shape inference materializes activations too) would not fit."""
+    from rtml_profile.host import available_memory_bytes
+
+    need = sum(int(np.prod(s, dtype=np.float64)) * np.dtype(t).itemsize for s, t in inputs.values())
+    free = available_memory_bytes()
+    if 8 * need > free:
+        raise UserError(
+            f"{path}: inputs of shape {', '.join(str(s) for s, _ in inputs.values())} need about "
+            f"{8 * need / 2**30:.1f} GiB with their activations; {free / 2**30:.1f} GiB are free; use a smaller --batch"
+        )
+
+
+@dataclass
+class Result:
+    """One analyzed file with what the CLI prints beside it."""
+
+    model_id: str | None
+    path: Path
+    analysis: Analysis
+    cross_checks: list[dict]
+    hw2: dict | None
+
+
+def targets(target: str) -> list[tuple[str | None, Path]]:
+    """'all', a zoo id, or a path to any ONNX file -> [(zoo id or None, ONNX path)]; problems raise UserError."""
+    from rtml_profile import paths, zoo
+
+    if target == "all" or target in zoo.MODELS:
+        for spec in zoo.resolve(target):
+            if not paths.onnx(spec.id).is_file():
+                raise UserError(paths.missing_export(spec.id))
+        return [(spec.id, paths.onnx(spec.id)) for spec in zoo.resolve(target)]
+    if target.endswith(".onnx") or Path(target).exists():
+        return [(None, Path(target))]
+    zoo.get(target)  # raises the unknown-id sentence with the valid ids
+    return []
+
+
+def run(target: str, batch: int = 1, shapes=None, save: bool = True, data_dir: Path | None = None) -> list[Result]:
+    """Analyze `target` (see `targets`); with `save`, merge the tidy rows into <data_dir>/analysis.csv (checked
+    for writability and readability before any work)."""
+    from rtml_profile import paths
+    from rtml_profile.files import check_writable
+    from rtml_profile.results import read_csv, upsert_rows
+
+    jobs = targets(target)
+    data_dir = Path(data_dir or paths.DATA)
+    table = data_dir / paths.ANALYSIS_CSV
+    if save:
+        check_writable(data_dir)
+        read_csv(table, "analysis")
+    out = []
+    for model_id, path in jobs:
+        a = analyze(path, batch=batch, shapes=shapes, name=model_id)
+        checks = torch_cross_check(model_id, a) if model_id else []
+        out.append(Result(model_id, path, a, checks, hw2_comparison(model_id, a) if model_id else None))
+    if save:
+        upsert_rows(table, [row for r in out for row in tidy_rows(r.analysis)], key=KEY, kind="analysis")
+    return out

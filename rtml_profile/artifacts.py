@@ -39,8 +39,10 @@ def derive(src: Path, kind: str, settings: dict, build, ext: str = ".onnx", fold
         t0 = time.perf_counter()
         with atomic_path(dest, suffix=ext) as tmp:
             build(src, tmp)
-        write_json(dest.with_name(dest.name + ".json"), {"source": str(src), "kind": kind, "settings": settings,
-                                                          "build_s": time.perf_counter() - t0})
+        write_json(
+            dest.with_name(dest.name + ".json"),
+            {"source": str(src), "kind": kind, "settings": settings, "build_s": time.perf_counter() - t0},
+        )
     return dest
 
 
@@ -50,6 +52,7 @@ def build_info(artifact: Path) -> dict:
 
 
 # ---------------------------------------------------------------- the kinds
+
 
 def _quantize_int8(src: Path, dest: Path):
     import logging
@@ -99,8 +102,13 @@ def trt_engine(src: Path, precision: str, min_batch: int, max_batch: int, folder
 
     def build(src: Path, dest: Path):
         import onnx
-        from polygraphy.backend.trt import CreateConfig, Profile, engine_from_network, network_from_onnx_path, \
-            save_engine
+        from polygraphy.backend.trt import (
+            CreateConfig,
+            Profile,
+            engine_from_network,
+            network_from_onnx_path,
+            save_engine,
+        )
 
         graph = onnx.load(str(src), load_external_data=False).graph
         init = {i.name for i in graph.initializer}

@@ -11,4 +11,4 @@ def in_chunks(fn, x, chunk: int = CHUNK, concat=None):
         import numpy as np
 
         concat = np.concatenate
-    return concat([fn(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+    return concat([fn(x[i : i + chunk]) for i in range(0, len(x), chunk)])

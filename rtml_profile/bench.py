@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import UserError, metrics, paths, runtimes, tolerances, zoo
-from rtml_profile.runtimes.base import PRECISIONS, SCOPES, InputSpec, ModelRef
+from rtml_profile.runtimes.base import PRECISIONS, SCOPES, ModelRef
 
 DEFAULT_BATCHES = (1, 16, 64, 256, 1024)
 RESULTS = paths.DATA / paths.BENCH_CSV
 SCOPE_MEANS = {
     "compute": "one call on inputs already where the runtime wants them (device tensors / IO binding), outputs "
-               "left there; host clock around call + device synchronize",
+    "left there; host clock around call + device synchronize",
     "end-to-end": "host numpy array in, host numpy array out: conversions and host<->device copies included",
     "cuda-graph": "compute scope, forward replayed from a captured CUDA graph; host clock + device synchronize",
 }
@@ -42,7 +42,7 @@ class Settings:
     max_iters: int = 20_000
     threads: int | None = None
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         import psutil
 
         for attr, option in (("warmup_s", "the warm-up time"), ("min_s", "--min-time"), ("max_s", "--max-time")):
@@ -95,6 +95,7 @@ def parse_batches(text: str | None) -> list[int]:
 
 
 # ---------------------------------------------------------------- what is measured
+
 
 @dataclass
 class Target:
@@ -167,19 +168,25 @@ def onnx_target(path: Path, shapes: dict[str, list[int]] | None = None) -> Targe
     given = (shapes or {}).get(inp.name)
     if given is not None:
         if len(given) != len(dims) or any(d is not None and d != g for d, g in zip(dims[1:], given[1:])):
-            raise UserError(f"--shape {inp.name}={','.join(map(str, given))} does not fit the model's input "
-                            f"shape {dims}")
+            raise UserError(
+                f"--shape {inp.name}={','.join(map(str, given))} does not fit the model's input shape {dims}"
+            )
         dims = [dims[0], *given[1:]]
     if not dims or any(d is None for d in dims[1:]):
-        raise UserError(f"{path}: input {inp.name!r} has dynamic axes besides the batch ({dims}); give them with "
-                        f"--shape {inp.name}=1,D2,...")
+        raise UserError(
+            f"{path}: input {inp.name!r} has dynamic axes besides the batch ({dims}); give them with "
+            f"--shape {inp.name}=1,D2,..."
+        )
     from onnx import helper
 
     dtype = np.dtype(helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))
     # named by file name ("x.onnx"), so a file never shares a name (and result rows) with a zoo model
-    return Target(ModelRef(path.name, path, None, None), tuple(dims[1:]), dtype,
-                  note="any ONNX file: seeded random inputs, latency only (no evaluation data, so no task metric "
-                       "and no parity)")
+    return Target(
+        ModelRef(path.name, path, None, None),
+        tuple(dims[1:]),
+        dtype,
+        note="any ONNX file: seeded random inputs, latency only (no evaluation data, so no task metric and no parity)",
+    )
 
 
 def check_memory(targets: list[Target], batches: list[int]):
@@ -190,12 +197,15 @@ def check_memory(targets: list[Target], batches: list[int]):
     for t in targets:
         need = 4 * t.input_bytes(max(batches))  # input, its device/converted copy, outputs and activations
         if need > free // 2:
-            raise UserError(f"batch {max(batches)} of {t.ref.name} needs about {need / 2**30:.1f} GiB "
-                            f"(inputs and their copies); this machine has {free / 2**30:.1f} GiB free; use a "
-                            f"smaller --batch")
+            raise UserError(
+                f"batch {max(batches)} of {t.ref.name} needs about {need / 2**30:.1f} GiB "
+                f"(inputs and their copies); this machine has {free / 2**30:.1f} GiB free; use a "
+                f"smaller --batch"
+            )
 
 
 # ---------------------------------------------------------------- accuracy and parity
+
 
 def accuracy(rt, target: Target) -> dict:
     """Task metric on the whole evaluation set through `rt`, and parity against the PyTorch fp32 reference."""
@@ -205,14 +215,23 @@ def accuracy(rt, target: Target) -> dict:
     out = np.asarray(rt.predict(target.x_eval))
     spec = zoo.get(target.ref.model_id)
     if out.shape != target.reference.shape:
-        return {"accuracy_status": f"failed: outputs of shape {list(out.shape)}, expected "
-                                   f"{list(target.reference.shape)}", "accuracy_note": target.note}
+        return {
+            "accuracy_status": f"failed: outputs of shape {list(out.shape)}, expected {list(target.reference.shape)}",
+            "accuracy_note": target.note,
+        }
     if not np.isfinite(out).all():
-        return {"accuracy_status": f"failed: {int((~np.isfinite(out)).sum())} outputs are NaN or infinite",
-                "accuracy_note": target.note}
+        return {
+            "accuracy_status": f"failed: {int((~np.isfinite(out)).sum())} outputs are NaN or infinite",
+            "accuracy_note": target.note,
+        }
     m = metrics.task_metrics(spec.task, out, target.y_eval, target.info)
-    row = {"accuracy_status": "ok", "accuracy_note": target.note, "metric": spec.metric,
-           "metric_value": m[spec.metric], "eval_rows": len(target.x_eval)}
+    row = {
+        "accuracy_status": "ok",
+        "accuracy_note": target.note,
+        "metric": spec.metric,
+        "metric_value": m[spec.metric],
+        "eval_rows": len(target.x_eval),
+    }
     row.update(parity(out, target.reference, rt.precision, rt.caps.device, spec.task == "classification"))
     if spec.task != "classification":
         row["mae"] = m["mae"]
@@ -225,8 +244,13 @@ def parity(out: np.ndarray, reference: np.ndarray, precision: str, device: str, 
     ref_max = float(np.max(np.abs(reference)))
     tol = tolerances.get(precision, device)
     bound = None if tol is None else tol.bound(ref_max)
-    row = {"parity_max_abs_diff": diff, "parity_ref_max_abs": ref_max, "parity_atol": tol and tol.atol,
-           "parity_rtol": tol and tol.rtol, "parity_tolerance": bound}
+    row = {
+        "parity_max_abs_diff": diff,
+        "parity_ref_max_abs": ref_max,
+        "parity_atol": tol and tol.atol,
+        "parity_rtol": tol and tol.rtol,
+        "parity_tolerance": bound,
+    }
     ok = bound is None or diff <= bound
     if classifier:
         agree = float((out.argmax(1) == reference.argmax(1)).mean())
@@ -239,6 +263,7 @@ def parity(out: np.ndarray, reference: np.ndarray, precision: str, device: str, 
 
 
 # ---------------------------------------------------------------- the plan
+
 
 @dataclass
 class Group:
@@ -285,8 +310,8 @@ def check_request(runtime_names: list[str], precisions, scopes):
             raise UserError(f"unknown precision {p!r}; valid precisions: {', '.join(PRECISIONS)}")
 
 
-
 # ---------------------------------------------------------------- the run
+
 
 @dataclass
 class RunResult:
@@ -299,16 +324,25 @@ class RunResult:
         out = []
         for r in self.rows:
             what = f"{r['model']} {r['runtime']} {r['precision']} {r['scope']} batch {r['batch']}"
-            if r["status"] == "failed" or (r["status"] == "skipped" and asked_runtimes and r["runtime"] in
-                                           asked_runtimes):
+            if r["status"] == "failed" or (
+                r["status"] == "skipped" and asked_runtimes and r["runtime"] in asked_runtimes
+            ):
                 out.append(f"{what}: {r['status']}: {r['reason']}")
             elif str(r.get("accuracy_status", "")).startswith("failed"):
                 out.append(f"{what}: accuracy {r['accuracy_status']}")
         return out
 
 
-def run(targets: list[Target], runtime_names: list[str], batches: list[int], precisions=None, scopes=None,
-        settings: Settings | None = None, progress: bool = True, data_dir: Path = paths.DATA) -> RunResult:
+def run(
+    targets: list[Target],
+    runtime_names: list[str],
+    batches: list[int],
+    precisions=None,
+    scopes=None,
+    settings: Settings | None = None,
+    progress: bool = True,
+    data_dir: Path = paths.DATA,
+) -> RunResult:
     """Benchmark every target on every planned (runtime, precision, scope, batch), one worker process per
     runtime; every row is persisted in `data_dir` as soon as it is measured. Returns the rows of this run."""
     from rtml_profile import workers
@@ -327,6 +361,7 @@ def run(targets: list[Target], runtime_names: list[str], batches: list[int], pre
     by_name = {t.ref.name: t for t in targets}
     result, row_of = RunResult(), _row_builder(settings)
     with _progress(progress, sum(len(g.jobs()) for g in groups) + sum(len(g.jobs()) for g, _ in skips)) as bar:
+
         def emit(g, scope, batch, status, reason, ns=None, extra=None, probe=None):
             row = row_of(g, scope, batch, status, reason, ns, extra or {}, probe)
             outcome = store.record(row, ns)
@@ -351,17 +386,42 @@ def _row_builder(settings: Settings):
     from rtml_profile.stats import LatencyStats
 
     env = environment()
-    env_cols = {k: env.get(k, "") for k in ("cpu", "physical_cores", "gpu", "driver", "cuda", "python", "torch",
-                                            "onnxruntime", "onnxruntime-gpu", "onnx", "tensorrt",
-                                            "onnxruntime_distributions")}
+    env_cols = {
+        k: env.get(k, "")
+        for k in (
+            "cpu",
+            "physical_cores",
+            "gpu",
+            "driver",
+            "cuda",
+            "python",
+            "torch",
+            "onnxruntime",
+            "onnxruntime-gpu",
+            "onnx",
+            "tensorrt",
+            "onnxruntime_distributions",
+        )
+    }
 
     def row(g: Group, scope, batch, status, reason, ns, extra: dict, probe) -> dict:
         device = runtimes.get(g.runtime).caps.device
-        out = {"host": env["host"], "model": g.target, "runtime": g.runtime, "precision": g.precision,
-               "device": device, "threads": settings.threads if device == "cpu" else "",
-               "runtime_version": probe.version if probe else "", "timestamp": now(), **env_cols,
-               "scope": scope, "batch": batch, "what": SCOPE_MEANS.get(scope, ""), "status": status,
-               "reason": reason}
+        out = {
+            "host": env["host"],
+            "model": g.target,
+            "runtime": g.runtime,
+            "precision": g.precision,
+            "device": device,
+            "threads": settings.threads if device == "cpu" else "",
+            "runtime_version": probe.version if probe else "",
+            "timestamp": now(),
+            **env_cols,
+            "scope": scope,
+            "batch": batch,
+            "what": SCOPE_MEANS.get(scope, ""),
+            "status": status,
+            "reason": reason,
+        }
         if status == "ok":
             out.update(LatencyStats(ns, batch).summary())
             out.update(extra)
@@ -376,8 +436,13 @@ class _progress:
     def __init__(self, enabled: bool, total: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            disable=not enabled)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            disable=not enabled,
+        )
         self.task = self.bar.add_task("bench", total=total)
 
     def __enter__(self):
@@ -427,8 +492,11 @@ def execute(req: Request) -> RunResult:
     if req.onnx is not None:
         targets = [onnx_target(req.onnx, req.shapes)]
     else:
-        ids = ([s.id for s in zoo.resolve(req.models)] if req.models else
-               [i for i in zoo.MODELS if paths.onnx(i).is_file()])
+        ids = (
+            [s.id for s in zoo.resolve(req.models)]
+            if req.models
+            else [i for i in zoo.MODELS if paths.onnx(i).is_file()]
+        )
         if not ids:
             raise UserError("no exported zoo models in exported/; run `rtml-profile train-and-export all` first")
         for i in ids:
@@ -445,7 +513,15 @@ def probe_all() -> list[dict]:
     for name in runtimes.names():
         cls = runtimes.get(name)
         p = cls.probe()
-        out.append({"runtime": name, "available": "yes" if p.available else "no", "version": p.version,
-                    "device": cls.caps.device, "precisions": ",".join(cls.caps.precisions),
-                    "scopes": ",".join(cls.caps.scopes), "reason": p.reason})
+        out.append(
+            {
+                "runtime": name,
+                "available": "yes" if p.available else "no",
+                "version": p.version,
+                "device": cls.caps.device,
+                "precisions": ",".join(cls.caps.precisions),
+                "scopes": ",".join(cls.caps.scopes),
+                "reason": p.reason,
+            }
+        )
     return out

@@ -13,11 +13,17 @@ import typer
 
 from rtml_profile import UserError
 
-app = typer.Typer(help="Train, export, analyze, benchmark and report the HW2 models.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Train, export, analyze, benchmark and report the HW2 models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Folder with Housing.csv and CIFAR-10 "
-                                                 "(default: $RTML_DATA_DIR, else ./data).")]
+DataDir = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", help="Folder with Housing.csv and CIFAR-10 (default: $RTML_DATA_DIR, else ./data)."),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (for scripts).")]
 
 
@@ -49,9 +55,23 @@ def models():
     """List the zoo: id, task, data set, parameters and the default (HW2) recipe."""
     from rtml_profile.zoo import MODELS
 
-    echo_table([{"id": s.id, "description": s.description, "task": s.task, "data": s.dataset, "params": s.params,
-                 "optimizer": s.recipe.optimizer, "lr": s.recipe.lr, "loss": s.recipe.loss,
-                 "batch": s.recipe.batch_size or "full", "epochs": s.recipe.epochs} for s in MODELS.values()])
+    echo_table(
+        [
+            {
+                "id": s.id,
+                "description": s.description,
+                "task": s.task,
+                "data": s.dataset,
+                "params": s.params,
+                "optimizer": s.recipe.optimizer,
+                "lr": s.recipe.lr,
+                "loss": s.recipe.loss,
+                "batch": s.recipe.batch_size or "full",
+                "epochs": s.recipe.epochs,
+            }
+            for s in MODELS.values()
+        ]
+    )
 
 
 @app.command("train-and-export")
@@ -64,19 +84,30 @@ def train_and_export(
     batch_size: Annotated[int | None, typer.Option(help="Override the batch size.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialization, split and shuffling.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
-    cuda_graph: Annotated[bool, typer.Option(help="Replay each train step from a captured CUDA graph "
-                                             "(--device cuda).")] = False,
-    subset: Annotated[int | None, typer.Option(help="Train on a seeded subset of N rows (N/5 validation "
-                                                  "rows); for quick runs.")] = None,
-    download: Annotated[bool, typer.Option(help="Download CIFAR-10 through torchvision into the data "
-                                           "folder first.")] = False,
+    cuda_graph: Annotated[
+        bool, typer.Option(help="Replay each train step from a captured CUDA graph (--device cuda).")
+    ] = False,
+    subset: Annotated[
+        int | None, typer.Option(help="Train on a seeded subset of N rows (N/5 validation rows); for quick runs.")
+    ] = None,
+    download: Annotated[
+        bool, typer.Option(help="Download CIFAR-10 through torchvision into the data folder first.")
+    ] = False,
     quiet: Quiet = False,
 ):
     """Train with the HW2 recipe (or overrides), save models/<id>.pt and its record, export exported/<id>.onnx."""
     from rtml_profile import pipeline, zoo
 
-    options = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "device": device,
-               "cuda_graph": cuda_graph, "subset": subset, "download": download}
+    options = {
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+        "device": device,
+        "cuda_graph": cuda_graph,
+        "subset": subset,
+        "download": download,
+    }
     specs = zoo.resolve(model)
     for spec in specs:  # every argument mistake shows before any training (and before torch is imported)
         pipeline.check_training(spec.id, data_dir, **options)
@@ -87,17 +118,24 @@ def train_and_export(
 def _print_training(r: dict):
     o, t, val = r["overfitting"], r["timings"], r["final"]["val"]
     m = o["metric"]
-    extra = (f", MAE {val['mae']:,.0f}, RMSE {val['rmse']:,.0f} (HW2 ratio 'accuracy' {val['hw2_ratio_accuracy']:.4f})"
-             if m == "r2" else "")
-    typer.echo(f"{r['model']}: {r['recipe']['epochs']} epochs on {r['device']} in {t['train_s']:.1f} s "
-               f"({t['epoch_s_mean']:.3f} s/epoch); final train loss (epoch mean) {r['history'][-1]['train_loss']:.4g}; "
-               f"validation {m} {val[m]:.4f}{extra}; best validation {m} {o['best_val_metric']:.4f} at epoch "
-               f"{o['best_val_epoch']}; train-val gap {o['final_gap']:+.4f}")
+    extra = (
+        f", MAE {val['mae']:,.0f}, RMSE {val['rmse']:,.0f} (HW2 ratio 'accuracy' {val['hw2_ratio_accuracy']:.4f})"
+        if m == "r2"
+        else ""
+    )
+    typer.echo(
+        f"{r['model']}: {r['recipe']['epochs']} epochs on {r['device']} in {t['train_s']:.1f} s "
+        f"({t['epoch_s_mean']:.3f} s/epoch); final train loss (epoch mean) {r['history'][-1]['train_loss']:.4g}; "
+        f"validation {m} {val[m]:.4f}{extra}; best validation {m} {o['best_val_metric']:.4f} at epoch "
+        f"{o['best_val_epoch']}; train-val gap {o['final_gap']:+.4f}"
+    )
     from rtml_profile import paths
 
-    typer.echo(f"  wrote {r['checkpoint']}, {paths.model_record(r['model'])}, {paths.train_record(r['model'])}, "
-               f"{r['export']['path']} (opset {r['export']['opset']}, parity max |diff| "
-               f"{r['export']['parity_max_abs_diff']:.2g})")
+    typer.echo(
+        f"  wrote {r['checkpoint']}, {paths.model_record(r['model'])}, {paths.train_record(r['model'])}, "
+        f"{r['export']['path']} (opset {r['export']['opset']}, parity max |diff| "
+        f"{r['export']['parity_max_abs_diff']:.2g})"
+    )
 
 
 def _parse_shapes(items: list[str]) -> dict[str, list[int]]:
@@ -117,60 +155,47 @@ def _parse_shapes(items: list[str]) -> dict[str, list[int]]:
 def analyze(
     target: Annotated[str, typer.Argument(help="Zoo model id, 'all', or a path to any .onnx file.")],
     batch: Annotated[int, typer.Option(help="Value for a symbolic batch axis (MACs are reported per sample).")] = 1,
-    shape: Annotated[Optional[list[str]], typer.Option(help="NAME=D1,D2,... for an input's shape "
-                                                       "(repeatable).")] = None,
+    shape: Annotated[
+        Optional[list[str]], typer.Option(help="NAME=D1,D2,... for an input's shape (repeatable).")
+    ] = None,
     save: Annotated[bool, typer.Option(help="Write the tidy rows to reports/data/analysis.csv.")] = True,
 ):
     """MACs, parameters and memory per node from the ONNX graph (onnx-tool), cross-checked against PyTorch."""
-    from rtml_profile import analyze as an, paths, zoo
-    from rtml_profile.files import check_writable
-    from rtml_profile.results import read_csv, upsert_rows
+    from rtml_profile import analyze as an
+    from rtml_profile import paths
 
-    shapes = _parse_shapes(shape or [])
-    if target == "all" or target in zoo.MODELS:
-        jobs = []
-        for spec in zoo.resolve(target):
-            path = paths.onnx(spec.id)
-            if not path.is_file():
-                raise UserError(paths.missing_export(spec.id))
-            jobs.append((spec.id, path))
-    elif target.endswith(".onnx") or Path(target).exists():
-        jobs = [(None, Path(target))]
-    else:
-        zoo.get(target)  # raises the unknown-id sentence with the valid ids
-    table = paths.DATA / paths.ANALYSIS_CSV
-    if save:  # an output problem is found before the work, not after
-        check_writable(paths.DATA)
-        read_csv(table, "analysis")
-    rows, hw2_rows = [], []
+    results = an.run(target, batch=batch, shapes=_parse_shapes(shape or []), save=save)
     typer.echo(f"Convention: {an.CONVENTION}.")
-    for model_id, path in jobs:
-        a = an.analyze(path, batch=batch, shapes=shapes, name=model_id)
-        typer.echo(f"\n{a.name} ({path}), batch {batch}:")
-        echo_table([{k: r[k] for k in ("node", "op", "inputs", "outputs", "macs", "elementwise_ops",
-                                       "onnx_tool_macs", "params", "memory_bytes")} for r in a.nodes]
-                   + [{"node": "TOTAL", "op": "", "inputs": "", "outputs": "", **{k: a.totals[k] for k in (
-                       "macs", "elementwise_ops", "onnx_tool_macs", "params", "memory_bytes")}}], floatfmt=",.0f")
-        t = a.totals
-        typer.echo(f"  MACs/sample {t['macs']:,.0f} ({t['macs'] / 1e6:.4f} M, FLOPs {t['flops']:,.0f}); "
-                   f"parameters {t['params']:,}; onnx-tool all-ops total {t['onnx_tool_macs']:,.0f}")
-        if a.unknown:
-            typer.echo(f"  * not counted (unknown to onnx-tool, cost unknown, not zero): {', '.join(a.unknown)}")
-        if model_id:
-            for c in an.torch_cross_check(model_id, a):
-                verdict = "agree" if c["agree"] else f"DISAGREE: likely cause: {c['cause']}"
-                typer.echo(f"  PyTorch cross-check, {c['quantity']}: PyTorch {c['pytorch']:,.0f} vs ONNX "
-                           f"{c['onnx']:,.0f}: {verdict}")
-            hw2_rows.append(an.hw2_comparison(model_id, a))
-        rows += an.tidy_rows(a)
+    for r in results:
+        _print_analysis(r, batch)
+    hw2_rows = [r.hw2 for r in results if r.hw2]
     if hw2_rows:
         echo_table([{"model": h["model"], "HW2 GMACs": h["hw2_gmacs"], "measured GMACs": h["measured_gmacs"],
                      "HW2 params": h["hw2_params"], "measured params": h["measured_params"],
                      "what HW2 got wrong": h["hw2_error"]} for h in hw2_rows],
-                   title="\nHW2's figures beside the measured ones (MACs per sample):", floatfmt=".6g")
+                   title="\nHW2's figures beside the measured ones (MACs per sample):", floatfmt=".6g")  # fmt: skip
     if save:
-        upsert_rows(table, rows, key=["model", "batch", "node"], kind="analysis")
-        typer.echo(f"\nwrote {len(rows)} rows to {table}")
+        typer.echo(f"\nwrote {sum(len(r.analysis.nodes) + 1 for r in results)} rows to "
+                   f"{paths.DATA / paths.ANALYSIS_CSV}")  # fmt: skip
+
+
+NODE_COLUMNS = ("node", "op", "inputs", "outputs", "macs", "elementwise_ops", "onnx_tool_macs", "params",
+                "memory_bytes")  # fmt: skip
+
+
+def _print_analysis(r, batch: int):
+    a, t = r.analysis, r.analysis.totals
+    typer.echo(f"\n{a.name} ({r.path}), batch {batch}:")
+    total = {"node": "TOTAL", "op": "", "inputs": "", "outputs": "", **{k: t[k] for k in NODE_COLUMNS[4:]}}
+    echo_table([{k: n[k] for k in NODE_COLUMNS} for n in a.nodes] + [total], floatfmt=",.0f")
+    typer.echo(f"  MACs/sample {t['macs']:,.0f} ({t['macs'] / 1e6:.4f} M, FLOPs {t['flops']:,.0f}); "
+               f"parameters {t['params']:,}; onnx-tool all-ops total {t['onnx_tool_macs']:,.0f}")  # fmt: skip
+    if a.unknown:
+        typer.echo(f"  * not counted (unknown to onnx-tool, cost unknown, not zero): {', '.join(a.unknown)}")
+    for c in r.cross_checks:
+        verdict = "agree" if c["agree"] else f"DISAGREE: likely cause: {c['cause']}"
+        typer.echo(f"  PyTorch cross-check, {c['quantity']}: PyTorch {c['pytorch']:,.0f} vs ONNX "
+                   f"{c['onnx']:,.0f}: {verdict}")  # fmt: skip
 
 
 @app.command("runtimes")
@@ -185,36 +210,65 @@ def runtimes_cmd():
 @app.command()
 @friendly
 def bench(
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Zoo model id (repeatable; default: "
-                                                       "every exported zoo model).")] = None,
+    model: Annotated[
+        Optional[list[str]],
+        typer.Option("--model", "-m", help="Zoo model id (repeatable; default: every exported zoo model)."),
+    ] = None,
     onnx: Annotated[Optional[Path], typer.Option(help="Benchmark any ONNX file instead of zoo models.")] = None,
-    shape: Annotated[Optional[list[str]], typer.Option(help="NAME=D1,D2,... for an --onnx input with dynamic "
-                                                       "axes besides the batch.")] = None,
-    runtime: Annotated[Optional[list[str]], typer.Option("--runtime", "-r", help="Runtime (repeatable; default: "
-                                                         "all, unavailable ones recorded as skipped).")] = None,
-    batch: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes (default 1,16,64,256,1024).")] = None,
-    precision: Annotated[Optional[list[str]], typer.Option("--precision", "-p", help="fp32, tf32, fp16 or int8 "
-                                                           "(repeatable; default: all a runtime offers).")] = None,
-    scope: Annotated[Optional[list[str]], typer.Option(help="compute, end-to-end or cuda-graph (repeatable; "
-                                                       "default: all a runtime offers).")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads for CPU runtimes (default: physical "
-                                                   "cores).")] = None,
+    shape: Annotated[
+        Optional[list[str]],
+        typer.Option(help="NAME=D1,D2,... for an --onnx input with dynamic axes besides the batch."),
+    ] = None,
+    runtime: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--runtime", "-r", help="Runtime (repeatable; default: all, unavailable ones recorded as skipped)."
+        ),
+    ] = None,
+    batch: Annotated[
+        Optional[str], typer.Option(help="Comma-separated batch sizes (default 1,16,64,256,1024).")
+    ] = None,
+    precision: Annotated[
+        Optional[list[str]],
+        typer.Option("--precision", "-p", help="fp32, tf32, fp16 or int8 (repeatable; default: all a runtime offers)."),
+    ] = None,
+    scope: Annotated[
+        Optional[list[str]],
+        typer.Option(help="compute, end-to-end or cuda-graph (repeatable; default: all a runtime offers)."),
+    ] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="Intra-op threads for CPU runtimes (default: physical cores).")
+    ] = None,
     min_iters: Annotated[int, typer.Option(help="Minimum timed calls per configuration.")] = 1000,
     min_time: Annotated[float, typer.Option(help="Minimum seconds per configuration.")] = 0.5,
     max_time: Annotated[float, typer.Option(help="Maximum seconds per configuration.")] = 5.0,
     accuracy: Annotated[bool, typer.Option(help="Run the whole evaluation set through each runtime.")] = True,
     data_dir: DataDir = None,
     results: Annotated[Path, typer.Option(help="Results folder (bench.csv and samples/; rows merged by key).")] = (
-        Path("reports/data")),
+        Path("reports/data")
+    ),
     quiet: Quiet = False,
 ):
     """Latency, throughput, accuracy and parity of the exported models on every runtime."""
     from rtml_profile import bench as b
 
-    req = b.Request(models=model, onnx=onnx, shapes=_parse_shapes(shape or []), runtimes=runtime,
-                                batches=batch, precisions=precision, scopes=scope, threads=threads,
-                                min_iters=min_iters, min_time=min_time, max_time=max_time, accuracy=accuracy,
-                                data_dir=data_dir, results=results, progress=not quiet)
+    req = b.Request(
+        models=model,
+        onnx=onnx,
+        shapes=_parse_shapes(shape or []),
+        runtimes=runtime,
+        batches=batch,
+        precisions=precision,
+        scopes=scope,
+        threads=threads,
+        min_iters=min_iters,
+        min_time=min_time,
+        max_time=max_time,
+        accuracy=accuracy,
+        data_dir=data_dir,
+        results=results,
+        progress=not quiet,
+    )
     _finish_bench(b.execute(req), results, runtime)
 
 
@@ -227,8 +281,9 @@ def _finish_bench(res, results: Path, asked_runtimes):
         raise UserError("nothing asked for could run: " + "; ".join(sorted({r["reason"] for r in res.rows})))
     problems = res.problems(asked_runtimes)
     if problems:
-        typer.echo(f"error: {len(problems)} configuration(s) could not be measured as asked; first: {problems[0]}",
-                   err=True)
+        typer.echo(
+            f"error: {len(problems)} configuration(s) could not be measured as asked; first: {problems[0]}", err=True
+        )
         raise typer.Exit(1)
 
 
@@ -238,12 +293,25 @@ def _print_bench(rows: list[dict]):
         if r["status"] != "ok":
             continue
         acc = f"{r['metric']} {r['metric_value']:.4f}" if r.get("metric") else ""
-        parity = ("" if "parity_ok" not in r else
-                  f"{'ok' if r['parity_ok'] else 'FAIL'} ({r['parity_max_abs_diff']:.1e})")
-        table.append({"model": r["model"], "runtime": r["runtime"], "precision": r["precision"],
-                      "scope": r["scope"], "batch": r["batch"], "n": r["n"], "p50 us": r["p50_us"],
-                      "p99 us": r["p99_us"], "samples/s": r["throughput_sps"], "accuracy": acc, "parity": parity,
-                      "warnings": r["warnings"]})
+        parity = (
+            "" if "parity_ok" not in r else f"{'ok' if r['parity_ok'] else 'FAIL'} ({r['parity_max_abs_diff']:.1e})"
+        )
+        table.append(
+            {
+                "model": r["model"],
+                "runtime": r["runtime"],
+                "precision": r["precision"],
+                "scope": r["scope"],
+                "batch": r["batch"],
+                "n": r["n"],
+                "p50 us": r["p50_us"],
+                "p99 us": r["p99_us"],
+                "samples/s": r["throughput_sps"],
+                "accuracy": acc,
+                "parity": parity,
+                "warnings": r["warnings"],
+            }
+        )
     if table:
         echo_table(table, floatfmt=".4g")
     skipped = {(r["runtime"], r["precision"], r["status"], r["reason"]) for r in rows if r["status"] != "ok"}
@@ -272,7 +340,9 @@ Budget = Annotated[Optional[str], typer.Option(help="Frame budgets in ms, comma-
 def report(
     budget: Budget = None,
     data: Annotated[Path, typer.Option(help="Folder with the result files.")] = Path("reports/data"),
-    out: Annotated[Path, typer.Option(help="Markdown file to write (figures go beside it).")] = Path("reports/REPORT.md"),
+    out: Annotated[Path, typer.Option(help="Markdown file to write (figures go beside it).")] = Path(
+        "reports/REPORT.md"
+    ),
 ):
     """Render reports/REPORT.md, APPENDIX.md beside it and their figures from the data folder only.
 
@@ -298,19 +368,14 @@ def all_cmd(
     quiet: Quiet = False,
 ):
     """The whole pipeline for every zoo model: train-and-export -> analyze -> bench -> report."""
-    budgets = _budgets(budget)
-    b = _parse_batches(batch)
-    train_and_export("all", data_dir=data_dir, epochs=epochs, seed=seed, device=device, quiet=quiet)
-    analyze("all")
-    bench(batch=",".join(map(str, b)), min_iters=700, min_time=min_time, max_time=max_time, data_dir=data_dir,
-          quiet=quiet)
-    report(budget=",".join(map(str, budgets)))
+    from rtml_profile.pipeline import run_all
 
-
-def _parse_batches(text):
-    from rtml_profile.bench import parse_batches
-
-    return parse_batches(text)
+    res = run_all(data_dir, epochs=epochs, seed=seed, device=device, batches=batch, min_time=min_time,
+                  max_time=max_time, budgets_ms=_budgets(budget), quiet=quiet, say=typer.echo)  # fmt: skip
+    for r in res.records:
+        _print_training(r)
+    _finish_bench(res.bench, Path("reports/data"), None)
+    typer.echo(f"wrote {res.report} and its figures in {res.report.parent / 'figures'}")
 
 
 def main():

@@ -52,17 +52,36 @@ def export(model, in_features: int, dest: Path, x_check: np.ndarray) -> dict:
         dummy = torch.zeros(1, in_features)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, opset_version=OPSET, input_names=[INPUT],
-                              output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+            torch.onnx.export(
+                model,
+                (dummy,),
+                str(tmp),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+            )
         onnx.checker.check_model(str(tmp), full_check=True)
         diff = parity(model, tmp, x_check)
         bound = EXPORT.bound(_ref_max_abs(model, x_check)) if EXPORT.rtol else EXPORT.atol
         if not diff <= bound:
-            raise UserError(f"ONNX parity check failed for {dest}: max |ORT - PyTorch| = {diff:.3g} > {bound:g} "
-                            f"({EXPORT.describe()})")
-    return {"path": str(dest), "opset": OPSET, "dynamic_axes": {INPUT: "batch", OUTPUT: "batch"},
-            "parity_max_abs_diff": diff, "parity_rows": len(x_check), "parity_atol": EXPORT.atol,
-            "parity_bound": bound, "parity_tolerance": EXPORT.describe(), "parity_runtime": PARITY_RUNTIME, "bytes": dest.stat().st_size}
+            raise UserError(
+                f"ONNX parity check failed for {dest}: max |ORT - PyTorch| = {diff:.3g} > {bound:g} "
+                f"({EXPORT.describe()})"
+            )
+    return {
+        "path": str(dest),
+        "opset": OPSET,
+        "dynamic_axes": {INPUT: "batch", OUTPUT: "batch"},
+        "parity_max_abs_diff": diff,
+        "parity_rows": len(x_check),
+        "parity_atol": EXPORT.atol,
+        "parity_bound": bound,
+        "parity_tolerance": EXPORT.describe(),
+        "parity_runtime": PARITY_RUNTIME,
+        "bytes": dest.stat().st_size,
+    }
 
 
 def _ref_max_abs(model, x: np.ndarray) -> float:

@@ -136,8 +136,7 @@ def read_json(path, required: tuple[str, ...] = ()) -> dict:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{path} is not a readable JSON file ({type(e).__name__}: {str(e).splitlines()[0]})") \
-            from None
+        raise UserError(f"{path} is not a readable JSON file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path} does not hold a JSON object")
     lacking = [k for k in required if k not in obj]

@@ -62,10 +62,12 @@ def gpu_info() -> dict:
         h = pynvml.nvmlDeviceGetHandleByIndex(0)
         name = pynvml.nvmlDeviceGetName(h)
         cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
-        return {"gpu": name.decode() if isinstance(name, bytes) else name,
-                "gpu_memory_gib": round(pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30, 1),
-                "driver": _text(pynvml.nvmlSystemGetDriverVersion()),
-                "cuda": f"{cuda // 1000}.{cuda % 1000 // 10}"}
+        return {
+            "gpu": name.decode() if isinstance(name, bytes) else name,
+            "gpu_memory_gib": round(pynvml.nvmlDeviceGetMemoryInfo(h).total / 2**30, 1),
+            "driver": _text(pynvml.nvmlSystemGetDriverVersion()),
+            "cuda": f"{cuda // 1000}.{cuda % 1000 // 10}",
+        }
     except Exception:
         return {}
     finally:
@@ -102,9 +104,15 @@ def environment() -> dict:
     """What a result depends on: host, CPU, memory, GPU, library versions (a warning when ORT builds conflict)."""
     import importlib.metadata as md
 
-    env = {"host": host_label(), "hostname": platform.node(), "cpu": cpu_model(), "physical_cores": physical_cores(),
-           "memory_gib": round(memory_bytes() / 2**30, 1), "python": platform.python_version(),
-           "platform": platform.platform()}
+    env = {
+        "host": host_label(),
+        "hostname": platform.node(),
+        "cpu": cpu_model(),
+        "physical_cores": physical_cores(),
+        "memory_gib": round(memory_bytes() / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
     env.update(gpu_info())
     for pkg in LIBRARIES:
         with contextlib.suppress(md.PackageNotFoundError):
@@ -112,7 +120,9 @@ def environment() -> dict:
     dists = onnxruntime_distributions()
     env["onnxruntime_distributions"] = ", ".join(f"{k} {v}" for k, v in dists.items())
     if len(dists) > 1:
-        env["environment_warning"] = (f"{len(dists)} ONNX Runtime distributions are installed "
-                                      f"({env['onnxruntime_distributions']}); they share one module, so which one "
-                                      f"runs is undefined")
+        env["environment_warning"] = (
+            f"{len(dists)} ONNX Runtime distributions are installed "
+            f"({env['onnxruntime_distributions']}); they share one module, so which one "
+            f"runs is undefined"
+        )
     return env

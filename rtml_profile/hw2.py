@@ -3,14 +3,38 @@
 REPORTED = {
     # training time (s), training loss (last minibatch of the last epoch), accuracy as printed and as a fraction
     # (HW2 printed 1a's as 0.9566 and the others as percentages), GMACs, params
-    "1a": {"train_s": 0.166, "train_loss": 0.0233, "accuracy": "0.9566 (ratio metric)", "accuracy_value": 0.9566,
-           "gmacs": 0.0, "params": 57},
-    "1b": {"train_s": 0.297, "train_loss": 0.1608, "accuracy": "56.73% (ratio metric)", "accuracy_value": 0.5673,
-           "gmacs": 0.02, "params": 42_750},
-    "2a": {"train_s": 1838.7, "train_loss": 0.015110, "accuracy": "46.74%", "accuracy_value": 0.4674,
-           "gmacs": 1.59, "params": 1_580_000},
-    "2b": {"train_s": 1859.5, "train_loss": 0.000380, "accuracy": "45.92%", "accuracy_value": 0.4592,
-           "gmacs": 1.59, "params": 1_580_000},
+    "1a": {
+        "train_s": 0.166,
+        "train_loss": 0.0233,
+        "accuracy": "0.9566 (ratio metric)",
+        "accuracy_value": 0.9566,
+        "gmacs": 0.0,
+        "params": 57,
+    },
+    "1b": {
+        "train_s": 0.297,
+        "train_loss": 0.1608,
+        "accuracy": "56.73% (ratio metric)",
+        "accuracy_value": 0.5673,
+        "gmacs": 0.02,
+        "params": 42_750,
+    },
+    "2a": {
+        "train_s": 1838.7,
+        "train_loss": 0.015110,
+        "accuracy": "46.74%",
+        "accuracy_value": 0.4674,
+        "gmacs": 1.59,
+        "params": 1_580_000,
+    },
+    "2b": {
+        "train_s": 1859.5,
+        "train_loss": 0.000380,
+        "accuracy": "45.92%",
+        "accuracy_value": 0.4592,
+        "gmacs": 1.59,
+        "params": 1_580_000,
+    },
 }
 
 MAC_NOTES = {

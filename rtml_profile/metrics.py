@@ -30,9 +30,9 @@ def regression(pred_scaled, target_scaled, lo: float, hi: float) -> dict:
     ss_tot = float(((t - t.mean()) ** 2).sum())
     ratio, undefined = hw2_ratio_accuracy(pred_scaled, target_scaled)
     return {
-        "r2": 1.0 - float((err ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
+        "r2": 1.0 - float((err**2).sum()) / ss_tot if ss_tot > 0 else float("nan"),
         "mae": float(np.abs(err).mean()),
-        "rmse": float(np.sqrt((err ** 2).mean())),
+        "rmse": float(np.sqrt((err**2).mean())),
         "hw2_ratio_accuracy": ratio,
         "hw2_ratio_undefined_rows": undefined,
     }

@@ -1,10 +1,12 @@
 """The toolkit's pipeline as library functions; the CLI only parses arguments, calls these and prints.
 
-Stages, in the order data flows (each a function here, each checking its inputs before any heavy import):
+Stages, in the order data flows (each checks its inputs before any heavy import):
   train_and_export   data -> train -> checkpoint + records + ONNX export with parity, written as one unit
   load_checkpoint    a trained model back from models/<id>.pt (tensors and plain data only, never code)
-Later stages (analyze, bench, report) belong here too, in the same form: `check_*` for what needs no data,
-then the work.
+  analyze.run        static cost per node -> reports/data/analysis.csv
+  bench.execute      latency, accuracy and parity per runtime -> reports/data/bench.csv + samples/
+  report.render      reports/REPORT.md + APPENDIX.md + figures, from reports/data/ only
+  run_all            all of them, for every zoo model
 """
 
 from __future__ import annotations
@@ -38,13 +40,27 @@ class TrainingRun:
 
 def training_outputs(model_id: str) -> dict[str, Path]:
     """The four files train-and-export writes, as one unit."""
-    return {"checkpoint": paths.checkpoint(model_id), "model_record": paths.model_record(model_id),
-            "onnx": paths.onnx(model_id), "train_record": paths.train_record(model_id)}
+    return {
+        "checkpoint": paths.checkpoint(model_id),
+        "model_record": paths.model_record(model_id),
+        "onnx": paths.onnx(model_id),
+        "train_record": paths.train_record(model_id),
+    }
 
 
-def check_training(model_id: str, data_dir=None, *, epochs=None, lr=None, batch_size=None, seed: int = 0,
-                   device: str = "auto", cuda_graph: bool = False, subset: int | None = None,
-                   download: bool = False) -> TrainingRun:
+def check_training(
+    model_id: str,
+    data_dir=None,
+    *,
+    epochs=None,
+    lr=None,
+    batch_size=None,
+    seed: int = 0,
+    device: str = "auto",
+    cuda_graph: bool = False,
+    subset: int | None = None,
+    download: bool = False,
+) -> TrainingRun:
     """Validate a train-and-export request without loading data or importing torch (so mistakes show at once)."""
     spec = zoo.get(model_id)
     recipe = zoo.with_overrides(spec.recipe, epochs=epochs, lr=lr, batch_size=batch_size)
@@ -78,17 +94,38 @@ def load_training_data(run: TrainingRun) -> datamod.Dataset:
     return data
 
 
-def train_and_export(model_id: str, data_dir=None, *, epochs=None, lr=None, batch_size=None, seed: int = 0,
-                     device: str = "auto", quiet: bool = False, cuda_graph: bool = False, subset: int | None = None,
-                     download: bool = False) -> dict:
+def train_and_export(
+    model_id: str,
+    data_dir=None,
+    *,
+    epochs=None,
+    lr=None,
+    batch_size=None,
+    seed: int = 0,
+    device: str = "auto",
+    quiet: bool = False,
+    cuda_graph: bool = False,
+    subset: int | None = None,
+    download: bool = False,
+) -> dict:
     """Train one zoo model with its HW2 recipe (overrides applied), then write its checkpoint, both records and
     the ONNX export together: all four replace the old files at the end, or none does.
 
     Every argument and destination is checked before training. Returns the training record (also written to
     models/<id>.json and reports/data/train_<id>.json). User mistakes raise UserError and change no file.
     """
-    run = check_training(model_id, data_dir, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
-                         cuda_graph=cuda_graph, subset=subset, download=download)
+    run = check_training(
+        model_id,
+        data_dir,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        cuda_graph=cuda_graph,
+        subset=subset,
+        download=download,
+    )
     out = training_outputs(model_id)
     check_destinations(out.values())
     data = load_training_data(run)
@@ -96,8 +133,9 @@ def train_and_export(model_id: str, data_dir=None, *, epochs=None, lr=None, batc
     from rtml_profile.train import pick_device, train
 
     device = pick_device(run.device)
-    result = train(run.spec, data, run.recipe, device=device, seed=run.seed, progress=not quiet,
-                   cuda_graph=run.cuda_graph)
+    result = train(
+        run.spec, data, run.recipe, device=device, seed=run.seed, progress=not quiet, cuda_graph=run.cuda_graph
+    )
     return write_training_outputs(run, data, result, out)
 
 
@@ -116,8 +154,10 @@ def write_training_outputs(run: TrainingRun, data: datamod.Dataset, result, out:
             write_json(tmp["model_record"], record)
             write_json(tmp["train_record"], record)
     except OSError as e:
-        raise UserError(f"could not write the results of {run.spec.id} ({e.strerror or e}: {e.filename}); the "
-                        f"previous files were kept") from None
+        raise UserError(
+            f"could not write the results of {run.spec.id} ({e.strerror or e}: {e.filename}); the "
+            f"previous files were kept"
+        ) from None
     return record
 
 
@@ -183,17 +223,20 @@ def load_checkpoint(model_id: str):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001  torch raises many types for truncated, foreign or hostile files
         named = re.search(r"GLOBAL ([\w.]+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
-        what = (f"holds more than tensors and plain data (it names {named.group(1)}), so it was not loaded" if named
-                else f"is unreadable or holds more than tensors and plain data ({type(e).__name__})")
-        raise UserError(f"checkpoint {path} {what}; rerun `rtml-profile train-and-export {model_id}` to replace it") \
-            from None
+        what = (
+            f"holds more than tensors and plain data (it names {named.group(1)}), so it was not loaded"
+            if named
+            else f"is unreadable or holds more than tensors and plain data ({type(e).__name__})"
+        )
+        raise UserError(
+            f"checkpoint {path} {what}; rerun `rtml-profile train-and-export {model_id}` to replace it"
+        ) from None
     return _model_from(ckpt, spec, path), ckpt["data_info"]
 
 
 def _model_from(ckpt, spec: zoo.ModelSpec, path: Path):
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
-        raise UserError(f"checkpoint {path} is not an rtml-profile checkpoint (it lacks "
-                        f"{', '.join(CHECKPOINT_KEYS)})")
+        raise UserError(f"checkpoint {path} is not an rtml-profile checkpoint (it lacks {', '.join(CHECKPOINT_KEYS)})")
     stored = ckpt["spec"].get("id") if isinstance(ckpt["spec"], dict) else None
     if stored != spec.id:
         raise UserError(f"checkpoint {path} is for model {stored!r}, not {spec.id!r}")
@@ -205,3 +248,37 @@ def _model_from(ckpt, spec: zoo.ModelSpec, path: Path):
     except (RuntimeError, TypeError, AttributeError) as e:
         raise UserError(f"checkpoint {path} does not match model {spec.id} ({type(e).__name__})") from None
     return model.eval()
+
+
+@dataclass
+class AllResult:
+    records: list[dict]
+    analyses: list
+    bench: object  # bench.RunResult
+    report: Path
+
+
+def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", batches: str | None = None,
+            min_time: float = 0.3, max_time: float = 2.0, budgets_ms=None, quiet: bool = False,
+            say=lambda text: None) -> AllResult:  # fmt: skip
+    """The whole pipeline for every zoo model: train-and-export -> analyze -> bench -> report. Every argument is
+    checked before the first model trains; `say` receives one line per finished stage."""
+    from rtml_profile import analyze, bench, report
+
+    specs = zoo.resolve("all")
+    for spec in specs:
+        check_training(spec.id, data_dir, epochs=epochs, seed=seed, device=device)
+    request = bench.Request(batches=batches, min_iters=700, min_time=min_time, max_time=max_time, data_dir=data_dir,
+                            progress=not quiet)  # fmt: skip
+    bench.parse_batches(batches)
+    bench.Settings(min_iters=700, min_s=min_time, max_s=max_time).validate()
+    records = []
+    for spec in specs:
+        records.append(train_and_export(spec.id, data_dir, epochs=epochs, seed=seed, device=device, quiet=quiet))
+        say(f"trained and exported {spec.id}")
+    analyses = analyze.run("all")
+    say(f"analyzed {len(analyses)} models into {paths.DATA / paths.ANALYSIS_CSV}")
+    result = bench.execute(request)
+    say(f"benchmarked: {len(result.rows)} rows in {paths.DATA / paths.BENCH_CSV}")
+    path = report.render(paths.DATA, paths.REPORT, budgets_ms or report.DEFAULT_BUDGETS_MS)
+    return AllResult(records, analyses, result, path)

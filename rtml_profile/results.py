@@ -87,8 +87,10 @@ class BenchStore:
         us = np.asarray(samples_ns, np.float64) / 1e3
         data = np.asarray(us, np.float32)
         digest = hashlib.sha256(data.tobytes()).hexdigest()
-        rel = (f"{SAMPLES}/{slug(row['host'])}/{slug(row['model'])}/"
-               f"{slug(row['runtime'])}_{row['precision']}_{row['scope']}_b{row['batch']}.{digest[:12]}.npz")
+        rel = (
+            f"{SAMPLES}/{slug(row['host'])}/{slug(row['model'])}/"
+            f"{slug(row['runtime'])}_{row['precision']}_{row['scope']}_b{row['batch']}.{digest[:12]}.npz"
+        )
         buf = io.BytesIO()
         np.savez_compressed(buf, us=data)
         atomic_write(self.dir / rel, buf.getvalue())
@@ -144,8 +146,10 @@ def load_samples(data_dir: Path, row: dict) -> np.ndarray | None:
         with np.load(path) as z:
             us = z["us"]
     except Exception as e:
-        raise UserError(f"{path} (raw samples of a bench.csv row) is missing or unreadable "
-                        f"({type(e).__name__}); re-run that benchmark") from None
+        raise UserError(
+            f"{path} (raw samples of a bench.csv row) is missing or unreadable "
+            f"({type(e).__name__}); re-run that benchmark"
+        ) from None
     want = row.get("samples_sha256")
     if isinstance(want, str) and want and hashlib.sha256(np.asarray(us, np.float32).tobytes()).hexdigest() != want:
         raise UserError(f"{path} does not hold the samples its bench.csv row was computed from (digest differs)")

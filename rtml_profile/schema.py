@@ -32,16 +32,51 @@ class TableSchema:
 _LATENCY = ("n", "mean_us", "p50_us", "p99_us", "throughput_sps")
 TABLES = {
     "bench": TableSchema(
-        columns={"host": "str", "model": "str", "runtime": "str", "precision": "str", "scope": "str",
-                 "batch": "int", "status": "str", **{c: "float" for c in _LATENCY},
-                 **{c: "float" for c in ("std_us", "cv", "min_us", "max_us", "p90_us", "p95_us", "metric_value",
-                                          "eval_rows", "parity_max_abs_diff", "parity_tolerance",
-                                          "parity_class_agreement")}},
-        optional=frozenset({*_LATENCY, "std_us", "cv", "min_us", "max_us", "p90_us", "p95_us", "metric_value",
-                            "eval_rows", "parity_max_abs_diff", "parity_tolerance", "parity_class_agreement"}),
-        ok_required=frozenset(_LATENCY)),
-    "analysis": TableSchema(
-        columns={"model": "str", "batch": "int", "node": "str", "macs": "float", "params": "int"}),
+        columns={
+            "host": "str",
+            "model": "str",
+            "runtime": "str",
+            "precision": "str",
+            "scope": "str",
+            "batch": "int",
+            "status": "str",
+            **{c: "float" for c in _LATENCY},
+            **{
+                c: "float"
+                for c in (
+                    "std_us",
+                    "cv",
+                    "min_us",
+                    "max_us",
+                    "p90_us",
+                    "p95_us",
+                    "metric_value",
+                    "eval_rows",
+                    "parity_max_abs_diff",
+                    "parity_tolerance",
+                    "parity_class_agreement",
+                )
+            },
+        },
+        optional=frozenset(
+            {
+                *_LATENCY,
+                "std_us",
+                "cv",
+                "min_us",
+                "max_us",
+                "p90_us",
+                "p95_us",
+                "metric_value",
+                "eval_rows",
+                "parity_max_abs_diff",
+                "parity_tolerance",
+                "parity_class_agreement",
+            }
+        ),
+        ok_required=frozenset(_LATENCY),
+    ),
+    "analysis": TableSchema(columns={"model": "str", "batch": "int", "node": "str", "macs": "float", "params": "int"}),
 }
 # Columns a file must contain (the rest of `columns` is checked only when present: older files lack some).
 _MUST = {"bench": [*KEYS["bench"], "status"], "analysis": ["model", "batch", "node", "macs", "params"]}
@@ -58,8 +93,12 @@ def read_table(path, kind: str, allow_empty: bool = True):
 
     schema = TABLES[kind]
     path = Path(path)
-    empty = pd.DataFrame({c: pd.Series(dtype="int64" if k == "int" else "float64" if k == "float" else "object")
-                          for c, k in schema.columns.items()})
+    empty = pd.DataFrame(
+        {
+            c: pd.Series(dtype="int64" if k == "int" else "float64" if k == "float" else "object")
+            for c, k in schema.columns.items()
+        }
+    )
     if not path.is_file():
         if path.exists():
             raise UserError(f"{path}: not a file")
@@ -89,8 +128,9 @@ def _check_table(path: Path, df, kind: str):
     schema = TABLES[kind]
     lacking = [c for c in _MUST[kind] if c not in df.columns]
     if lacking:
-        raise UserError(f"{path}: lacks the column(s) {', '.join(lacking)} (a {kind} table needs "
-                        f"{', '.join(_MUST[kind])})")
+        raise UserError(
+            f"{path}: lacks the column(s) {', '.join(lacking)} (a {kind} table needs {', '.join(_MUST[kind])})"
+        )
     ok = df["status"].eq("ok") if "status" in df.columns else pd.Series(False, index=df.index)
     for col, typ in schema.columns.items():
         if col not in df.columns:
@@ -109,8 +149,10 @@ def _check_table(path: Path, df, kind: str):
         if bad.any():
             i = int(bad.to_numpy().nonzero()[0][0])
             what = "an empty" if bool(blank.iloc[i]) else f"an invalid {typ}"
-            raise UserError(f"{path}: line {i + 2} has {what} value in column {col!r} ({str(raw.iloc[i])[:40]!r}); "
-                            f"{int(bad.sum())} row(s) are damaged")
+            raise UserError(
+                f"{path}: line {i + 2} has {what} value in column {col!r} ({str(raw.iloc[i])[:40]!r}); "
+                f"{int(bad.sum())} row(s) are damaged"
+            )
         if typ != "str":
             num = pd.to_numeric(raw.where(~blank), errors="coerce")
             df[col] = num.astype("int64") if typ == "int" and not blank.any() else num.astype("float64")
@@ -124,14 +166,33 @@ def _first_line(e: Exception) -> str:
 # ---------------------------------------------------------------- JSON records
 
 # (dotted key, kind): "num" a finite number, "int", "str", "dict", "list"
-RECORD = [("model", "str"), ("device", "str"), ("environment.host", "str"), ("spec.params", "int"),
-          ("spec.task", "str"), ("spec.dataset", "str"), ("recipe.epochs", "int"), ("final.train", "dict"),
-          ("final.val", "dict"), ("overfitting.metric", "str"), ("overfitting.min_val_loss_epoch", "int"),
-          ("overfitting.min_val_loss", "num"), ("overfitting.best_val_epoch", "int"),
-          ("overfitting.best_val_metric", "num"), ("overfitting.final_val_loss", "num"),
-          ("timings.train_s", "num"), ("timings.epoch_s_mean", "num"), ("history", "list")]
-SPEED = [("device", "str"), ("environment.host", "str"), ("trainer_epoch_s", "list"), ("bare_epoch_s", "list"),
-         ("ratio_train_pass", "num")]
+RECORD = [
+    ("model", "str"),
+    ("device", "str"),
+    ("environment.host", "str"),
+    ("spec.params", "int"),
+    ("spec.task", "str"),
+    ("spec.dataset", "str"),
+    ("recipe.epochs", "int"),
+    ("final.train", "dict"),
+    ("final.val", "dict"),
+    ("overfitting.metric", "str"),
+    ("overfitting.min_val_loss_epoch", "int"),
+    ("overfitting.min_val_loss", "num"),
+    ("overfitting.best_val_epoch", "int"),
+    ("overfitting.best_val_metric", "num"),
+    ("overfitting.final_val_loss", "num"),
+    ("timings.train_s", "num"),
+    ("timings.epoch_s_mean", "num"),
+    ("history", "list"),
+]
+SPEED = [
+    ("device", "str"),
+    ("environment.host", "str"),
+    ("trainer_epoch_s", "list"),
+    ("bare_epoch_s", "list"),
+    ("ratio_train_pass", "num"),
+]
 
 
 def read_record(path) -> dict:
@@ -145,8 +206,12 @@ def read_record(path) -> dict:
     if not obj["history"]:
         raise UserError(f"{path}: its history is empty")
     for i, h in enumerate(obj["history"]):
-        _check_keys(path, h, [("epoch", "int"), ("train_loss", "num"), ("val_loss", "num"), (f"val_{m}", "num")],
-                    f"history[{i}].")
+        _check_keys(
+            path,
+            h,
+            [("epoch", "int"), ("train_loss", "num"), ("val_loss", "num"), (f"val_{m}", "num")],
+            f"history[{i}].",
+        )
     return obj
 
 
@@ -170,9 +235,13 @@ def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-_KINDS = {"num": _is_num, "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-          "str": lambda v: isinstance(v, str), "dict": lambda v: isinstance(v, dict),
-          "list": lambda v: isinstance(v, list)}
+_KINDS = {
+    "num": _is_num,
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "dict": lambda v: isinstance(v, dict),
+    "list": lambda v: isinstance(v, list),
+}
 
 
 def _check_keys(path, obj: dict, keys, prefix: str = ""):
@@ -183,11 +252,13 @@ def _check_keys(path, obj: dict, keys, prefix: str = ""):
                 raise UserError(f"{path}: lacks the key {prefix}{dotted}")
             v = v[part]
         if not _KINDS[kind](v):
-            raise UserError(f"{path}: {prefix}{dotted} should be a {'number' if kind == 'num' else kind}, "
-                            f"got {str(v)[:40]!r}")
+            raise UserError(
+                f"{path}: {prefix}{dotted} should be a {'number' if kind == 'num' else kind}, got {str(v)[:40]!r}"
+            )
 
 
 # ---------------------------------------------------------------- raw samples
+
 
 def read_samples(path) -> dict:
     """{'runtime|precision|scope|batch': samples in us} from a samples .npz, each array checked.
@@ -213,6 +284,8 @@ def check_samples(arr, where: str):
 
     a = np.asarray(arr)
     if a.ndim != 1 or a.size == 0 or a.dtype.kind not in "iuf" or not np.isfinite(a).all() or (a < 0).any():
-        raise UserError(f"{where}: damaged latency samples (need a non-empty 1-D array of finite, non-negative "
-                        f"numbers; got shape {a.shape}, dtype {a.dtype})")
+        raise UserError(
+            f"{where}: damaged latency samples (need a non-empty 1-D array of finite, non-negative "
+            f"numbers; got shape {a.shape}, dtype {a.dtype})"
+        )
     return a.astype(np.float64)

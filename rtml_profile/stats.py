@@ -63,14 +63,22 @@ class LatencyStats:
         return self.batch / (self.mean_us / 1e6)
 
     def warnings(self) -> list[str]:
-        out = [f"only {self.n} samples for p{p} (needs {min_samples(p)})" for p in PERCENTILES if self.n < min_samples(p)]
+        out = [
+            f"only {self.n} samples for p{p} (needs {min_samples(p)})" for p in PERCENTILES if self.n < min_samples(p)
+        ]
         if self.cv > HIGH_CV:
             out.append(f"high variation (cv {self.cv:.2f})")
         return out
 
     def summary(self) -> dict:
-        row = {"n": self.n, "mean_us": self.mean_us, "std_us": self.std_us, "cv": self.cv,
-               "min_us": float(self._sorted[0]) / 1e3, "max_us": float(self._sorted[-1]) / 1e3}
+        row = {
+            "n": self.n,
+            "mean_us": self.mean_us,
+            "std_us": self.std_us,
+            "cv": self.cv,
+            "min_us": float(self._sorted[0]) / 1e3,
+            "max_us": float(self._sorted[-1]) / 1e3,
+        }
         row.update({f"p{p}_us": self.percentile_us(p) for p in PERCENTILES})
         row["throughput_sps"] = self.throughput
         row["warnings"] = "; ".join(self.warnings())

@@ -174,8 +174,16 @@ def overfitting_summary(history: list[dict], metric: str) -> dict:
     }
 
 
-def train(spec: ModelSpec, data: Dataset, recipe: Recipe, device: str = "cpu", seed: int = 0,
-          progress: bool = True, cuda_graph: bool = False, threads: int | None = None) -> TrainResult:
+def train(
+    spec: ModelSpec,
+    data: Dataset,
+    recipe: Recipe,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+    cuda_graph: bool = False,
+    threads: int | None = None,
+) -> TrainResult:
     """Train `spec` on `data` with `recipe`. Same seed, device and threads on CPU -> same final metrics."""
     import torch
 
@@ -201,12 +209,15 @@ def train(spec: ModelSpec, data: Dataset, recipe: Recipe, device: str = "cpu", s
             step.reset()
             perm = torch.randperm(t.n, generator=gen, device=device) if bs < t.n else torch.arange(t.n, device=device)
             for i in range(0, t.n, bs):
-                step(perm[i:i + bs])
+                step(perm[i : i + bs])
             _sync(device)
             row = _epoch_row(spec, data, t, step, epoch, t0)
             history.append(row)
-            bar.update(task, advance=1, status=f"loss {row['train_loss']:.4g}  val {spec.metric} "
-                                               f"{row[f'val_{spec.metric}']:.4f}")
+            bar.update(
+                task,
+                advance=1,
+                status=f"loss {row['train_loss']:.4g}  val {spec.metric} {row[f'val_{spec.metric}']:.4f}",
+            )
     t_final = time.perf_counter()
     final = {"train": evaluate(spec, model, t.X, t.Y, data.info), "val": evaluate(spec, model, t.Xv, t.Yv, data.info)}
     timings = _timings(history, time.perf_counter() - t_final, t.n, bs)
@@ -233,14 +244,16 @@ def _epoch_row(spec: ModelSpec, data: Dataset, t: _Tensors, step: _Stepper, epoc
     metric = spec.metric
     row = {"epoch": epoch, "train_loss": float(step.loss_sum) / t.n}
     if not np.isfinite(row["train_loss"]):
-        raise UserError(f"training {spec.id} diverged at epoch {epoch} (loss is {row['train_loss']}); "
-                        f"try a smaller --lr")
+        raise UserError(
+            f"training {spec.id} diverged at epoch {epoch} (loss is {row['train_loss']}); try a smaller --lr"
+        )
     if spec.task == "classification":
         row[f"train_{metric}"] = int(step.correct) / t.n
     else:
         out = step.epoch_outputs().cpu().numpy()
-        row[f"train_{metric}"] = metrics.regression(out, data.y_train, data.info["target_min"],
-                                                    data.info["target_max"])["r2"]
+        row[f"train_{metric}"] = metrics.regression(
+            out, data.y_train, data.info["target_min"], data.info["target_max"]
+        )["r2"]
     v = evaluate(spec, step.model, t.Xv, t.Yv, data.info, full=False)
     row.update({f"val_{k}": val for k, val in v.items()})
     row["gap"] = row[f"train_{metric}"] - row[f"val_{metric}"]
@@ -272,5 +285,13 @@ def _progress(enabled: bool, model_id: str, epochs: int):
         TimeRemainingColumn,
     )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[status]}"), disable=not enabled, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        disable=not enabled,
+        transient=False,
+    )

@@ -24,6 +24,7 @@ def _reason(e: BaseException) -> str:
 
 # ---------------------------------------------------------------- the worker (child process)
 
+
 def _child(conn, spec: str):
     try:
         cls = runtimes.load_class(spec)
@@ -78,10 +79,16 @@ def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig):
 
 # ---------------------------------------------------------------- the parent side
 
+
 def _death(proc, current, groups) -> str:
     code = proc.exitcode
-    how = (f"was killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
-           else f"exited with code {code}" if code is not None else "stopped answering")
+    how = (
+        f"was killed by signal {signal.Signals(-code).name}"
+        if code is not None and code < 0
+        else f"exited with code {code}"
+        if code is not None
+        else "stopped answering"
+    )
     where = ""
     if current is not None:
         g = groups[current[0]]
@@ -103,7 +110,7 @@ def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, e
         _, probe = parent.recv()
         if not probe.available:
             parent.send(None)
-            for (gi, s, b), g in list(pending.items()):
+            for (_gi, s, b), g in list(pending.items()):
                 emit(g, s, b, "skipped", probe.reason, None, {}, probe)
             return
         parent.send((groups, {g.target: targets[g.target] for g in groups}, settings, config))
@@ -122,7 +129,7 @@ def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, e
     finally:
         parent.close()
     reason = _death(proc, current, groups)
-    for (gi, s, b), g in list(pending.items()):  # whatever the worker never reported
+    for (_gi, s, b), g in list(pending.items()):  # whatever the worker never reported
         emit(g, s, b, "failed", reason, None, {}, probe)
     proc.join(30)
     if proc.is_alive():

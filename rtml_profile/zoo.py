@@ -56,12 +56,39 @@ MODELS: dict[str, ModelSpec] = {
     spec.id: spec
     for spec in [
         ModelSpec("1a", "house price, 5-8-1 tanh MLP", "regression", "housing", 5, (8,), 1, 57, _REGRESSION),
-        ModelSpec("1b", "house price, 5-256-128-64-1 tanh MLP", "regression", "housing", 5, (256, 128, 64), 1,
-                  42_753, _REGRESSION),
-        ModelSpec("2a", "CIFAR-10, 3072-512-10 tanh MLP", "classification", "cifar10", 3072, (512,), 10,
-                  1_578_506, _CLASSIFICATION),
-        ModelSpec("2b", "CIFAR-10, 3072-512-256-128-10 tanh MLP", "classification", "cifar10", 3072,
-                  (512, 256, 128), 10, 1_738_890, _CLASSIFICATION),
+        ModelSpec(
+            "1b",
+            "house price, 5-256-128-64-1 tanh MLP",
+            "regression",
+            "housing",
+            5,
+            (256, 128, 64),
+            1,
+            42_753,
+            _REGRESSION,
+        ),
+        ModelSpec(
+            "2a",
+            "CIFAR-10, 3072-512-10 tanh MLP",
+            "classification",
+            "cifar10",
+            3072,
+            (512,),
+            10,
+            1_578_506,
+            _CLASSIFICATION,
+        ),
+        ModelSpec(
+            "2b",
+            "CIFAR-10, 3072-512-256-128-10 tanh MLP",
+            "classification",
+            "cifar10",
+            3072,
+            (512, 256, 128),
+            10,
+            1_738_890,
+            _CLASSIFICATION,
+        ),
     ]
 }
 
@@ -89,8 +116,9 @@ def with_overrides(recipe: Recipe, **overrides) -> Recipe:
     """The recipe with every override that is not None applied, validated (no heavy imports: it runs first)."""
     changes = {k: v for k, v in overrides.items() if v is not None}
     for name in ("epochs", "batch_size"):
-        if name in changes and (isinstance(changes[name], bool) or not isinstance(changes[name], int)
-                                or changes[name] <= 0):
+        if name in changes and (
+            isinstance(changes[name], bool) or not isinstance(changes[name], int) or changes[name] <= 0
+        ):
             raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {changes[name]}")
     if "lr" in changes and not (math.isfinite(changes["lr"]) and changes["lr"] > 0):
         raise UserError(f"--lr must be positive and finite, got {changes['lr']}")

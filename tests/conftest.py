@@ -21,8 +21,10 @@ DATA_DIR = _data_dir()
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA_DIR / "Housing.csv").is_file():
-        pytest.fail(f"test data not found in {DATA_DIR}; set RTML_DATA_DIR to the folder with Housing.csv and "
-                    f"cifar10-jpeg.tar.gz")
+        pytest.fail(
+            f"test data not found in {DATA_DIR}; set RTML_DATA_DIR to the folder with Housing.csv and "
+            f"cifar10-jpeg.tar.gz"
+        )
     return DATA_DIR
 
 
@@ -73,12 +75,33 @@ def project(tmp_path_factory, data_dir):
     os.chdir(root)
     try:
         r = CliRunner()
-        for args in (["train-and-export", "all", "--epochs", "2", "--subset", "3000", "--data-dir", data_dir, "-q"],
-                     ["analyze", "all"],
-                     ["bench", "--batch", "1,8", "--min-iters", "50", "--min-time", "0.02", "--max-time", "0.3",
-                      "--data-dir", data_dir, "-q"]):
+        for args in (
+            ["train-and-export", "all", "--epochs", "2", "--subset", "3000", "--data-dir", data_dir, "-q"],
+            ["analyze", "all"],
+            [
+                "bench",
+                "--batch",
+                "1,8",
+                "--min-iters",
+                "50",
+                "--min-time",
+                "0.02",
+                "--max-time",
+                "0.3",
+                "--data-dir",
+                data_dir,
+                "-q",
+            ],
+        ):
             res = r.invoke(app, [str(a) for a in args])
             assert res.exit_code == 0, res.output
     finally:
         os.chdir(old)
     return root
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that needs the trained `project` (CIFAR models trained and benchmarked) is slow."""
+    for item in items:
+        if "project" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -47,8 +47,16 @@ def _export_torchvision(name, path):
     model = getattr(torchvision.models, name)(weights=None).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["output"], dynamic_axes={"input": {0: "batch"}})
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 3, 224, 224),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}},
+        )
 
 
 def test_resnet18_matches_torchvision(tmp_path):
@@ -68,9 +76,12 @@ def _model(nodes, inputs, outputs, inits=(), domain_opsets=()):
 def test_unknown_op_is_counted_as_unknown_not_zero(tmp_path):
     # Celu is standard ONNX with shape inference, but onnx-tool has no profiler for it
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.ones(12, np.float32))
-    m = _model([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Celu", ["h"], ["y"])],
-               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])], [w])
+    m = _model(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Celu", ["h"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [w],
+    )
     path = tmp_path / "celu.onnx"
     onnx.save(m, path)
     a = analyze(path, batch=2)
@@ -80,10 +91,12 @@ def test_unknown_op_is_counted_as_unknown_not_zero(tmp_path):
 
 
 def test_custom_op_without_shape_is_a_clear_error(tmp_path):
-    m = _model([helper.make_node("Frobnicate", ["x"], ["y"], domain="com.example")],
-               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", "n"])],
-               domain_opsets=[helper.make_opsetid("com.example", 1)])
+    m = _model(
+        [helper.make_node("Frobnicate", ["x"], ["y"], domain="com.example")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["m", "n"])],
+        domain_opsets=[helper.make_opsetid("com.example", 1)],
+    )
     path = tmp_path / "custom.onnx"
     onnx.save(m, path)
     with pytest.raises(UserError, match="op 'Frobnicate' .*com.example.* unknown"):
@@ -92,9 +105,12 @@ def test_custom_op_without_shape_is_a_clear_error(tmp_path):
 
 def test_symbolic_dim_without_value(tmp_path):
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.ones(12, np.float32))
-    m = _model([helper.make_node("MatMul", ["x", "w"], ["y"])],
-               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 4])],
-               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 3])], [w])
+    m = _model(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 3])],
+        [w],
+    )
     path = tmp_path / "seq.onnx"
     onnx.save(m, path)
     with pytest.raises(UserError, match="symbolic dimension 'seq' at axis 1 .*--shape x="):
@@ -103,11 +119,14 @@ def test_symbolic_dim_without_value(tmp_path):
     assert a.totals["macs"] == 5 * 4 * 3  # per sample of batch 2
 
 
-@pytest.mark.parametrize("make,message", [
-    (lambda p: p.mkdir(), "is not a file"),
-    (lambda p: None, "does not exist"),
-    (lambda p: p.write_text("hello, I am not ONNX"), "not"),
-])
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p.mkdir(), "is not a file"),
+        (lambda p: None, "does not exist"),
+        (lambda p: p.write_text("hello, I am not ONNX"), "not"),
+    ],
+)
 def test_bad_files(tmp_path, make, message):
     path = tmp_path / "m.onnx"
     make(path)

@@ -14,6 +14,7 @@ EVERY_RUNTIME = [(name, p) for name in runtimes.BUILTIN for p in runtimes.get(na
 
 # ---------------------------------------------------------------- statistics against hand-computed values
 
+
 def test_stats_hand_computed():
     ns = [1000, 2000, 3000, 4000, 10000]  # 1, 2, 3, 4, 10 us
     s = LatencyStats(ns, batch=4)
@@ -43,8 +44,11 @@ def test_no_warning_with_enough_steady_samples():
 
 def test_time_calls_respects_limits():
     calls = []
-    ns = bench.time_calls(lambda: calls.append(1), lambda: None,
-                          bench.Settings(warmup_iters=5, warmup_s=0, min_iters=50, min_s=0, max_s=1))
+    ns = bench.time_calls(
+        lambda: calls.append(1),
+        lambda: None,
+        bench.Settings(warmup_iters=5, warmup_s=0, min_iters=50, min_s=0, max_s=1),
+    )
     assert len(ns) == 50 and len(calls) >= 55 and (ns > 0).all()
 
 
@@ -56,6 +60,7 @@ def test_parse_batches():
 
 
 # ---------------------------------------------------------------- every zoo model x every runtime available here
+
 
 @pytest.fixture(scope="module")
 def bench_rows(project):
@@ -70,8 +75,9 @@ def test_every_model_every_runtime(project, bench_rows, model_id, runtime, preci
     probe = runtimes.get(runtime).probe()
     if not probe.available:
         pytest.skip(probe.reason)
-    rows = bench_rows[(bench_rows.model == model_id) & (bench_rows.runtime == runtime)
-                      & (bench_rows.precision == precision)]
+    rows = bench_rows[
+        (bench_rows.model == model_id) & (bench_rows.runtime == runtime) & (bench_rows.precision == precision)
+    ]
     assert len(rows) == 4  # 2 scopes x 2 batches
     for r in rows.to_dict("records"):
         assert r["status"] == "ok", r["reason"]
@@ -93,11 +99,17 @@ def test_every_model_every_runtime(project, bench_rows, model_id, runtime, preci
         assert LatencyStats((s * 1e3).astype(np.int64)).percentile_us(50) == pytest.approx(r["p50_us"], rel=1e-3)
 
 
-@pytest.mark.parametrize("precision,classifier,out_shift,agree,ok", [
-    ("fp32", True, 5e-5, 1.0, True), ("fp32", True, 5e-4, 1.0, False),  # 1e-4 absolute on the CPU
-    ("int8", True, 0.5, 1.0, True),  # int8 classifiers: class agreement alone decides
-    ("int8", True, 0.0, 0.90, False), ("int8", False, 0.04, None, True), ("int8", False, 0.06, None, False),
-])
+@pytest.mark.parametrize(
+    "precision,classifier,out_shift,agree,ok",
+    [
+        ("fp32", True, 5e-5, 1.0, True),
+        ("fp32", True, 5e-4, 1.0, False),  # 1e-4 absolute on the CPU
+        ("int8", True, 0.5, 1.0, True),  # int8 classifiers: class agreement alone decides
+        ("int8", True, 0.0, 0.90, False),
+        ("int8", False, 0.04, None, True),
+        ("int8", False, 0.06, None, False),
+    ],
+)
 def test_parity_rule_on_known_inputs(precision, classifier, out_shift, agree, ok):
     rng = np.random.default_rng(0)
     ref = rng.standard_normal((200, 10 if classifier else 1)).astype(np.float32)
@@ -118,8 +130,15 @@ def test_int8_meets_its_threshold_on_a_trained_classifier(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     r = cli("train-and-export", "2a", "--epochs", "20", "--subset", "3000", "--data-dir", data_dir, "-q")
     assert r.exit_code == 0, r.output
-    res = bench.run([bench.zoo_target("2a", data_dir)], ["ort-cpu"], [1], precisions=["int8"], scopes=["compute"],
-                    settings=bench.Settings(min_iters=10, min_s=0, max_s=0.05), progress=False)
+    res = bench.run(
+        [bench.zoo_target("2a", data_dir)],
+        ["ort-cpu"],
+        [1],
+        precisions=["int8"],
+        scopes=["compute"],
+        settings=bench.Settings(min_iters=10, min_s=0, max_s=0.05),
+        progress=False,
+    )
     row = res.rows[0]
     assert row["parity_ok"] and row["parity_class_agreement"] >= tolerances.get("int8", "cpu").min_agreement
 
@@ -153,11 +172,17 @@ def _tiny(path, dims=("batch", 4)):
     from onnx import TensorProto, helper
 
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.ones(12, np.float32))
-    m = helper.make_model(helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                                            [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))],
-                                            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [dims[0], 3])],
-                                            [w]),
-                          opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    m = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("MatMul", ["x", "w"], ["y"])],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [dims[0], 3])],
+            [w],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+        ir_version=8,
+    )
     onnx.save(m, path)
     return path
 
@@ -186,8 +211,19 @@ def _writer(root, host, n):
     store = BenchStore(root)
     for i in range(n):
         ns = np.arange(1, 50, dtype=np.int64) * 1000 + i
-        store.record({"host": host, "model": "x", "runtime": "r", "precision": "fp32", "scope": "compute",
-                      "batch": i + 1, "status": "ok", **LatencyStats(ns).summary()}, ns)
+        store.record(
+            {
+                "host": host,
+                "model": "x",
+                "runtime": "r",
+                "precision": "fp32",
+                "scope": "compute",
+                "batch": i + 1,
+                "status": "ok",
+                **LatencyStats(ns).summary(),
+            },
+            ns,
+        )
 
 
 def test_concurrent_writers_lose_no_rows(tmp_path):
@@ -204,21 +240,24 @@ def test_concurrent_writers_lose_no_rows(tmp_path):
         assert len(load_samples(tmp_path, r)) == r["n"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--runtime", "tflite"], "unknown runtime 'tflite'; valid runtimes: torch-cpu"),
-    (["--batch", "0"], "positive integers"),
-    (["--batch", "abc"], "positive integers"),
-    (["--model", "5x"], "valid ids"),
-    (["--model", "1a", "--onnx", "x.onnx"], "either --model or --onnx"),
-    (["--scope", "warp"], "unknown scope"),
-    (["--precision", "int4"], "unknown precision"),
-    (["--threads", "5000"], "--threads must be between 1 and"),
-    (["--min-iters", "0"], "--min-iters must be between 1"),
-    (["--min-time", "-1"], "--min-time must be a finite number"),
-    (["--min-time", "nan"], "--min-time must be a finite number"),
-    (["--max-time", "-5"], "--max-time must be a finite number"),
-    (["--batch", "1000000000"], "GiB"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--runtime", "tflite"], "unknown runtime 'tflite'; valid runtimes: torch-cpu"),
+        (["--batch", "0"], "positive integers"),
+        (["--batch", "abc"], "positive integers"),
+        (["--model", "5x"], "valid ids"),
+        (["--model", "1a", "--onnx", "x.onnx"], "either --model or --onnx"),
+        (["--scope", "warp"], "unknown scope"),
+        (["--precision", "int4"], "unknown precision"),
+        (["--threads", "5000"], "--threads must be between 1 and"),
+        (["--min-iters", "0"], "--min-iters must be between 1"),
+        (["--min-time", "-1"], "--min-time must be a finite number"),
+        (["--min-time", "nan"], "--min-time must be a finite number"),
+        (["--max-time", "-5"], "--max-time must be a finite number"),
+        (["--batch", "1000000000"], "GiB"),
+    ],
+)
 def test_bad_bench_input(cli, workdir, args, message):
     model = [] if "--model" in args else ["--onnx", _tiny(workdir / "tiny.onnx")]
     r = cli("bench", *model, *QUICK, *args)
@@ -250,8 +289,7 @@ def test_dynamic_axes_need_a_shape(cli, workdir):
     model = _tiny(workdir / "dyn.onnx", dims=("batch", "features"))
     r = cli("bench", "--onnx", model, "--runtime", "ort-cpu", "-p", "fp32", "--batch", "2", *QUICK)
     assert r.exit_code == 2 and "--shape x=1,D2" in r.output
-    r = cli("bench", "--onnx", model, "--shape", "x=1,4", "--runtime", "ort-cpu", "-p", "fp32", "--batch", "2",
-            *QUICK)
+    r = cli("bench", "--onnx", model, "--shape", "x=1,4", "--runtime", "ort-cpu", "-p", "fp32", "--batch", "2", *QUICK)
     assert r.exit_code == 0, r.output
 
 
@@ -287,6 +325,11 @@ def test_tensorrt_runs_where_installed(project, tmp_path, monkeypatch):
     if not runtimes.get("trt").probe().available:
         pytest.skip(runtimes.get("trt").probe().reason)
     monkeypatch.chdir(_copy_project(project, tmp_path))
-    res = bench.run([bench.zoo_target("2a")], ["trt"], [1, 8], settings=bench.Settings(min_iters=20, min_s=0,
-                    max_s=0.1), progress=False)
+    res = bench.run(
+        [bench.zoo_target("2a")],
+        ["trt"],
+        [1, 8],
+        settings=bench.Settings(min_iters=20, min_s=0, max_s=0.1),
+        progress=False,
+    )
     assert {r["status"] for r in res.rows} == {"ok"}

@@ -6,12 +6,14 @@ import pytest
 
 
 def test_help_and_import_stay_light():
-    code = ("import sys, rtml_profile, rtml_profile.cli, rtml_profile.zoo, rtml_profile.runtimes, rtml_profile.stats\n"
-            "from typer.testing import CliRunner\n"
-            "r = CliRunner().invoke(rtml_profile.cli.app, ['--help'])\n"
-            "assert r.exit_code == 0, r.output\n"
-            "heavy = [m for m in ('torch', 'onnxruntime', 'tensorrt', 'onnx_tool') if m in sys.modules]\n"
-            "print(heavy)\n")
+    code = (
+        "import sys, rtml_profile, rtml_profile.cli, rtml_profile.zoo, rtml_profile.runtimes, rtml_profile.stats\n"
+        "from typer.testing import CliRunner\n"
+        "r = CliRunner().invoke(rtml_profile.cli.app, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'tensorrt', 'onnx_tool') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -23,12 +25,15 @@ def test_models_lists_zoo(cli):
         assert text in r.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["train-and-export", "9z"], "unknown model id '9z'; valid ids: 1a, 1b, 2a, 2b"),
-    (["train-and-export", "1a", "--epochs", "0"], "--epochs must be a positive integer"),
-    (["train-and-export", "1a", "--lr", "-1"], "--lr must be positive"),
-    (["train-and-export", "1a", "--device", "tpu"], "unknown device 'tpu'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train-and-export", "9z"], "unknown model id '9z'; valid ids: 1a, 1b, 2a, 2b"),
+        (["train-and-export", "1a", "--epochs", "0"], "--epochs must be a positive integer"),
+        (["train-and-export", "1a", "--lr", "-1"], "--lr must be positive"),
+        (["train-and-export", "1a", "--device", "tpu"], "unknown device 'tpu'"),
+    ],
+)
 def test_bad_training_input(cli, workdir, data_dir, args, message):
     r = cli(*args, "--data-dir", data_dir)
     assert r.exit_code == 2

@@ -63,10 +63,15 @@ def test_housing_corrupt_file(tmp_path):
 
 # ---------------------------------------------------------------- CIFAR-10 in its three forms
 
+
 def _tiny_images(n_per_class=2, seed=0):
     rng = np.random.default_rng(seed)
-    return {split: [(c, rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)) for c in cifar10.CLASSES
-                    for _ in range(n_per_class)] for split in ("train", "test")}
+    return {
+        split: [
+            (c, rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)) for c in cifar10.CLASSES for _ in range(n_per_class)
+        ]
+        for split in ("train", "test")
+    }
 
 
 def _write_folder(root, images):
@@ -83,12 +88,20 @@ def _write_torchvision(root, images):
     train = images["train"]
     chunks = np.array_split(np.arange(len(train)), 5)
     for k, idx in enumerate(chunks, 1):
-        batch = {"data": np.stack([train[i][1].reshape(-1) for i in idx]),
-                 "labels": [cifar10.CLASSES.index(train[i][0]) for i in idx]}
+        batch = {
+            "data": np.stack([train[i][1].reshape(-1) for i in idx]),
+            "labels": [cifar10.CLASSES.index(train[i][0]) for i in idx],
+        }
         (d / f"data_batch_{k}").write_bytes(pickle.dumps(batch))
     test = images["test"]
-    (d / "test_batch").write_bytes(pickle.dumps({"data": np.stack([img.reshape(-1) for _, img in test]),
-                                                 "labels": [cifar10.CLASSES.index(c) for c, _ in test]}))
+    (d / "test_batch").write_bytes(
+        pickle.dumps(
+            {
+                "data": np.stack([img.reshape(-1) for _, img in test]),
+                "labels": [cifar10.CLASSES.index(c) for c, _ in test],
+            }
+        )
+    )
 
 
 def _sorted_arrays(arrays):
@@ -172,6 +185,7 @@ def test_real_cifar_from_tarball(data_dir):
 
 # ---------------------------------------------------------------- CIFAR-10: safe unpickling, a cache that heals
 
+
 class _RunsCode:
     def __init__(self, marker):
         self.marker = str(marker)
@@ -219,8 +233,9 @@ def test_cache_writes_are_atomic_and_dead_writers_temps_are_removed(tmp_path, mo
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("RTML_CACHE_DIR", str(cache))
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     dead_temp = cache / f".cifar10-0123456789abcdef01234567.npz.{dead}-0.tmp.npz"  # a decode killed mid-write
     live_temp = cache / f".cifar10-0123456789abcdef01234567.npz.{os.getppid()}-0.tmp.npz"  # a writer still running
     legacy = cache / "tmpab12cd.npz.tmp"  # left by an earlier version's mkstemp

@@ -50,6 +50,13 @@ def test_structure_has_one_place_for_each_thing():
     import rtml_profile.pipeline as pl
     from rtml_profile import hw2
 
-    for module, name in ((ex, "PARITY_ATOL"), (ex, "ort_cpu_session"), (ex, "onnx_path"), (pl, "MODELS_DIR"),
-                         (pl, "checkpoint_path"), (pl, "record_path"), (hw2, "EPOCHS")):
+    for module, name in (
+        (ex, "PARITY_ATOL"),
+        (ex, "ort_cpu_session"),
+        (ex, "onnx_path"),
+        (pl, "MODELS_DIR"),
+        (pl, "checkpoint_path"),
+        (pl, "record_path"),
+        (hw2, "EPOCHS"),
+    ):
         assert not hasattr(module, name), name

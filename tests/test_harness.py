@@ -21,10 +21,16 @@ def tiny_onnx(path, features=4, out=3):
     import onnx
     from onnx import TensorProto, helper
 
-    w = helper.make_tensor("w", TensorProto.FLOAT, [features, out], np.linspace(-1, 1, features * out, dtype=np.float32))
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "tiny",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", out])], [w])
+    w = helper.make_tensor(
+        "w", TensorProto.FLOAT, [features, out], np.linspace(-1, 1, features * out, dtype=np.float32)
+    )
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", out])],
+        [w],
+    )
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
     return path
 
@@ -66,6 +72,7 @@ def housing_project(tmp_path_factory, data_dir):
 
 
 # ---------------------------------------------------------------- the protocol, for every registered runtime
+
 
 @pytest.mark.parametrize("name", runtimes.BUILTIN)
 def test_runtime_contract(name, tmp_path, monkeypatch):
@@ -121,16 +128,23 @@ def test_no_runtime_name_tests_outside_the_runtimes():
     pkg = Path(bench.__file__).parent
     names = "|".join(re.escape(n) for n in runtimes.BUILTIN)
     pattern = re.compile(rf"""(==|!=)\s*["']({names})["']|["']({names})["']\s*(==|!=)""")
-    offenders = [f"{p.relative_to(pkg)}:{i}" for p in pkg.rglob("*.py") if "runtimes" not in p.parts
-                 for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    offenders = [
+        f"{p.relative_to(pkg)}:{i}"
+        for p in pkg.rglob("*.py")
+        if "runtimes" not in p.parts
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert offenders == []
 
 
 # ---------------------------------------------------------------- failure paths through real worker processes
 
+
 def _run(targets, names, tmp_path, batches=(1, 4)):
-    return bench.run(targets, names, list(batches), settings=bench.Settings(**vars(FAST)), progress=False,
-                     data_dir=tmp_path / "data")
+    return bench.run(
+        targets, names, list(batches), settings=bench.Settings(**vars(FAST)), progress=False, data_dir=tmp_path / "data"
+    )
 
 
 def test_a_crashing_runtime_costs_only_its_own_rows(fakes, onnx_target, tmp_path):
@@ -145,11 +159,14 @@ def test_a_crashing_runtime_costs_only_its_own_rows(fakes, onnx_target, tmp_path
     assert len(res.problems()) == 4
 
 
-@pytest.mark.parametrize("fake,where,message", [
-    ("FakeLoadFails", "status", "could not be loaded"),
-    ("FakeRaisesMidRun", "status", "failed in the middle of the run"),
-    ("FakeUnavailable", "status", "not available here"),
-])
+@pytest.mark.parametrize(
+    "fake,where,message",
+    [
+        ("FakeLoadFails", "status", "could not be loaded"),
+        ("FakeRaisesMidRun", "status", "failed in the middle of the run"),
+        ("FakeUnavailable", "status", "not available here"),
+    ],
+)
 def test_failures_become_rows_with_reasons(fakes, onnx_target, tmp_path, fake, where, message):
     fakes("fake", fake)
     res = _run([onnx_target], ["fake"], tmp_path)
@@ -157,8 +174,13 @@ def test_failures_become_rows_with_reasons(fakes, onnx_target, tmp_path, fake, w
     assert all(message in r["reason"] for r in res.rows)
 
 
-@pytest.mark.parametrize("fake,message", [("FakeWrongShape", "outputs of shape [109, 7], expected [109, 1]"),
-                                          ("FakeNaN", "109 outputs are NaN or infinite")])
+@pytest.mark.parametrize(
+    "fake,message",
+    [
+        ("FakeWrongShape", "outputs of shape [109, 7], expected [109, 1]"),
+        ("FakeNaN", "109 outputs are NaN or infinite"),
+    ],
+)
 def test_bad_outputs_fail_the_accuracy_pass(fakes, housing_project, tmp_path, monkeypatch, fake, message, data_dir):
     monkeypatch.chdir(housing_project)
     fakes("fake", fake)
@@ -183,9 +205,19 @@ def test_a_failed_rerun_keeps_the_good_rows(fakes, onnx_target, tmp_path):
 
 # ---------------------------------------------------------------- the store
 
+
 def _row(n=5000, **kw):
-    row = {"host": "h", "model": "m", "runtime": "r", "precision": "fp32", "scope": "compute", "batch": 1,
-           "status": "ok", "reason": "", "timestamp": "t"}
+    row = {
+        "host": "h",
+        "model": "m",
+        "runtime": "r",
+        "precision": "fp32",
+        "scope": "compute",
+        "batch": 1,
+        "status": "ok",
+        "reason": "",
+        "timestamp": "t",
+    }
     if kw.get("status", "ok") == "ok":
         row.update(LatencyStats(np.arange(1, n + 1) * 1000).summary())
     row.update(kw)
@@ -210,12 +242,15 @@ def test_store_keeps_rows_and_samples_as_one_unit(tmp_path):
         load_samples(tmp_path, row2)
 
 
-@pytest.mark.parametrize("new,why", [
-    (_row(status="failed", reason="boom"), "failed: boom"),
-    (_row(status="skipped", reason="absent"), "skipped: absent"),
-    (_row(n=1, accuracy_status="ok"), "took only 1 samples where the kept row has 5000"),
-    (_row(n=5000, accuracy_status="failed: NaN"), "accuracy pass failed: NaN"),
-])
+@pytest.mark.parametrize(
+    "new,why",
+    [
+        (_row(status="failed", reason="boom"), "failed: boom"),
+        (_row(status="skipped", reason="absent"), "skipped: absent"),
+        (_row(n=1, accuracy_status="ok"), "took only 1 samples where the kept row has 5000"),
+        (_row(n=5000, accuracy_status="failed: NaN"), "accuracy pass failed: NaN"),
+    ],
+)
 def test_degraded_rows_never_replace_good_ones(tmp_path, new, why):
     store = BenchStore(tmp_path)
     store.record(_row(accuracy_status="ok"))
@@ -226,7 +261,7 @@ def test_degraded_rows_never_replace_good_ones(tmp_path, new, why):
 
 
 def test_store_refuses_an_unreadable_table_before_measuring(tmp_path):
-    (tmp_path / "bench.csv").write_bytes(b"\x00\x01garbage\xff\n\"unclosed")
+    (tmp_path / "bench.csv").write_bytes(b'\x00\x01garbage\xff\n"unclosed')
     with pytest.raises(Exception, match="bench.csv"):
         BenchStore(tmp_path).check()
 
@@ -238,8 +273,25 @@ def test_kill_9_at_random_moments_never_leaves_a_row_without_its_samples(tmp_pat
     import time
 
     model = tiny_onnx(tmp_path / "tiny.onnx")
-    cmd = [sys.executable, "-m", "rtml_profile", "bench", "--onnx", str(model), "--runtime", "ort-cpu",
-           "--batch", "1,2,4,8,16,32,64", "--min-iters", "100", "--min-time", "0.02", "--max-time", "0.05", "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rtml_profile",
+        "bench",
+        "--onnx",
+        str(model),
+        "--runtime",
+        "ort-cpu",
+        "--batch",
+        "1,2,4,8,16,32,64",
+        "--min-iters",
+        "100",
+        "--min-time",
+        "0.02",
+        "--max-time",
+        "0.05",
+        "-q",
+    ]
     rng = np.random.default_rng(7)
     seen: set = set()
     for delay in rng.uniform(1.0, 4.0, size=4):

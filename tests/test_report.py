@@ -35,8 +35,13 @@ def _copy(tmp_path, *names) -> Path:
 
 def test_number_style():
     assert [sig(x) for x in (0.02152, 46.14, 1973, 0.0000000298, 0)] == ["0.0215", "46.1", "1,970", "0.0000000298", "0"]
-    assert [duration_us(x) for x in (2.284, 431.2, 1973, 16029, 2.2e6)] == ["2.28 us", "431 us", "1.97 ms", "16.0 ms",
-                                                                           "2.20 s"]
+    assert [duration_us(x) for x in (2.284, 431.2, 1973, 16029, 2.2e6)] == [
+        "2.28 us",
+        "431 us",
+        "1.97 ms",
+        "16.0 ms",
+        "2.20 s",
+    ]
     assert [rate(x) for x in (433664, 6.73e6, 867.4)] == ["434k/s", "6.73M/s", "867/s"]
 
 
@@ -96,20 +101,34 @@ def test_speed_claims_need_the_samples(tmp_path):
     a = ok[(ok.model == "2a") & (ok.batch == 1) & (ok.runtime == "torch-cuda") & (ok.scope == "cuda-graph")]
     fp32, fp16 = (a[a.precision == p].iloc[0].to_dict() for p in ("fp32", "fp16"))
     assert speed_verdict(inp, fp32, fp16)[1] == "tie"
-    cpu = ok[(ok.model == "2a") & (ok.batch == 1) & (ok.runtime == "ort-cpu") & (ok.precision == "fp32") &
-             (ok.scope == "compute")].iloc[0].to_dict()
+    cpu = (
+        ok[
+            (ok.model == "2a")
+            & (ok.batch == 1)
+            & (ok.runtime == "ort-cpu")
+            & (ok.precision == "fp32")
+            & (ok.scope == "compute")
+        ]
+        .iloc[0]
+        .to_dict()
+    )
     assert speed_verdict(inp, fp32, cpu)[1] == "faster"
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: (d / "bench.csv").write_text((d / "bench.csv").read_text() + "garbage\n"), "bench.csv: line 922"),
-    (lambda d: (d / "bench.csv").write_bytes(b""), "bench.csv: the file is empty"),
-    (lambda d: (d / "analysis.csv").write_bytes(bytes(range(256))), "analysis.csv: not a UTF-8 text CSV"),
-    (lambda d: (d / "train_2a.json").write_text("[1, 2"), "train_2a.json is not a readable JSON file"),
-    (lambda d: (d / "train_2a.json").write_text("{}"), "train_2a.json: lacks the key model"),
-    (lambda d: next(d.glob("samples/*/2a/*.npz")).write_bytes(b"PK\x03\x04junk"),
-     ".npz (raw samples of a bench.csv row) is missing or unreadable"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "bench.csv").write_text((d / "bench.csv").read_text() + "garbage\n"), "bench.csv: line 922"),
+        (lambda d: (d / "bench.csv").write_bytes(b""), "bench.csv: the file is empty"),
+        (lambda d: (d / "analysis.csv").write_bytes(bytes(range(256))), "analysis.csv: not a UTF-8 text CSV"),
+        (lambda d: (d / "train_2a.json").write_text("[1, 2"), "train_2a.json is not a readable JSON file"),
+        (lambda d: (d / "train_2a.json").write_text("{}"), "train_2a.json: lacks the key model"),
+        (
+            lambda d: next(d.glob("samples/*/2a/*.npz")).write_bytes(b"PK\x03\x04junk"),
+            ".npz (raw samples of a bench.csv row) is missing or unreadable",
+        ),
+    ],
+)
 def test_damaged_inputs_stop_the_report_and_write_nothing(tmp_path, damage, message):
     data = _copy(tmp_path)
     damage(data)
@@ -130,7 +149,9 @@ def test_report_data_typo_exits_2_and_keeps_the_report(cli, tmp_path, monkeypatc
         assert r.exit_code == 2 and folder in r.output and "Traceback" not in r.output
         assert r.output.count("\n") == 1
     assert report.read_text() == "a good report\n" and sorted(p.name for p in report.parent.iterdir()) == [
-        "REPORT.md", "empty"]
+        "REPORT.md",
+        "empty",
+    ]
 
 
 @pytest.mark.slow

@@ -43,13 +43,16 @@ def _bench_copy(tmp_path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda t: t + "garbage\n", r"line 922 has an empty value in column 'model'"),
-    (lambda t: t + "a,b,c,d,e,f,g\n", r"line 922 has an invalid int value in column 'batch'|empty value"),
-    (lambda t: t + "x," * 80 + "\n", r"not a readable CSV table"),
-    (lambda t: t.replace("host,model,", "hst,model,", 1), r"lacks the column\(s\) host"),
-    (lambda t: "\n".join(line.rsplit(",", 49)[0] for line in t.splitlines()[:3]), r"lacks the column"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda t: t + "garbage\n", r"line 922 has an empty value in column 'model'"),
+        (lambda t: t + "a,b,c,d,e,f,g\n", r"line 922 has an invalid int value in column 'batch'|empty value"),
+        (lambda t: t + "x," * 80 + "\n", r"not a readable CSV table"),
+        (lambda t: t.replace("host,model,", "hst,model,", 1), r"lacks the column\(s\) host"),
+        (lambda t: "\n".join(line.rsplit(",", 49)[0] for line in t.splitlines()[:3]), r"lacks the column"),
+    ],
+)
 def test_damaged_bench_is_one_sentence_naming_the_file(tmp_path, damage, message):
     p = _bench_copy(tmp_path)
     p.write_text(damage(p.read_text()))

@@ -24,8 +24,10 @@ def datasets(data_dir):
     return _Lazy(data_dir)
 
 
-@pytest.mark.parametrize("model_id", [pytest.param(i, marks=[pytest.mark.slow] * (zoo.get(i).dataset == "cifar10"))
-                                      for i in zoo.list_models()])
+@pytest.mark.parametrize(
+    "model_id",
+    [pytest.param(i, marks=[pytest.mark.slow] * (zoo.get(i).dataset == "cifar10")) for i in zoo.list_models()],
+)
 def test_each_model_learns(model_id, datasets):
     spec = zoo.get(model_id)
     epochs = 30 if spec.task == "regression" else 3
@@ -72,7 +74,7 @@ def test_train_loss_is_epoch_mean_not_last_batch(datasets):
     perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(3))
     total = 0.0
     for i in range(0, len(X), 64):
-        idx = perm[i:i + 64]
+        idx = perm[i : i + 64]
         loss = F.nll_loss(model(X[idx]), Y[idx])
         opt.zero_grad()
         loss.backward()
@@ -91,9 +93,10 @@ def test_cuda_without_cuda():
 
 
 def test_overfitting_summary_hand_made():
-    hist = [{"epoch": i + 1, "val_loss": vl, "val_accuracy": va, "train_accuracy": ta, "gap": ta - va}
-            for i, (vl, va, ta) in enumerate([(2.0, 0.30, 0.31), (1.5, 0.45, 0.50), (1.6, 0.44, 0.70),
-                                              (1.9, 0.41, 0.90)])]
+    hist = [
+        {"epoch": i + 1, "val_loss": vl, "val_accuracy": va, "train_accuracy": ta, "gap": ta - va}
+        for i, (vl, va, ta) in enumerate([(2.0, 0.30, 0.31), (1.5, 0.45, 0.50), (1.6, 0.44, 0.70), (1.9, 0.41, 0.90)])
+    ]
     o = overfitting_summary(hist, "accuracy")
     assert o["best_val_epoch"] == 2 and o["min_val_loss_epoch"] == 2
     assert o["final_minus_best"] == pytest.approx(-0.04)

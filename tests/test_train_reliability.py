@@ -49,6 +49,7 @@ def _one_sentence(r):
 
 # ---------------------------------------------------------------- checkpoints hold data, never code
 
+
 @pytest.mark.parametrize("form", ["torch.save", "raw pickle"])
 def test_checkpoint_that_runs_code_is_refused_unrun(workdir, form):
     import torch
@@ -61,8 +62,11 @@ def test_checkpoint_that_runs_code_is_refused_unrun(workdir, form):
         torch.save(evil, path)
     else:
         path.write_bytes(pickle.dumps(evil, protocol=2))  # torch's legacy (non-zip) format
-    with pytest.raises(UserError, match=r"models/2b.pt holds more than tensors and plain data \(it names "
-                                        r"\w+\.system\), so it was not loaded"):
+    with pytest.raises(
+        UserError,
+        match=r"models/2b.pt holds more than tensors and plain data \(it names "
+        r"\w+\.system\), so it was not loaded",
+    ):
         pipeline.load_checkpoint("2b")
     assert not marker.exists()
 
@@ -99,8 +103,19 @@ def test_checkpoint_for_another_model_or_corrupt(workdir):
 def test_library_train_and_export_writes_loadable_plain_checkpoint(workdir, data_dir):
     import torch
 
-    rec = pipeline.train_and_export("1a", data_dir, epochs=2, lr=None, batch_size=None, seed=1, device="cpu",
-                                    quiet=True, cuda_graph=False, subset=None, download=False)
+    rec = pipeline.train_and_export(
+        "1a",
+        data_dir,
+        epochs=2,
+        lr=None,
+        batch_size=None,
+        seed=1,
+        device="cpu",
+        quiet=True,
+        cuda_graph=False,
+        subset=None,
+        download=False,
+    )
     assert rec["export"]["path"] == "exported/1a.onnx" and rec["checkpoint"] == "models/1a.pt"
     assert json.loads((workdir / "models/1a.json").read_text()) == json.loads(json.dumps(rec))
     raw = torch.load(workdir / "models/1a.pt", weights_only=True)  # tensors and plain data only
@@ -120,6 +135,7 @@ def test_checkpoint_refuses_non_plain_data_info(tmp_path):
 
 
 # ---------------------------------------------------------------- four files, one unit
+
 
 def test_atomic_group_puts_old_files_back_when_one_rename_fails(tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
@@ -224,7 +240,7 @@ def test_bad_arguments_one_sentence_nothing_replaced(cli, workdir, data_dir, arg
 
 def _housing(tmp_path, data_dir, rows=None, constant_price=False):
     lines = (data_dir / "Housing.csv").read_text().splitlines()
-    body = lines[1:rows + 1] if rows else lines[1:]
+    body = lines[1 : rows + 1] if rows else lines[1:]
     if constant_price:
         body = ["4200000," + line.split(",", 1)[1] for line in body]
     folder = tmp_path / "bad"
@@ -233,12 +249,15 @@ def _housing(tmp_path, data_dir, rows=None, constant_price=False):
     return folder
 
 
-@pytest.mark.parametrize("case,extra,message", [
-    ("5 rows", [], "has only 5 rows; at least 10 are needed"),
-    ("9 rows", [], "has only 9 rows; at least 10 are needed"),
-    ("constant price", [], "has the same price in every row"),
-    ("full", ["--subset", "4"], "the validation split of housing has 1 row(s); R^2 needs at least 2 rows"),
-])
+@pytest.mark.parametrize(
+    "case,extra,message",
+    [
+        ("5 rows", [], "has only 5 rows; at least 10 are needed"),
+        ("9 rows", [], "has only 9 rows; at least 10 are needed"),
+        ("constant price", [], "has the same price in every row"),
+        ("full", ["--subset", "4"], "the validation split of housing has 1 row(s); R^2 needs at least 2 rows"),
+    ],
+)
 def test_degenerate_data_one_sentence_nothing_replaced(cli, workdir, data_dir, tmp_path, case, extra, message):
     before = _fake_outputs(workdir)
     rows = {"5 rows": 5, "9 rows": 9}.get(case)
@@ -250,8 +269,9 @@ def test_degenerate_data_one_sentence_nothing_replaced(cli, workdir, data_dir, t
 
 def test_validation_split_needs_two_different_prices():
     x = np.zeros((4, 5), np.float32)
-    ok = datamod.Dataset("housing", x, np.arange(4, dtype=np.float32)[:, None], x[:2],
-                         np.array([[0.1], [0.2]], np.float32))
+    ok = datamod.Dataset(
+        "housing", x, np.arange(4, dtype=np.float32)[:, None], x[:2], np.array([[0.1], [0.2]], np.float32)
+    )
     ok.check_trainable("regression")
     same = datamod.Dataset("housing", x, ok.y_train, x[:2], np.array([[0.3], [0.3]], np.float32))
     with pytest.raises(UserError, match="validation split of housing has 2 row.s. all with the same price"):
@@ -272,9 +292,11 @@ def test_argument_errors_come_before_torch(tmp_path, data_dir):
         "for extra in cases:\n"
         "    r = CliRunner().invoke(app, common + extra)\n"
         "    print(r.exit_code, r.output.strip().splitlines()[-1])\n"
-        "print('torch imported' if 'torch' in sys.modules else 'torch not imported')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                         timeout=60, check=False)
+        "print('torch imported' if 'torch' in sys.modules else 'torch not imported')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False
+    )
     lines = out.stdout.strip().splitlines()
     assert lines[-1] == "torch not imported", out.stdout + out.stderr
     assert len(lines) == 9 and all(line.startswith("2 error: ") for line in lines[:-1]), out.stdout

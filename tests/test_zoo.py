@@ -25,8 +25,19 @@ def test_unknown_id_lists_valid_ones():
         zoo.get("3c")
 
 
-@pytest.mark.parametrize("field,value", [("epochs", 0), ("epochs", -3), ("lr", 0.0), ("lr", float("nan")),
-                                         ("lr", float("inf")), ("lr", -1e-3), ("batch_size", 0), ("batch_size", -64)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("epochs", 0),
+        ("epochs", -3),
+        ("lr", 0.0),
+        ("lr", float("nan")),
+        ("lr", float("inf")),
+        ("lr", -1e-3),
+        ("batch_size", 0),
+        ("batch_size", -64),
+    ],
+)
 def test_bad_overrides(field, value):
     with pytest.raises(UserError):
         zoo.with_overrides(zoo.get("2a").recipe, **{field: value})

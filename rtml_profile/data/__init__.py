@@ -60,8 +60,10 @@ class Dataset:
                 raise UserError(f"the {split} split of {self.name} is empty; use more data or a larger --subset")
             if task == "regression" and (len(y) < MIN_REGRESSION_ROWS or float(np.ptp(y)) == 0.0):
                 same = " all with the same price" if len(y) >= MIN_REGRESSION_ROWS else ""
-                raise UserError(f"the {split} split of {self.name} has {len(y)} row(s){same}; R^2 needs at least "
-                                f"{MIN_REGRESSION_ROWS} rows with different prices (use a larger --subset or file)")
+                raise UserError(
+                    f"the {split} split of {self.name} has {len(y)} row(s){same}; R^2 needs at least "
+                    f"{MIN_REGRESSION_ROWS} rows with different prices (use a larger --subset or file)"
+                )
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
@@ -72,8 +74,10 @@ def check_data_dir(dataset: str, data_dir=None, download: bool = False) -> Path:
     """The data folder, which must exist unless --download will create it (checked before anything heavy)."""
     root = resolve_data_dir(data_dir)
     if not root.exists() and not (download and dataset == "cifar10"):
-        raise UserError(f"data folder {root} does not exist; pass --data-dir DIR (or set {DATA_ENV}) to the folder "
-                        f"that holds {HOLDS.get(dataset, dataset)}")
+        raise UserError(
+            f"data folder {root} does not exist; pass --data-dir DIR (or set {DATA_ENV}) to the folder "
+            f"that holds {HOLDS.get(dataset, dataset)}"
+        )
     return root
 
 

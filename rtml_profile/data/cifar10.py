@@ -45,9 +45,13 @@ LEGACY_TEMP_GLOB = "tmp*.npz.tmp"  # temps of earlier versions (tempfile.mkstemp
 # what a CIFAR-10 batch pickle may name: numpy's array reconstruction (old and new module names) and the helper
 # Python 3 uses for bytes in protocol-2 pickles; dicts, lists, strings and numbers need no global at all
 _PICKLE_ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
 }
 
 
@@ -65,7 +69,8 @@ def find_source(root: Path) -> tuple[str, Path]:
     raise UserError(
         f"CIFAR-10 not found in {root}: looked for {TORCHVISION_DIR}/ (torchvision), {FOLDER}/train|test/<class>/ "
         f"(image folders) and {TARBALL}; pass --data-dir DIR or set RTML_DATA_DIR, or add --download to fetch it "
-        f"through torchvision")
+        f"through torchvision"
+    )
 
 
 def _source_files(kind: str, path: Path) -> list[Path]:
@@ -112,8 +117,9 @@ class _BatchUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in _PICKLE_ALLOWED:
-            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batch never holds; "
-                                         f"refusing to build it")
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which a CIFAR-10 batch never holds; refusing to build it"
+            )
         with warnings.catch_warnings():  # numpy 2 warns on the numpy.core names old pickles use
             warnings.simplefilter("ignore", DeprecationWarning)
             return super().find_class(module, name)
@@ -134,8 +140,12 @@ def read_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
 def _read_torchvision(path: Path) -> dict[str, np.ndarray]:
     train = [read_batch(path / n) for n in TV_TRAIN]
     x_test, y_test = read_batch(path / TV_TEST)
-    return {"x_train": np.concatenate([x for x, _ in train]), "y_train": np.concatenate([y for _, y in train]),
-            "x_test": x_test, "y_test": y_test}
+    return {
+        "x_train": np.concatenate([x for x, _ in train]),
+        "y_train": np.concatenate([y for _, y in train]),
+        "x_test": x_test,
+        "y_test": y_test,
+    }
 
 
 def _read_folder(path: Path, files: list[Path]) -> dict[str, np.ndarray]:
@@ -202,8 +212,9 @@ def _read_cache(cached: Path) -> dict[str, np.ndarray] | None:
         if not {"x_train", "y_train", "x_test", "y_test"} <= set(arrays):
             raise KeyError("lacks arrays")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:  # truncated, bad CRC, lacking arrays
-        print(f"notice: CIFAR-10 cache entry {cached} is unreadable ({type(e).__name__}); rebuilding it",
-              file=sys.stderr)
+        print(
+            f"notice: CIFAR-10 cache entry {cached} is unreadable ({type(e).__name__}); rebuilding it", file=sys.stderr
+        )
         with contextlib.suppress(OSError):
             cached.unlink()
         return None
@@ -217,8 +228,10 @@ def _write_cache(cached: Path, arrays: dict[str, np.ndarray]):
         with atomic_path(cached, suffix=".npz") as tmp:
             np.savez(tmp, **arrays)
     except OSError as e:  # a cache that cannot be written costs a decode next time, nothing more
-        print(f"notice: cannot write the CIFAR-10 cache entry {cached} ({e.strerror or type(e).__name__})",
-              file=sys.stderr)
+        print(
+            f"notice: cannot write the CIFAR-10 cache entry {cached} ({e.strerror or type(e).__name__})",
+            file=sys.stderr,
+        )
 
 
 def prune_cache(folder: Path, keep: int = CACHE_KEEP, legacy_temp_age_s: float = 3600):
@@ -251,7 +264,7 @@ def channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
         mean = float(counts @ values / n)
         var = float(counts @ (values - mean) ** 2 / n)
         means.append(mean)
-        stds.append(var ** 0.5)
+        stds.append(var**0.5)
     return means, stds
 
 
@@ -269,10 +282,22 @@ def normalize(x: np.ndarray, mean, std) -> np.ndarray:
 def load(root: Path, download: bool = False) -> Dataset:
     arrays, info = load_uint8(root, download)
     mean, std = channel_stats(arrays["x_train"])
-    info.update({
-        "split": {"train": len(arrays["y_train"]), "val": len(arrays["y_test"]),
-                  "method": "CIFAR-10's own train/test split; the test set serves as validation"},
-        "normalization": {"mean": mean, "std": std, "from": "train set, exact (integer histogram)"},
-    })
-    return Dataset("cifar10", normalize(arrays["x_train"], mean, std), arrays["y_train"],
-                   normalize(arrays["x_test"], mean, std), arrays["y_test"], info, CLASSES)
+    info.update(
+        {
+            "split": {
+                "train": len(arrays["y_train"]),
+                "val": len(arrays["y_test"]),
+                "method": "CIFAR-10's own train/test split; the test set serves as validation",
+            },
+            "normalization": {"mean": mean, "std": std, "from": "train set, exact (integer histogram)"},
+        }
+    )
+    return Dataset(
+        "cifar10",
+        normalize(arrays["x_train"], mean, std),
+        arrays["y_train"],
+        normalize(arrays["x_test"], mean, std),
+        arrays["y_test"],
+        info,
+        CLASSES,
+    )

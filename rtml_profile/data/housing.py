@@ -12,8 +12,21 @@ from rtml_profile.data import Dataset, sha256_files
 FILE = "Housing.csv"
 FEATURES = ["area", "bedrooms", "bathrooms", "stories", "parking"]
 TARGET = "price"
-COLUMNS = [TARGET, "area", "bedrooms", "bathrooms", "stories", "mainroad", "guestroom", "basement",
-           "hotwaterheating", "airconditioning", "parking", "prefarea", "furnishingstatus"]
+COLUMNS = [
+    TARGET,
+    "area",
+    "bedrooms",
+    "bathrooms",
+    "stories",
+    "mainroad",
+    "guestroom",
+    "basement",
+    "hotwaterheating",
+    "airconditioning",
+    "parking",
+    "prefarea",
+    "furnishingstatus",
+]
 BINARY = ["mainroad", "guestroom", "basement", "hotwaterheating", "airconditioning", "prefarea"]
 FURNISHING = {"furnished": 1.0, "semi-furnished": 0.5, "unfurnished": 0.0}
 TRAIN_FRACTION = 0.8
@@ -26,8 +39,9 @@ def read_table(path: Path):
     import pandas as pd
 
     if not path.is_file():
-        raise UserError(f"{FILE} not found at {path}; pass --data-dir DIR (or set RTML_DATA_DIR) to the folder "
-                        f"that holds it")
+        raise UserError(
+            f"{FILE} not found at {path}; pass --data-dir DIR (or set RTML_DATA_DIR) to the folder that holds it"
+        )
     try:
         df = pd.read_csv(path)
     except (OSError, ValueError) as e:  # pandas' parser, empty-data and decode errors are ValueErrors
@@ -46,8 +60,10 @@ def read_table(path: Path):
         row = int(bad[col].to_numpy().argmax())
         raise UserError(f"{path} has a missing or invalid value (NaN) in column {col!r}, data row {row + 1}")
     if len(df) < MIN_ROWS:
-        raise UserError(f"{path} has only {len(df)} rows; at least {MIN_ROWS} are needed for an 80/20 split that "
-                        f"leaves 2 validation rows to compute R^2 on")
+        raise UserError(
+            f"{path} has only {len(df)} rows; at least {MIN_ROWS} are needed for an 80/20 split that "
+            f"leaves 2 validation rows to compute R^2 on"
+        )
     if df[TARGET].nunique() < 2:
         raise UserError(f"{path} has the same {TARGET} in every row; there is nothing to predict")
     return df
@@ -70,8 +86,13 @@ def load(root: Path, seed: int = 0) -> Dataset:
         "rows": len(df),
         "features": FEATURES,
         "target": TARGET,
-        "split": {"seed": seed, "method": "numpy default_rng(seed).permutation, first 80% train",
-                  "train": len(train_idx), "val": len(val_idx), "val_rows": val_idx.tolist()},
+        "split": {
+            "seed": seed,
+            "method": "numpy default_rng(seed).permutation, first 80% train",
+            "train": len(train_idx),
+            "val": len(val_idx),
+            "val_rows": val_idx.tolist(),
+        },
         "normalization": "min-max over the whole file (HW2)",
         "target_min": float(lo[TARGET]),
         "target_max": float(hi[TARGET]),

@@ -108,5 +108,7 @@ def warn_mark(row) -> str:
     return ("‡" if "samples for" in w else "") + ("†" if "variation" in w else "")
 
 
-WARN_NOTE = ("‡ fewer samples than a p99 needs (662, MLPerf's bound); † coefficient of variation above 0.3 (the "
-             "p50 is stable, the tail is not).")
+WARN_NOTE = (
+    "‡ fewer samples than a p99 needs (662, MLPerf's bound); † coefficient of variation above 0.3 (the "
+    "p50 is stable, the tail is not)."
+)

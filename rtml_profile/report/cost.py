@@ -49,12 +49,21 @@ def section_cost(inp: Inputs, figures: dict) -> str:
     for host in sorted({p["host"] for p in pts}):
         mine = [p for p in pts if p["host"] == host]
         for p in frontier(mine):
-            rows.append({"host": host_label(inp, host), "model": p["model"], "configuration": config(p),
-                         "p99 at batch 1": duration_us(p["p99_us"]), "accuracy": pct(p["value"]),
-                         "of": f"{len(mine)} points"})
+            rows.append(
+                {
+                    "host": host_label(inp, host),
+                    "model": p["model"],
+                    "configuration": config(p),
+                    "p99 at batch 1": duration_us(p["p99_us"]),
+                    "accuracy": pct(p["value"]),
+                    "of": f"{len(mine)} points",
+                }
+            )
     figures["accuracy_latency.png"] = fg.accuracy_vs_latency(pts, lambda h: host_label(inp, h))
-    out.append("Per host, each (model, runtime, precision) at batch 1, fastest scope. Frontier: the fastest point, "
-               "then any slower one more accurate beyond the 95% interval of the difference (a tie never earns a "
-               "place):\n\n")
+    out.append(
+        "Per host, each (model, runtime, precision) at batch 1, fastest scope. Frontier: the fastest point, "
+        "then any slower one more accurate beyond the 95% interval of the difference (a tie never earns a "
+        "place):\n\n"
+    )
     out.append(table(rows) + "\n![accuracy vs p99 latency, per host](figures/accuracy_latency.png)\n")
     return "".join(out)

@@ -50,8 +50,10 @@ def kept_budgets(inp: Inputs, budgets_ms) -> tuple[list[float], list[str]]:
     for b in sorted(budgets_ms):
         picks = [_pick(best_within(g, b * 1e3)) for _, _, g in groups(inp)]
         if picks == last:
-            notes.append(f"{sig(b)} ms picks the same configuration and batch as {sig(kept[-1])} ms for every model "
-                         f"and host, so it is not shown.")
+            notes.append(
+                f"{sig(b)} ms picks the same configuration and batch as {sig(kept[-1])} ms for every model "
+                f"and host, so it is not shown."
+            )
             continue
         kept.append(b)
         last = picks
@@ -61,11 +63,16 @@ def kept_budgets(inp: Inputs, budgets_ms) -> tuple[list[float], list[str]]:
 def _row(inp: Inputs, mid, host, goal, r, rows, ties=()) -> dict:
     top = int(rows.loc[(rows[CONFIG] == [r[c] for c in CONFIG]).all(axis=1), "batch"].max())
     tie = f" (tie: {', '.join(config(t) for t in ties[:2])}{f' +{len(ties) - 2}' if len(ties) > 2 else ''})"
-    return {"model": mid, "host": host_label(inp, host), "goal": goal,
-            "configuration": config(r) + (tie if ties else ""),
-            "batch": f"{r['batch']}{'+' if r['batch'] == top and goal != 'batch 1' else ''}",
-            "p50 / p99": f"{duration_us(r['p50_us'])} / {duration_us(r['p99_us'])}{warn_mark(r)}",
-            "throughput": rate(r["throughput_sps"]), "change vs fp32 [95%]": change_vs_fp32(inp, r)}
+    return {
+        "model": mid,
+        "host": host_label(inp, host),
+        "goal": goal,
+        "configuration": config(r) + (tie if ties else ""),
+        "batch": f"{r['batch']}{'+' if r['batch'] == top and goal != 'batch 1' else ''}",
+        "p50 / p99": f"{duration_us(r['p50_us'])} / {duration_us(r['p99_us'])}{warn_mark(r)}",
+        "throughput": rate(r["throughput_sps"]),
+        "change vs fp32 [95%]": change_vs_fp32(inp, r),
+    }
 
 
 def section_decision(inp: Inputs, budgets_ms) -> str:
@@ -80,14 +87,25 @@ def section_decision(inp: Inputs, budgets_ms) -> str:
             rows.append(_row(inp, mid, host, "batch 1", best, g, ties))
         for b in kept:
             r = best_within(g, b * 1e3)
-            rows.append(_row(inp, mid, host, f"p99 <= {sig(b)} ms", r, g) if r else
-                        {**dict.fromkeys(rows[0] if rows else ["model"], ""), "model": mid,
-                         "host": host_label(inp, host), "goal": f"p99 <= {sig(b)} ms", "configuration": "none fits"})
-    out.append("Per model and host: the configuration with the lowest p50 at batch 1 (ties: configurations whose raw "
-               "samples are not measurably slower, by Mann-Whitney U at 0.001 and a 1.1x ratio), then the highest "
-               "throughput whose p99 fits each frame budget; the metric change is against the PyTorch fp32 model, "
-               "with its 95% interval.\n\n")
+            rows.append(
+                _row(inp, mid, host, f"p99 <= {sig(b)} ms", r, g)
+                if r
+                else {
+                    **dict.fromkeys(rows[0] if rows else ["model"], ""),
+                    "model": mid,
+                    "host": host_label(inp, host),
+                    "goal": f"p99 <= {sig(b)} ms",
+                    "configuration": "none fits",
+                }
+            )
+    out.append(
+        "Per model and host: the configuration with the lowest p50 at batch 1 (ties: configurations whose raw "
+        "samples are not measurably slower, by Mann-Whitney U at 0.001 and a 1.1x ratio), then the highest "
+        "throughput whose p99 fits each frame budget; the metric change is against the PyTorch fp32 model, "
+        "with its 95% interval.\n\n"
+    )
     out.append(table(rows))
-    out.append(f"\nBatch `N+`: the largest batch tested fits; a larger one may too. {WARN_NOTE} " + " ".join(notes)
-               + "\n")
+    out.append(
+        f"\nBatch `N+`: the largest batch tested fits; a larger one may too. {WARN_NOTE} " + " ".join(notes) + "\n"
+    )
     return "".join(out)

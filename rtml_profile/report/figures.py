@@ -28,8 +28,9 @@ def _plain_log(ax, axis: str, ticks=None):
         a.set_ticks(list(ticks))
     a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if ticks is not None else sig(v)))
     # minor ticks: label 2x and 5x a power of ten only, so that labels never crowd
-    a.set_minor_formatter(NullFormatter() if ticks is not None else
-                          FuncFormatter(lambda v, _: sig(v) if f"{v:.0e}"[0] in "25" else ""))
+    a.set_minor_formatter(
+        NullFormatter() if ticks is not None else FuncFormatter(lambda v, _: sig(v) if f"{v:.0e}"[0] in "25" else "")
+    )
 
 
 def _png(fig) -> bytes:
@@ -51,8 +52,13 @@ def learning_curves(rec: dict) -> bytes:
         a2.plot(ep, [r[f"train_{m}"] for r in h], label="train (during epoch)")
     a2.plot(ep, [r[f"val_{m}"] for r in h], label="validation")
     for ax in (a1, a2):
-        ax.axvline(o["min_val_loss_epoch"], color="red", ls="--", lw=1,
-                   label=f"min validation loss (epoch {o['min_val_loss_epoch']})")
+        ax.axvline(
+            o["min_val_loss_epoch"],
+            color="red",
+            ls="--",
+            lw=1,
+            label=f"min validation loss (epoch {o['min_val_loss_epoch']})",
+        )
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -75,16 +81,28 @@ def latency(rows, title: str, label) -> bytes:
     for ax, ((host, rt), g) in zip(axes.flat, panels):
         for (prec, scope), line in g.groupby(["precision", "scope"], sort=True):
             line = line.sort_values("batch")
-            ax.plot(line["batch"], line["p50_us"], styles[scope], marker="o", ms=3,
-                    color=f"C{precs.index(prec)}", label=f"{prec} {scope}")
-        ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="p50 per call (us)",
-               title=f"{rt} on the {label(host)}")
+            ax.plot(
+                line["batch"],
+                line["p50_us"],
+                styles[scope],
+                marker="o",
+                ms=3,
+                color=f"C{precs.index(prec)}",
+                label=f"{prec} {scope}",
+            )
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="batch size",
+            ylabel="p50 per call (us)",
+            title=f"{rt} on the {label(host)}",
+        )
         ax.set_xscale("log", base=2)
         _plain_log(ax, "x", sorted(set(g["batch"])))
         _plain_log(ax, "y")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
@@ -101,8 +119,15 @@ def accuracy_vs_latency(points: list[dict], label) -> bytes:
     for ax, host in zip(axes.flat, hosts):
         for p in (p for p in points if p["host"] == host):
             lo, hi = stats.proportion_ci(round(p["value"] * p["n"]), p["n"])
-            ax.errorbar(p["p99_us"], 100 * p["value"], yerr=[[100 * (p["value"] - lo)], [100 * (hi - p["value"])]],
-                        fmt="o", ms=4, capsize=2, color=f"C{models.index(p['model'])}")
+            ax.errorbar(
+                p["p99_us"],
+                100 * p["value"],
+                yerr=[[100 * (p["value"] - lo)], [100 * (hi - p["value"])]],
+                fmt="o",
+                ms=4,
+                capsize=2,
+                color=f"C{models.index(p['model'])}",
+            )
         ax.set(xscale="log", xlabel="p99 at batch 1 (us), best scope", title=f"{label(host)}")
         _plain_log(ax, "x")
         ax.grid(alpha=0.3, which="both")

@@ -31,14 +31,18 @@ def training_state(inp: Inputs, mid: str) -> str:
     falls = sum(b < a for a, b in itertools.pairwise(vl))
     m = o["metric"]
     if o["min_val_loss_epoch"] >= len(h):
-        return (f"{mid} is still learning, not saturated: its validation loss fell in {falls} of {len(h) - 1} epochs "
-                f"and is lowest at the last one ({sig(o['min_val_loss'])} at epoch {len(h)}), so more epochs would "
-                f"likely raise its validation {metric_name(mid)} ({metric_value(mid, r['final']['val'][m])} now).")
-    return (f"{mid} overfits: its validation loss is lowest at epoch {o['min_val_loss_epoch']} of {len(h)} "
-            f"({sig(o['min_val_loss'])}) and ends at {sig(o['final_val_loss'])}, while train {metric_name(mid)} "
-            f"reaches {metric_value(mid, r['final']['train'][m])} and validation {metric_name(mid)} ends at "
-            f"{metric_value(mid, r['final']['val'][m])} (peak {metric_value(mid, o['best_val_metric'])} at epoch "
-            f"{o['best_val_epoch']}).")
+        return (
+            f"{mid} is still learning, not saturated: its validation loss fell in {falls} of {len(h) - 1} epochs "
+            f"and is lowest at the last one ({sig(o['min_val_loss'])} at epoch {len(h)}), so more epochs would "
+            f"likely raise its validation {metric_name(mid)} ({metric_value(mid, r['final']['val'][m])} now)."
+        )
+    return (
+        f"{mid} overfits: its validation loss is lowest at epoch {o['min_val_loss_epoch']} of {len(h)} "
+        f"({sig(o['min_val_loss'])}) and ends at {sig(o['final_val_loss'])}, while train {metric_name(mid)} "
+        f"reaches {metric_value(mid, r['final']['train'][m])} and validation {metric_name(mid)} ends at "
+        f"{metric_value(mid, r['final']['val'][m])} (peak {metric_value(mid, o['best_val_metric'])} at epoch "
+        f"{o['best_val_epoch']})."
+    )
 
 
 def same_data(inp: Inputs) -> list[str]:
@@ -55,12 +59,20 @@ def same_data(inp: Inputs) -> list[str]:
         for b in mids[1:]:
             (vb, nb) = reference(inp, b)
             text, tie = change(b, vb, nb, va, na)
-            verdict = ("a tie at 95%: the extra cost buys no measurable accuracy" if tie else
-                       "no interval: per-row predictions are not stored" if tie is None else
-                       "better" if vb > va else "worse")
-            out.append(f"On {dataset}, {b} costs {ratio(macs[b] / macs[a])} the MACs of {a} ({count(macs[b])} vs "
-                       f"{count(macs[a])} per sample) and scores validation {metric_name(b)} "
-                       f"{metric_value(b, vb)} vs {metric_value(a, va)}: {text} ({verdict}).")
+            verdict = (
+                "a tie at 95%: the extra cost buys no measurable accuracy"
+                if tie
+                else "no interval: per-row predictions are not stored"
+                if tie is None
+                else "better"
+                if vb > va
+                else "worse"
+            )
+            out.append(
+                f"On {dataset}, {b} costs {ratio(macs[b] / macs[a])} the MACs of {a} ({count(macs[b])} vs "
+                f"{count(macs[a])} per sample) and scores validation {metric_name(b)} "
+                f"{metric_value(b, vb)} vs {metric_value(a, va)}: {text} ({verdict})."
+            )
     return out
 
 
@@ -69,8 +81,11 @@ def _best(g, batch, precision=None):
     if precision:
         g = g[g["precision"] == precision]
     key = "p50_us" if batch == 1 else "throughput_sps"
-    return None if g.empty else g.sort_values([key, *CONFIG], ascending=[batch == 1, True, True, True],
-                                              kind="stable").iloc[0].to_dict()
+    return (
+        None
+        if g.empty
+        else g.sort_values([key, *CONFIG], ascending=[batch == 1, True, True, True], kind="stable").iloc[0].to_dict()
+    )
 
 
 def across_hosts(inp: Inputs) -> list[str]:
@@ -91,13 +106,18 @@ def across_hosts(inp: Inputs) -> list[str]:
             continue
         r1, v1 = speed_verdict(inp, a, b)
         r2, v2 = speed_verdict(inp, {**x, "p50_us": x["mean_us"]}, {**y, "p50_us": y["mean_us"]})
-        differ = "same precision" if x["precision"] == y["precision"] else \
-            f"different precisions: {x['precision']} vs {y['precision']}"
-        out.append(f"{mid}, across hosts ({host_label(inp, d)} vs {host_label(inp, c)}): at batch 1 in fp32 the GPU "
-                   f"host is {how_much(r1, v1)} ({config(a)} {duration_us(a['p50_us'])} vs {config(b)} "
-                   f"{duration_us(b['p50_us'])}, p50); at batch {top}, best throughput vs best throughput, it is "
-                   f"{how_much(r2, v2)} ({config(x)} {duration_us(x['mean_us'])} vs {config(y)} "
-                   f"{duration_us(y['mean_us'])} per call, {differ}).")
+        differ = (
+            "same precision"
+            if x["precision"] == y["precision"]
+            else f"different precisions: {x['precision']} vs {y['precision']}"
+        )
+        out.append(
+            f"{mid}, across hosts ({host_label(inp, d)} vs {host_label(inp, c)}): at batch 1 in fp32 the GPU "
+            f"host is {how_much(r1, v1)} ({config(a)} {duration_us(a['p50_us'])} vs {config(b)} "
+            f"{duration_us(b['p50_us'])}, p50); at batch {top}, best throughput vs best throughput, it is "
+            f"{how_much(r2, v2)} ({config(x)} {duration_us(x['mean_us'])} vs {config(y)} "
+            f"{duration_us(y['mean_us'])} per call, {differ})."
+        )
     return out
 
 
@@ -123,22 +143,31 @@ def precision_effect(inp: Inputs, p, host, rt, scope) -> str:
     speed, acc = [], []
     for mid in models(inp):
         m = g[g["model"] == mid]
-        pairs = {b: (m[(m["batch"] == b) & (m["precision"] == REFERENCE)].to_dict("records"),
-                     m[(m["batch"] == b) & (m["precision"] == p)].to_dict("records")) for b in sorted(set(m["batch"]))}
+        pairs = {
+            b: (
+                m[(m["batch"] == b) & (m["precision"] == REFERENCE)].to_dict("records"),
+                m[(m["batch"] == b) & (m["precision"] == p)].to_dict("records"),
+            )
+            for b in sorted(set(m["batch"]))
+        }
         pairs = {b: (f[0], q[0]) for b, (f, q) in pairs.items() if f and q}
         if not pairs:
             continue
         b1, top = min(pairs), max(pairs)
-        speed.append(f"{mid} {how_much(*speed_verdict(inp, pairs[b1][1], pairs[b1][0]))} at batch {b1} and "
-                     f"{how_much(*speed_verdict(inp, pairs[top][1], pairs[top][0]))} at batch {top}")
+        speed.append(
+            f"{mid} {how_much(*speed_verdict(inp, pairs[b1][1], pairs[b1][0]))} at batch {b1} and "
+            f"{how_much(*speed_verdict(inp, pairs[top][1], pairs[top][0]))} at batch {top}"
+        )
         f, q = pairs[top]
         if _filled(f.get("metric_value")) and _filled(q.get("metric_value")):
             n = int(q["eval_rows"]) if _filled(q.get("eval_rows")) else None
             acc.append(f"{mid} {change(mid, q['metric_value'], n, f['metric_value'], n)[0]}")
     if not speed:
         return ""
-    return (f"{p} against {REFERENCE} on the {host_label(inp, host)} ({rt}, {scope} scope, p50): "
-            f"{'; '.join(speed)}. Metric change: {'; '.join(acc) or 'not measured'}.")
+    return (
+        f"{p} against {REFERENCE} on the {host_label(inp, host)} ({rt}, {scope} scope, p50): "
+        f"{'; '.join(speed)}. Metric change: {'; '.join(acc) or 'not measured'}."
+    )
 
 
 def tf32_note(inp: Inputs) -> list[str]:
@@ -150,9 +179,11 @@ def tf32_note(inp: Inputs) -> list[str]:
     for host, g in ok.groupby("host", sort=True):
         tf = g[g["precision"] == "tf32"]
         if len(tf) and not len(g[(g["precision"] == REFERENCE) & g["runtime"].isin(set(tf["runtime"]))]):
-            out.append(f"{', '.join(sorted(set(tf['runtime'])))} on the {host_label(inp, host)} ran tf32 (TF32 "
-                       f"matrix units, the CUDA provider's default), not fp32: true fp32 on it was not measured there, "
-                       f"so it is compared with fp32 elsewhere only where the sentence names the difference.")
+            out.append(
+                f"{', '.join(sorted(set(tf['runtime'])))} on the {host_label(inp, host)} ran tf32 (TF32 "
+                f"matrix units, the CUDA provider's default), not fp32: true fp32 on it was not measured there, "
+                f"so it is compared with fp32 elsewhere only where the sentence names the difference."
+            )
     return out
 
 
@@ -171,6 +202,3 @@ def section_findings(inp: Inputs) -> str:
     if not f:
         return "## Findings\n\n" + missing("training records or benchmark results", "rtml-profile all")
     return "## Findings\n\n" + "".join(f"- {s}\n" for s in f)
-
-
-

@@ -10,10 +10,14 @@ from rtml_profile.report.inputs import Inputs, models
 
 HW2_NORMALIZE = {"mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616)}  # HW2's CIFAR-10 constants
 HW2_NOTES = [
-    ("An early HW2 draft trained 1b with 1a's optimizer, so 1b's weights never moved; HW2's final run fixed it. "
-    "Here each model gets its own optimizer; {moved}"),
-    ("HW2 read GPU time from a host clock without synchronizing the device; every GPU number here is taken after a "
-    "device synchronize."),
+    (
+        "An early HW2 draft trained 1b with 1a's optimizer, so 1b's weights never moved; HW2's final run fixed it. "
+        "Here each model gets its own optimizer; {moved}"
+    ),
+    (
+        "HW2 read GPU time from a host clock without synchronizing the device; every GPU number here is taken after a "
+        "device synchronize."
+    ),
 ]
 
 
@@ -28,15 +32,21 @@ def owner(mid: str, inp: Inputs) -> str | None:
     digits = len(text.rstrip("kM").split(".")[-1]) if "." in text else 0
     scale = 1e3 if text.endswith("k") else 1e6 if text.endswith("M") else 1
     for m in [mid, *[m for m in models(inp) if m != mid]]:
-        if m in inp.records and round(inp.records[m]["spec"]["params"] / scale, digits) == hw2.REPORTED[mid]["params"] / scale:
+        if (
+            m in inp.records
+            and round(inp.records[m]["spec"]["params"] / scale, digits) == hw2.REPORTED[mid]["params"] / scale
+        ):
             return m
     return None
 
 
 def _count_note(mid: str, who: str | None) -> str:
     if who == mid:
-        return "rounding of the same count" if printed_count(hw2.REPORTED[mid]["params"]) != str(
-            hw2.REPORTED[mid]["params"]) else "same count"
+        return (
+            "rounding of the same count"
+            if printed_count(hw2.REPORTED[mid]["params"]) != str(hw2.REPORTED[mid]["params"])
+            else "same count"
+        )
     return f"{who}'s count: measured on {who} by mistake" if who else "a miscount"
 
 
@@ -53,8 +63,10 @@ def _macs_note(mid: str, who: str | None, inp: Inputs) -> str:
 
 def _loss_note(mid: str) -> str:
     if zoo.get(mid).recipe.batch_size is None:
-        return ("full batch: HW2's last-minibatch loss is the whole epoch's loss, the same quantity; the figures "
-                "differ because the runs differ")
+        return (
+            "full batch: HW2's last-minibatch loss is the whole epoch's loss, the same quantity; the figures "
+            "differ because the runs differ"
+        )
     return "HW2 printed the last minibatch's loss; this is the last epoch's mean over all minibatches"
 
 
@@ -62,16 +74,24 @@ def _accuracy(mid: str, rec: dict) -> tuple[str, str, str]:
     rep, val = hw2.REPORTED[mid], rec["final"]["val"]
     shown = f"{rep['accuracy']} = {pct(rep['accuracy_value'])}"
     if zoo.get(mid).task != "classification":
-        return (shown, f"ratio {pct(val['hw2_ratio_accuracy'])}; R^2 {sig(val['r2'])}",
-                "ratio metric: unbounded below, undefined at a scaled target of 0; R^2 measures the fit")
+        return (
+            shown,
+            f"ratio {pct(val['hw2_ratio_accuracy'])}; R^2 {sig(val['r2'])}",
+            "ratio metric: unbounded below, undefined at a scaled target of 0; R^2 measures the fit",
+        )
     d = rec.get("data", {})
     norm = d.get("normalization", {})
     src = Path(str(d.get("source", ""))).name
     mean = ", ".join(sig(v) for v in norm.get("mean", []))
-    return (shown, pct(val["accuracy"]),
-            (f"not the same data: {'a JPEG re-encoding ' if 'jpeg' in src.lower() else ''}({src}), normalized "
+    return (
+        shown,
+        pct(val["accuracy"]),
+        (
+            f"not the same data: {'a JPEG re-encoding ' if 'jpeg' in src.lower() else ''}({src}), normalized "
             f"with {norm.get('from', 'n/a').split(',')[0]} statistics (mean {mean}), not HW2's constants "
-            f"({', '.join(map(str, HW2_NORMALIZE['mean']))})"))
+            f"({', '.join(map(str, HW2_NORMALIZE['mean']))})"
+        ),
+    )
 
 
 def hw2_rows(inp: Inputs, mid: str) -> list[dict]:
@@ -79,13 +99,23 @@ def hw2_rows(inp: Inputs, mid: str) -> list[dict]:
     who = owner(mid, inp)
     acc = _accuracy(mid, rec)
     t = rec["timings"]
-    rows = [("parameters", printed_count(rep["params"]), count(rec["spec"]["params"]), _count_note(mid, who)),
-            ("MACs/sample", f"{rep['gmacs']} GMAC", count(inp.macs[mid]) if mid in inp.macs else "n/a",
-             _macs_note(mid, who, inp)),
-            ("train loss", str(rep["train_loss"]), sig(rec["history"][-1]["train_loss"]), _loss_note(mid)),
-            ("accuracy", *acc),
-            ("training time", f"{rep['train_s']} s", f"{duration_s(t['train_s'])} ({rec['device']})",
-             "HW2's was DataLoader-bound; here the data is one tensor" if zoo.get(mid).recipe.batch_size else "")]
+    rows = [
+        ("parameters", printed_count(rep["params"]), count(rec["spec"]["params"]), _count_note(mid, who)),
+        (
+            "MACs/sample",
+            f"{rep['gmacs']} GMAC",
+            count(inp.macs[mid]) if mid in inp.macs else "n/a",
+            _macs_note(mid, who, inp),
+        ),
+        ("train loss", str(rep["train_loss"]), sig(rec["history"][-1]["train_loss"]), _loss_note(mid)),
+        ("accuracy", *acc),
+        (
+            "training time",
+            f"{rep['train_s']} s",
+            f"{duration_s(t['train_s'])} ({rec['device']})",
+            "HW2's was DataLoader-bound; here the data is one tensor" if zoo.get(mid).recipe.batch_size else "",
+        ),
+    ]
     return [{"model": mid, "quantity": q, "HW2 (as printed)": h, "measured": m, "note": n} for q, h, m, n in rows]
 
 
@@ -99,8 +129,10 @@ def section_hw2(inp: Inputs) -> str:
         first = seen.setdefault((r["quantity"], r["note"]), r["model"])
         rows.append({**r, "note": f"as for {first}" if first != r["model"] and len(r["note"]) > 40 else r["note"]})
     out.append(table(rows))
-    out.append("\nHW2's accuracy column mixes a fraction (0.9566) and percentages; both are shown here as "
-               "percentages. " + " ".join(HW2_NOTES).format(moved=_moved(inp)) + "\n")
+    out.append(
+        "\nHW2's accuracy column mixes a fraction (0.9566) and percentages; both are shown here as "
+        "percentages. " + " ".join(HW2_NOTES).format(moved=_moved(inp)) + "\n"
+    )
     return "".join(out)
 
 
@@ -112,6 +144,3 @@ def _moved(inp: Inputs) -> str:
             h = r["history"]
             parts.append(f"{mid}'s validation loss went from {sig(h[0]['val_loss'])} to {sig(h[-1]['val_loss'])}")
     return ("in the training records " + " and ".join(parts) + ", so the weights moved.") if parts else ""
-
-
-

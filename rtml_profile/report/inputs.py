@@ -63,8 +63,9 @@ def load_inputs(data_dir) -> Inputs:
     if p.exists():
         inp.bench = _bench(inp, schema.read_table(p, "bench", allow_empty=False))
     if not (inp.records or inp.extras or inp.analysis is not None or inp.bench is not None):
-        raise UserError(f"{data_dir}: holds no result file (bench.csv, analysis.csv, train_<id>.json); "
-                        f"is it the right folder?")
+        raise UserError(
+            f"{data_dir}: holds no result file (bench.csv, analysis.csv, train_<id>.json); is it the right folder?"
+        )
     return inp
 
 

@@ -28,24 +28,34 @@ def section_training(inp: Inputs) -> str:
             continue
         spec, o, t = zoo.get(mid), r["overfitting"], r["timings"]
         val, n = reference(inp, mid)
-        rows.append({"model": mid, "data": f"{spec.dataset} ({spec.task})", "params": count(r["spec"]["params"]),
-                     "MACs/sample": count(inp.macs[mid]) if mid in inp.macs else "n/a",
-                     "validation [95%]": accuracy_ci(val, n) if spec.task == "classification" else
-                     f"R^2 {sig(val)}, MAE {sig(r['final']['val'].get('mae'))}",
-                     "train": metric_value(mid, r["final"]["train"][o["metric"]]),
-                     "lowest val loss": f"epoch {o['min_val_loss_epoch']} of {len(r['history'])}",
-                     "training": f"{duration_s(t['train_s'])} ({duration_s(t['epoch_s_mean'])}/epoch, {r['device']})"})
+        rows.append(
+            {
+                "model": mid,
+                "data": f"{spec.dataset} ({spec.task})",
+                "params": count(r["spec"]["params"]),
+                "MACs/sample": count(inp.macs[mid]) if mid in inp.macs else "n/a",
+                "validation [95%]": accuracy_ci(val, n)
+                if spec.task == "classification"
+                else f"R^2 {sig(val)}, MAE {sig(r['final']['val'].get('mae'))}",
+                "train": metric_value(mid, r["final"]["train"][o["metric"]]),
+                "lowest val loss": f"epoch {o['min_val_loss_epoch']} of {len(r['history'])}",
+                "training": f"{duration_s(t['train_s'])} ({duration_s(t['epoch_s_mean'])}/epoch, {r['device']})",
+            }
+        )
     out.append(table(rows))
     figs = " ".join(f"[{mid}](figures/curves_{mid}.png)" for mid in models(inp) if mid in inp.records)
-    out.append(f"\nValidation: CIFAR-10's 10,000 test images, or a seeded 20% of the housing rows; intervals are 95% "
-               f"Wilson intervals. Prices de-normalized. Training time: training passes only. Curves: {figs}.\n")
+    out.append(
+        f"\nValidation: CIFAR-10's 10,000 test images, or a seeded 20% of the housing rows; intervals are 95% "
+        f"Wilson intervals. Prices de-normalized. Training time: training passes only. Curves: {figs}.\n"
+    )
     out += [f"\n{s}\n" for s in speed_notes(inp)]
     return "".join(out)
 
 
 def _speed_model(sp: dict) -> str | None:
-    return sp.get("model") or next((w for w in str(sp.get("what", "")).replace(",", " ").split()
-                                    if w in zoo.MODELS), None)
+    return sp.get("model") or next(
+        (w for w in str(sp.get("what", "")).replace(",", " ").split() if w in zoo.MODELS), None
+    )
 
 
 def speed_notes(inp: Inputs) -> list[str]:
@@ -56,30 +66,41 @@ def speed_notes(inp: Inputs) -> list[str]:
             continue
         mid, host = _speed_model(sp), sp["environment"]["host"]
         bench = statistics.median(sp["trainer_epoch_s"])
-        line = (f"Training speed of {mid} on the {host_label(inp, host)} ({sp['device']}, {name}.json): "
-                f"{duration_s(bench)}/epoch (median of {len(sp['trainer_epoch_s'])} epochs, "
-                f"{sig(sp['ratio_train_pass'])}x a bare PyTorch loop)")
+        line = (
+            f"Training speed of {mid} on the {host_label(inp, host)} ({sp['device']}, {name}.json): "
+            f"{duration_s(bench)}/epoch (median of {len(sp['trainer_epoch_s'])} epochs, "
+            f"{sig(sp['ratio_train_pass'])}x a bare PyTorch loop)"
+        )
         rec = inp.records.get(mid)
         if rec and rec["environment"]["host"] == host and rec["device"] == sp["device"]:
             et = sorted(e.get("epoch_time_s", 0) for e in rec["history"])
-            line += (f"; the training run that made the committed weights averaged {duration_s(rec['timings']['epoch_s_mean'])}"
-                     f"/epoch over {len(et)} epochs (range {duration_s(et[0])} to {duration_s(et[-1])})")
+            line += (
+                f"; the training run that made the committed weights averaged "
+                f"{duration_s(rec['timings']['epoch_s_mean'])}"
+                f"/epoch over {len(et)} epochs (range {duration_s(et[0])} to {duration_s(et[-1])})"
+            )
             if et[-1] > 1.1 * max(sp["trainer_epoch_s"]):
-                line += (": its slower epochs show other work shared the machine during the run, so the benchmark is "
-                         "the speed figure")
+                line += (
+                    ": its slower epochs show other work shared the machine during the run, so the benchmark is "
+                    "the speed figure"
+                )
         g = sp.get("eager_vs_cuda_graph")
         if g:
-            line += (f"; eager {duration_s(g['eager']['epoch_s_median'])} vs CUDA graph "
-                     f"{duration_s(g['cuda_graph']['epoch_s_median'])} per epoch ({sig(g['speedup'])}x), validation "
-                     f"accuracy differing by at most {sig(100 * g['max_abs_val_accuracy_diff'])} points")
+            line += (
+                f"; eager {duration_s(g['eager']['epoch_s_median'])} vs CUDA graph "
+                f"{duration_s(g['cuda_graph']['epoch_s_median'])} per epoch ({sig(g['speedup'])}x), validation "
+                f"accuracy differing by at most {sig(100 * g['max_abs_val_accuracy_diff'])} points"
+            )
         out.append(line + ".")
     for name, g in sorted(inp.extras.items()):
         if "history" in g:
-            out.append(f"{name}.json: {g['model']} trained with its full recipe ({g['recipe']['epochs']} epochs) on "
-                       f"the {host_label(inp, g['environment']['host'])} in {duration_s(g['timings']['train_s'])} "
-                       f"({duration_s(g['timings']['epoch_s_mean'])}/epoch{', CUDA graph' if g.get('cuda_graph') else ''}"
-                       f"), validation {metric_name(g['model'])} "
-                       f"{metric_value(g['model'], g['final']['val'][g['overfitting']['metric']])}.")
+            out.append(
+                f"{name}.json: {g['model']} trained with its full recipe ({g['recipe']['epochs']} epochs) on "
+                f"the {host_label(inp, g['environment']['host'])} in {duration_s(g['timings']['train_s'])} "
+                f"({duration_s(g['timings']['epoch_s_mean'])}/epoch{', CUDA graph' if g.get('cuda_graph') else ''}"
+                f"), validation {metric_name(g['model'])} "
+                f"{metric_value(g['model'], g['final']['val'][g['overfitting']['metric']])}."
+            )
     return out
 
 
@@ -91,43 +112,77 @@ def section_skipped(inp: Inputs) -> str:
     skipped = b[b["status"] != "ok"]
     if skipped.empty:
         return ""
-    rows = [{"host": host_label(inp, h), "runtime": rt, "status": st,
-             "precisions": ", ".join(sorted(set(g["precision"]))), "rows": len(g),
-             "why": str(reason) if _filled(reason) else "(no reason recorded)"}
-            for (h, rt, st, reason), g in skipped.fillna({"reason": ""}).groupby(
-                ["host", "runtime", "status", "reason"], sort=True)]
-    return (f"## Not measured\n\n{len(skipped)} of {len(b)} rows measured nothing:\n\n" + table(rows))
+    rows = [
+        {
+            "host": host_label(inp, h),
+            "runtime": rt,
+            "status": st,
+            "precisions": ", ".join(sorted(set(g["precision"]))),
+            "rows": len(g),
+            "why": str(reason) if _filled(reason) else "(no reason recorded)",
+        }
+        for (h, rt, st, reason), g in skipped.fillna({"reason": ""}).groupby(
+            ["host", "runtime", "status", "reason"], sort=True
+        )
+    ]
+    return f"## Not measured\n\n{len(skipped)} of {len(b)} rows measured nothing:\n\n" + table(rows)
 
 
 def ort_distributions(inp: Inputs, host: str) -> list[str]:
     """Every ONNX Runtime distribution recorded for `host` ('onnxruntime 1.30.0'), from the
     `onnxruntime_distributions` column when present, else from the per-package version columns."""
     envs = [] if inp.bench is None else inp.bench[inp.bench["host"] == host].to_dict("records")
-    envs += [r["environment"] for r in [*inp.records.values(), *inp.extras.values()] if r["environment"]["host"] == host]
-    listed = {d.strip() for e in envs if _filled(e.get("onnxruntime_distributions"))
-              for d in str(e["onnxruntime_distributions"]).split(",") if d.strip()}
+    envs += [
+        r["environment"] for r in [*inp.records.values(), *inp.extras.values()] if r["environment"]["host"] == host
+    ]
+    listed = {
+        d.strip()
+        for e in envs
+        if _filled(e.get("onnxruntime_distributions"))
+        for d in str(e["onnxruntime_distributions"]).split(",")
+        if d.strip()
+    }
     if listed:
         return sorted(listed)
-    return sorted({f"{k} {e[k]}" for e in envs for k in e if k.startswith("onnxruntime") and k != "onnxruntime_distributions"
-                   and _filled(e[k])})
+    return sorted(
+        {
+            f"{k} {e[k]}"
+            for e in envs
+            for k in e
+            if k.startswith("onnxruntime") and k != "onnxruntime_distributions" and _filled(e[k])
+        }
+    )
 
 
 def section_environment(inp: Inputs) -> str:
-    hosts = sorted(set([] if inp.bench is None else inp.bench["host"]) |
-                   {r["environment"]["host"] for r in [*inp.records.values(), *inp.extras.values()]})
+    hosts = sorted(
+        set([] if inp.bench is None else inp.bench["host"])
+        | {r["environment"]["host"] for r in [*inp.records.values(), *inp.extras.values()]}
+    )
     rows, warns = [], []
     for h in hosts:
         e = _env(inp, h)
         dists = ort_distributions(inp, h)
-        rows.append({"host": host_label(inp, h), "CPU (cores)": f"{e.get('cpu', '')} ({e.get('physical_cores', '')})",
-                     "GPU (driver, CUDA)": f"{e['gpu']} ({e.get('driver', '')}, {e.get('cuda', '')})" if e.get("gpu")
-                     else "none", "python": e.get("python", ""), "torch": e.get("torch", ""), "onnx": e.get("onnx", ""),
-                     "ONNX Runtime distributions": ", ".join(dists) or "none recorded"})
+        rows.append(
+            {
+                "host": host_label(inp, h),
+                "CPU (cores)": f"{e.get('cpu', '')} ({e.get('physical_cores', '')})",
+                "GPU (driver, CUDA)": f"{e['gpu']} ({e.get('driver', '')}, {e.get('cuda', '')})"
+                if e.get("gpu")
+                else "none",
+                "python": e.get("python", ""),
+                "torch": e.get("torch", ""),
+                "onnx": e.get("onnx", ""),
+                "ONNX Runtime distributions": ", ".join(dists) or "none recorded",
+            }
+        )
         if len(dists) > 1:
-            warns.append(f"Warning: the {host_label(inp, h)} had {len(dists)} ONNX Runtime distributions installed "
-                         f"({', '.join(dists)}). They share one module, `onnxruntime`, so which build a run imported "
-                         f"depends on the search path; its ORT rows record runtime version "
-                         f"{', '.join(_versions(inp, h)) or 'n/a'} (the build that ran).")
+            warns.append(
+                f"Warning: the {host_label(inp, h)} had {len(dists)} ONNX Runtime distributions installed "
+                f"({', '.join(dists)}). They share one module, `onnxruntime`, so which build a run imported "
+                f"depends on the search path; its ORT rows record runtime version "
+                f"{', '.join(_versions(inp, h)) or 'n/a'} (the build that ran)."
+            )
         warns += [str(w) for w in {e.get("environment_warning")} if _filled(w)]
     out = "## Environment\n\n" + (table(rows) if rows else "_No environment recorded._\n")
     return out + "".join(f"\n{w}\n" for w in warns)
@@ -136,7 +191,9 @@ def section_environment(inp: Inputs) -> str:
 def _env(inp: Inputs, host: str) -> dict:
     """The host's environment: the first filled value of each field over its bench rows and records."""
     envs = [] if inp.bench is None else inp.bench[inp.bench["host"] == host].to_dict("records")
-    envs += [r["environment"] for r in [*inp.records.values(), *inp.extras.values()] if r["environment"]["host"] == host]
+    envs += [
+        r["environment"] for r in [*inp.records.values(), *inp.extras.values()] if r["environment"]["host"] == host
+    ]
     out = {}
     for e in envs:
         for k, v in e.items():
@@ -151,6 +208,3 @@ def _versions(inp: Inputs, host: str) -> list[str]:
         return []
     g = b[(b["host"] == host) & b["runtime"].str.startswith("ort")]
     return sorted({str(v) for v in g["runtime_version"] if _filled(v)})
-
-
-

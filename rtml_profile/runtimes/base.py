@@ -68,8 +68,10 @@ class InputSpec:
     def check(self, model_name: str, x: np.ndarray):
         """Raise UserError when `x` does not fit the declared input shape."""
         if not self.fits(x):
-            raise UserError(f"{model_name}: input {self.name!r} has shape [{', '.join(map(str, self.shape))}], "
-                            f"which a batch of shape {list(x.shape)} does not fit")
+            raise UserError(
+                f"{model_name}: input {self.name!r} has shape [{', '.join(map(str, self.shape))}], "
+                f"which a batch of shape {list(x.shape)} does not fit"
+            )
 
 
 @dataclass
@@ -125,8 +127,9 @@ class Runtime:
     def onnx_file(self) -> Path:
         src = self.model.onnx
         if src is None or not Path(src).is_file():
-            raise UserError(paths.missing_export(self.model.model_id) if self.model.model_id else
-                            f"no ONNX file at {src}")
+            raise UserError(
+                paths.missing_export(self.model.model_id) if self.model.model_id else f"no ONNX file at {src}"
+            )
         return Path(src)
 
 

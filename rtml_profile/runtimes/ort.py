@@ -16,18 +16,29 @@ from rtml_profile import UserError, artifacts, paths
 from rtml_profile.batching import in_chunks
 from rtml_profile.runtimes.base import Capabilities, InputSpec, Probe, Runtime, cuda_ready, cuda_synchronize
 
-_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
-           "tensor(bool)": np.bool_}
+_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
 
 
 def _tiny_model() -> bytes:
     from onnx import TensorProto, helper
 
     w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], np.ones(8, np.float32))
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "probe",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w])
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [w],
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
@@ -67,8 +78,11 @@ def provider_runs(provider: str, options: dict | None = None) -> Probe:
     """Does `provider` really run a session here? Listed is not enough: the session's active providers decide."""
     ort = _import_ort()
     if provider not in ort.get_available_providers():
-        return Probe(False, f"{provider} is not in this onnxruntime build ({ort.__version__}); available: "
-                            f"{', '.join(ort.get_available_providers())}")
+        return Probe(
+            False,
+            f"{provider} is not in this onnxruntime build ({ort.__version__}); available: "
+            f"{', '.join(ort.get_available_providers())}",
+        )
     ort.set_default_logger_severity(4)
     try:
         _session(_tiny_model(), provider, options)
@@ -123,7 +137,9 @@ class _Ort(Runtime):
 
     def _new_session(self, cuda_graph: bool = False):
         options = self.provider_options(self.precision, cuda_graph, self.config.artifacts)
-        return _session(self.model_path(), self.provider, options, self.config.threads if self.caps.device == "cpu" else None)
+        return _session(
+            self.model_path(), self.provider, options, self.config.threads if self.caps.device == "cpu" else None
+        )
 
     def _bind(self, session, x: np.ndarray):
         ort = _import_ort()
@@ -174,8 +190,9 @@ class OrtCUDA(_Ort):
     """CUDA provider. `fp32` turns TF32 off (true fp32, like PyTorch's default); `tf32` is the provider's default."""
 
     name = "ort-cuda"
-    caps = Capabilities(device="cuda", precisions=("fp32", "tf32", "fp16"),
-                        scopes=("compute", "end-to-end", "cuda-graph"))
+    caps = Capabilities(
+        device="cuda", precisions=("fp32", "tf32", "fp16"), scopes=("compute", "end-to-end", "cuda-graph")
+    )
     provider = "CUDAExecutionProvider"
     needs_cuda = True
     native_precisions = ("fp32", "tf32")
@@ -204,8 +221,11 @@ class OrtTensorRT(_Ort):
     def provider_options(cls, precision: str, cuda_graph: bool = False, folder: Path = paths.DERIVED) -> dict:
         cache = Path(folder) / "ort-trt-cache"
         cache.mkdir(parents=True, exist_ok=True)
-        return {"trt_fp16_enable": "1" if precision == "fp16" else "0", "trt_engine_cache_enable": "1",
-                "trt_engine_cache_path": str(cache)}
+        return {
+            "trt_fp16_enable": "1" if precision == "fp16" else "0",
+            "trt_engine_cache_enable": "1",
+            "trt_engine_cache_path": str(cache),
+        }
 
     def synchronize(self):
         cuda_synchronize()

@@ -27,8 +27,9 @@ class TensorRT(Runtime):
         try:
             import polygraphy  # noqa: F401
         except ImportError as e:
-            return Probe(False, f"TensorRT {trt.__version__} is installed, but Polygraphy is not ({e}); "
-                                f"pip install polygraphy")
+            return Probe(
+                False, f"TensorRT {trt.__version__} is installed, but Polygraphy is not ({e}); pip install polygraphy"
+            )
         ready = cuda_ready()
         if not ready.available:
             return Probe(False, f"TensorRT {trt.__version__} is installed, but {ready.reason}")
@@ -52,8 +53,9 @@ class TensorRT(Runtime):
     def _bind(self, x: np.ndarray):
         torch, c = self.torch, self.config
         if not c.min_batch <= len(x) <= c.max_batch:
-            raise UserError(f"batch {len(x)} is outside the engine's optimization profile ({c.min_batch}.."
-                            f"{c.max_batch})")
+            raise UserError(
+                f"batch {len(x)} is outside the engine's optimization profile ({c.min_batch}..{c.max_batch})"
+            )
         xt = torch.from_numpy(np.ascontiguousarray(x, np.float32)).cuda()
         self.context.set_input_shape(self.inputs[0], tuple(xt.shape))
         out = torch.empty(tuple(self.context.get_tensor_shape(self.outputs[0])), dtype=torch.float32, device="cuda")

@@ -49,6 +49,7 @@ class _Torch(Runtime):
             return lambda: self._forward_host(x)
         xt = self._to_device(x)
         if scope == "compute":
+
             @torch.inference_mode()
             def run():
                 return net(xt)
@@ -84,8 +85,13 @@ class TorchCPU(_Torch):
 
 class TorchCUDA(_Torch):
     name = "torch-cuda"
-    caps = Capabilities(device="cuda", precisions=("fp32", "fp16"), scopes=("compute", "end-to-end", "cuda-graph"),
-                        needs_checkpoint=True, takes_onnx=False)
+    caps = Capabilities(
+        device="cuda",
+        precisions=("fp32", "fp16"),
+        scopes=("compute", "end-to-end", "cuda-graph"),
+        needs_checkpoint=True,
+        takes_onnx=False,
+    )
 
     def synchronize(self):
         cuda_synchronize()
