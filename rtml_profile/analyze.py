@@ -211,29 +211,7 @@ def analyze(
                 f"{ {k: list(v.shape) for k, v in feeds.items()} }: {type(e).__name__}: {e}"
             ) from None
     unknown_names = {u.split(" (")[0] for u in unknown}
-    rows = []
-    for key, node in graph.nodemap.items():
-        ins = [list(graph.tensormap[i].get_shape()) for i in node.input if i]
-        outs = [list(graph.tensormap[o].get_shape()) for o in node.output]
-        is_unknown = key in unknown_names
-        tool_macs = float(node.macs[0])
-        bias = _bias_adds(node.op_type, ins, outs)
-        macs = _macs(node.op_type, ins, outs, node.attr) + bias  # the convention counts bias adds as MACs
-        rows.append(
-            {
-                "node": key,
-                "op": node.op_type,
-                "inputs": " ".join("x".join(map(str, s)) for s in ins),
-                "outputs": " ".join("x".join(map(str, s)) for s in outs),
-                "macs": np.nan if is_unknown else macs / batch,
-                "bias_adds": bias / batch,
-                "elementwise_ops": np.nan if is_unknown else (0.0 if node.op_type in MAC_OPS else tool_macs / batch),
-                "onnx_tool_macs": tool_macs / batch,
-                "params": int(node.params),
-                "memory_bytes": int(node.memory),
-                "unknown": is_unknown,
-            }
-        )
+    rows = [_node_row(graph, key, node, key in unknown_names, batch) for key, node in graph.nodemap.items()]
     known = [r for r in rows if not r["unknown"]]
     totals = {
         "macs": float(sum(r["macs"] for r in known)),
@@ -246,6 +224,28 @@ def analyze(
         "unknown_nodes": len(unknown),
     }
     return Analysis(name or path.name, batch, rows, totals, unknown)
+
+
+def _node_row(graph, key: str, node, is_unknown: bool, batch: int) -> dict:
+    """One node's counts per sample (an op onnx-tool cannot count is NaN, never 0)."""
+    ins = [list(graph.tensormap[i].get_shape()) for i in node.input if i]
+    outs = [list(graph.tensormap[o].get_shape()) for o in node.output]
+    tool_macs = float(node.macs[0])
+    bias = _bias_adds(node.op_type, ins, outs)
+    macs = _macs(node.op_type, ins, outs, node.attr) + bias  # the convention counts bias adds as MACs
+    return {
+        "node": key,
+        "op": node.op_type,
+        "inputs": " ".join("x".join(map(str, s)) for s in ins),
+        "outputs": " ".join("x".join(map(str, s)) for s in outs),
+        "macs": np.nan if is_unknown else macs / batch,
+        "bias_adds": bias / batch,
+        "elementwise_ops": np.nan if is_unknown else (0.0 if node.op_type in MAC_OPS else tool_macs / batch),
+        "onnx_tool_macs": tool_macs / batch,
+        "params": int(node.params),
+        "memory_bytes": int(node.memory),
+        "unknown": is_unknown,
+    }
 
 
 def torch_cross_check(model_id: str, analysis: Analysis) -> list[dict]:

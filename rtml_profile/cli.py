@@ -252,23 +252,10 @@ def bench(
     """Latency, throughput, accuracy and parity of the exported models on every runtime."""
     from rtml_profile import bench as b
 
-    req = b.Request(
-        models=model,
-        onnx=onnx,
-        shapes=_parse_shapes(shape or []),
-        runtimes=runtime,
-        batches=batch,
-        precisions=precision,
-        scopes=scope,
-        threads=threads,
-        min_iters=min_iters,
-        min_time=min_time,
-        max_time=max_time,
-        accuracy=accuracy,
-        data_dir=data_dir,
-        results=results,
-        progress=not quiet,
-    )
+    req = b.Request(models=model, onnx=onnx, shapes=_parse_shapes(shape or []), runtimes=runtime, batches=batch,
+                    precisions=precision, scopes=scope, threads=threads, min_iters=min_iters, min_time=min_time,
+                    max_time=max_time, accuracy=accuracy, data_dir=data_dir, results=results,
+                    progress=not quiet)  # fmt: skip
     _finish_bench(b.execute(req), results, runtime)
 
 

@@ -94,38 +94,14 @@ def load_training_data(run: TrainingRun) -> datamod.Dataset:
     return data
 
 
-def train_and_export(
-    model_id: str,
-    data_dir=None,
-    *,
-    epochs=None,
-    lr=None,
-    batch_size=None,
-    seed: int = 0,
-    device: str = "auto",
-    quiet: bool = False,
-    cuda_graph: bool = False,
-    subset: int | None = None,
-    download: bool = False,
-) -> dict:
+def train_and_export(model_id: str, data_dir=None, *, quiet: bool = False, **options) -> dict:
     """Train one zoo model with its HW2 recipe (overrides applied), then write its checkpoint, both records and
     the ONNX export together: all four replace the old files at the end, or none does.
 
     Every argument and destination is checked before training. Returns the training record (also written to
     models/<id>.json and reports/data/train_<id>.json). User mistakes raise UserError and change no file.
     """
-    run = check_training(
-        model_id,
-        data_dir,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        device=device,
-        cuda_graph=cuda_graph,
-        subset=subset,
-        download=download,
-    )
+    run = check_training(model_id, data_dir, **options)  # options: epochs, lr, batch_size, seed, device, ...
     out = training_outputs(model_id)
     check_destinations(out.values())
     data = load_training_data(run)

@@ -30,6 +30,8 @@ class TableSchema:
 
 
 _LATENCY = ("n", "mean_us", "p50_us", "p99_us", "throughput_sps")
+_STATS = ("std_us", "cv", "min_us", "max_us", "p90_us", "p95_us", "metric_value", "eval_rows", "parity_max_abs_diff",
+          "parity_tolerance", "parity_class_agreement")  # fmt: skip
 TABLES = {
     "bench": TableSchema(
         columns={
@@ -41,39 +43,9 @@ TABLES = {
             "batch": "int",
             "status": "str",
             **{c: "float" for c in _LATENCY},
-            **{
-                c: "float"
-                for c in (
-                    "std_us",
-                    "cv",
-                    "min_us",
-                    "max_us",
-                    "p90_us",
-                    "p95_us",
-                    "metric_value",
-                    "eval_rows",
-                    "parity_max_abs_diff",
-                    "parity_tolerance",
-                    "parity_class_agreement",
-                )
-            },
+            **{c: "float" for c in _STATS},
         },
-        optional=frozenset(
-            {
-                *_LATENCY,
-                "std_us",
-                "cv",
-                "min_us",
-                "max_us",
-                "p90_us",
-                "p95_us",
-                "metric_value",
-                "eval_rows",
-                "parity_max_abs_diff",
-                "parity_tolerance",
-                "parity_class_agreement",
-            }
-        ),
+        optional=frozenset({*_LATENCY, *_STATS}),
         ok_required=frozenset(_LATENCY),
     ),
     "analysis": TableSchema(columns={"model": "str", "batch": "int", "node": "str", "macs": "float", "params": "int"}),
