@@ -51,7 +51,8 @@ class Analysis:
     checks: list[dict] = field(default_factory=list)
 
 
-def _load(path: Path):
+def load_onnx(path: Path):
+    """The ONNX model at `path`, loaded and checked; any defect is one UserError sentence naming the file."""
     import onnx
 
     if not path.exists():
@@ -187,7 +188,7 @@ def analyze(
     import onnx_tool
 
     path = Path(path)
-    model = _load(path)
+    model = load_onnx(path)
     inputs = input_shapes(model, batch, shapes)
     _check_memory(path, inputs)
     feeds = {k: np.zeros(s, dtype=t) for k, (s, t) in inputs.items()}

@@ -130,6 +130,9 @@ def zoo_target(model_id: str, data_dir=None, with_accuracy: bool = True) -> Targ
     path = paths.onnx(model_id)
     if not path.is_file():
         raise UserError(paths.missing_export(model_id))
+    from rtml_profile.analyze import load_onnx
+
+    load_onnx(path)  # a damaged export is one sentence now, not failed rows later
     t = Target(ModelRef(model_id, path, model_id, spec.in_features), (spec.in_features,))
     if not with_accuracy:
         t.note = "accuracy not asked for (--no-accuracy)"
@@ -155,10 +158,10 @@ def zoo_target(model_id: str, data_dir=None, with_accuracy: bool = True) -> Targ
 
 def onnx_target(path: Path, shapes: dict[str, list[int]] | None = None) -> Target:
     """Any ONNX file: checked before anything is measured; dynamic axes other than the batch need --shape."""
-    from rtml_profile.analyze import _load
+    from rtml_profile.analyze import load_onnx
 
     path = Path(path)
-    graph = _load(path).graph
+    graph = load_onnx(path).graph
     init = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in init]
     if len(inputs) != 1:

@@ -160,3 +160,17 @@ def test_cli_analyze_all_and_file(cli, project, monkeypatch, tmp_path):
     assert r.exit_code == 2 and "Traceback" not in r.output
     r = cli("analyze", "7q")
     assert r.exit_code == 2 and "valid ids" in r.output
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_allocating(tmp_path):
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.ones(12, np.float32))
+    m = _model(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])],
+        [w],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(m, path)
+    with pytest.raises(UserError, match="GiB are free; use a smaller --batch"):
+        analyze(path, batch=10**12)

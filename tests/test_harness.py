@@ -309,3 +309,77 @@ def test_kill_9_at_random_moments_never_leaves_a_row_without_its_samples(tmp_pat
             stats = LatencyStats(np.round(us.astype(np.float64) * 1e3).astype(np.int64), int(r["batch"]))
             assert stats.n == r["n"] and stats.percentile_us(50) == pytest.approx(r["p50_us"], rel=1e-4)
     assert len(seen) > 0
+
+
+# ---------------------------------------------------------------- issue 9's cases, each through the CLI
+
+
+def _bench_1a(cli, *extra):
+    return cli("bench", "-m", "1a", "-r", "ort-cpu", "-p", "fp32", "--batch", "1", "--min-iters", "10",
+               "--min-time", "0", "--max-time", "0.02", "-q", *extra)  # fmt: skip
+
+
+def test_nan_in_the_evaluation_data_keeps_the_good_rows_and_says_so(cli, housing_project, tmp_path, monkeypatch,
+                                                                     data_dir):  # fmt: skip
+    import shutil
+
+    root = tmp_path / "p"
+    shutil.copytree(housing_project, root)
+    monkeypatch.chdir(root)
+    assert _bench_1a(cli, "--data-dir", data_dir).exit_code == 0
+    good = pd.read_csv("reports/data/bench.csv")
+    bad = tmp_path / "nan"
+    bad.mkdir()
+    lines = (data_dir / "Housing.csv").read_text().splitlines()
+    lines[2] = "nan" + lines[2][lines[2].index(",") :]
+    (bad / "Housing.csv").write_text("\n".join(lines) + "\n")
+    r = _bench_1a(cli, "--data-dir", bad)
+    assert r.exit_code == 1 and "could not be measured as asked" in r.output and "NaN" in r.output
+    after = pd.read_csv("reports/data/bench.csv")
+    assert list(after.metric_value) == list(good.metric_value) and list(after.p50_us) == list(good.p50_us)
+    assert after.attempt_reason.str.contains("accuracy pass failed").all()
+
+
+def test_a_damaged_export_is_one_sentence_and_writes_nothing(cli, housing_project, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "p"
+    shutil.copytree(housing_project, root)
+    monkeypatch.chdir(root)
+    data = (root / "exported" / "1a.onnx").read_bytes()
+    (root / "exported" / "1a.onnx").write_bytes(data[: len(data) // 2])
+    r = _bench_1a(cli)
+    assert r.exit_code == 2 and "exported/1a.onnx is not a readable ONNX model" in r.output
+    assert not (root / "reports" / "data" / "bench.csv").exists()
+
+
+def test_derived_artifacts_never_go_beside_a_users_file(cli, workdir):
+    user = workdir / "mine"
+    user.mkdir()
+    model = tiny_onnx(user / "model.onnx")
+    (user / "model.int8.onnx").write_text("the user's own file")
+    r = cli("bench", "--onnx", model, "-r", "ort-cpu", "-p", "int8", "--batch", "1", "--min-iters", "5",
+            "--min-time", "0", "--max-time", "0.01", "-q")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in user.iterdir()) == ["model.int8.onnx", "model.onnx"]
+    assert (user / "model.int8.onnx").read_text() == "the user's own file"
+    assert list((workdir / "exported" / "derived").glob("model.int8.*.onnx"))
+
+
+def test_two_processes_build_one_artifact_once(tmp_path):
+    import multiprocessing as mp
+
+    src = tiny_onnx(tmp_path / "m.onnx")
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        outs = pool.starmap(_derive_int8, [(str(src), str(tmp_path / "d"))] * 2)
+    assert outs[0] == outs[1]
+    assert len(list((tmp_path / "d").glob("*.onnx"))) == 1 and not list((tmp_path / "d").glob("*.tmp*"))
+
+
+def _derive_int8(src, folder):
+    from pathlib import Path
+
+    from rtml_profile import artifacts
+
+    return str(artifacts.onnx_for_precision(Path(src), "int8", Path(folder)))
