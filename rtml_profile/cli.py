@@ -201,10 +201,16 @@ def _print_analysis(r, batch: int):
 @app.command("runtimes")
 @friendly
 def runtimes_cmd():
-    """What runs here: every runtime, its version, and why a missing one is missing (probed by running)."""
+    """What runs here: every runtime, its version, and why a missing one is missing (probed by running); then the
+    parity tolerances every runtime's outputs are held to."""
+    from rtml_profile import tolerances
     from rtml_profile.bench import probe_all
 
     echo_table(probe_all())
+    rows = [
+        {"precision": p, "device": d, "rule": t.describe(), "why": t.why} for (p, d), t in tolerances.TOLERANCE.items()
+    ]
+    echo_table(rows, title="\nParity against the PyTorch fp32 CPU reference (rtml_profile/tolerances.py):")
 
 
 @app.command()

@@ -68,7 +68,7 @@ def export(model, in_features: int, dest: Path, x_check: np.ndarray) -> dict:
         if not diff <= bound:
             raise UserError(
                 f"ONNX parity check failed for {dest}: max |ORT - PyTorch| = {diff:.3g} > {bound:g} "
-                f"({EXPORT.describe()})"
+                f"({EXPORT.bound_text()})"
             )
     return {
         "path": str(dest),
@@ -78,7 +78,7 @@ def export(model, in_features: int, dest: Path, x_check: np.ndarray) -> dict:
         "parity_rows": len(x_check),
         "parity_atol": EXPORT.atol,
         "parity_bound": bound,
-        "parity_tolerance": EXPORT.describe(),
+        "parity_tolerance": EXPORT.bound_text(),
         "parity_runtime": PARITY_RUNTIME,
         "bytes": dest.stat().st_size,
     }

@@ -40,7 +40,7 @@ def test_export_uses_the_shared_tolerance(tmp_path):
     spec = zoo.get("1a")
     torch.manual_seed(0)
     info = export(zoo.build(spec), 5, tmp_path / "1a.onnx", np.zeros((4, 5), np.float32))
-    assert info["parity_atol"] == EXPORT.atol and info["parity_tolerance"] == EXPORT.describe()
+    assert info["parity_atol"] == EXPORT.atol and info["parity_tolerance"] == EXPORT.bound_text()
     assert info["parity_runtime"] == "onnxruntime CPUExecutionProvider"
 
 

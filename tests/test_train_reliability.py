@@ -71,6 +71,18 @@ def test_checkpoint_that_runs_code_is_refused_unrun(workdir, form):
     assert not marker.exists()
 
 
+def _valid_onnx(path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [3072, 10], np.zeros(30720, np.float32))
+    g = helper.make_graph([helper.make_node("MatMul", ["input", "w"], ["output"])], "g",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3072])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 10])], [w])  # fmt: skip
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+
+
 def test_bench_refuses_checkpoint_that_runs_code(cli, workdir, data_dir):
     """The CLI path that loads checkpoints (bench's accuracy reference) ends with one sentence, code unrun."""
     import torch
@@ -79,7 +91,7 @@ def test_bench_refuses_checkpoint_that_runs_code(cli, workdir, data_dir):
     (workdir / "models").mkdir()
     (workdir / "exported").mkdir()
     torch.save({"spec": {"id": "2b"}, "state_dict": _RunsCode(marker), "data_info": {}}, workdir / "models/2b.pt")
-    (workdir / "exported/2b.onnx").write_bytes(b"not reached")
+    _valid_onnx(workdir / "exported/2b.onnx")  # a readable export, so the checkpoint is what is refused
     r = cli("bench", "-m", "2b", "-r", "ort-cpu", "--data-dir", data_dir, "-q")
     assert "models/2b.pt holds more than tensors and plain data" in _one_sentence(r)
     assert not marker.exists()
