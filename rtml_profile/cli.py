@@ -400,6 +400,31 @@ def profile_nodes(
 
 @app.command()
 @friendly
+def lifecycle(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Zoo model id (repeatable) or 'all'.")],
+    runtime: Annotated[Optional[list[str]], typer.Option("--runtime", "-r", help="Runtime (default: all).")] = None,
+    threads: Threads = None,
+    results: Results = Path("reports/data"),
+):
+    """Start-up, memory and energy per runtime and precision, each in its own process: load (with build steps and
+    cache hit/miss), first call against warm p50 (end-to-end, batch 1), RSS, GPU memory, size on disk."""
+    from rtml_profile.profile import lifecycle as lc
+
+    rows = []
+    for e in lc.run(model, runtime, threads, data_dir=results):
+        ok = e["status"] == "ok"
+        builds = "; ".join(f"{b['kind']} {b['cache']} ({b['build_s']:.3g} s)" for b in e.get("builds", []))
+        rows.append({"model": e["model"], "runtime": e["runtime"], "precision": e["precision"],
+                     "load s": e.get("load_s"), "first call s": e.get("first_call_s"),
+                     "warm p50 s": e.get("warm_p50_s"), "peak RSS MB": ok and e["peak_rss"] / 1e6 or None,
+                     "disk MB": (e.get("size_bytes") or 0) / 1e6 or None, "builds": builds,
+                     "status": e["status"] if ok else f"{e['status']}: {e['reason']}"})  # fmt: skip
+    echo_table(rows, floatfmt=".3g")
+    typer.echo(f"saved {len(rows)} entries in {results}")
+
+
+@app.command()
+@friendly
 def report(
     budget: Budget = None,
     data: Annotated[Path, typer.Option(help="Folder with the result files.")] = Path("reports/data"),
