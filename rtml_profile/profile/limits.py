@@ -147,7 +147,22 @@ def bandwidths() -> list[dict]:
         out.append(_rate("bandwidth", level, engine, 2 * nbytes / s, what))
     if not llc:
         out.append(_absent("bandwidth", "llc", engine, "the last-level cache size is not readable in sysfs"))
-    return out
+    return out + [_gpu_bandwidth()]
+
+
+def _gpu_bandwidth() -> dict:
+    """Device-memory copy bandwidth (1 GiB tensor copy on the GPU), or absent with the reason."""
+    from rtml_profile.runtimes.base import cuda_ready
+
+    engine, ready = "PyTorch CUDA tensor copy_", cuda_ready()
+    if not ready.available:
+        return _absent("bandwidth", "gpu", engine, ready.reason)
+    import torch
+
+    nbytes = 2**30
+    src, dst = torch.ones(nbytes // 4, device="cuda"), torch.empty(nbytes // 4, device="cuda")
+    s = _p50_s(lambda: dst.copy_(src), torch.cuda.synchronize)
+    return _rate("bandwidth", "gpu", engine, 2 * nbytes / s, "copy of 1024 MiB in device memory")
 
 
 def floors(threads: int) -> list[dict]:
