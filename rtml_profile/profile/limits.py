@@ -206,7 +206,14 @@ def measure(threads: int | None = None) -> dict:
     t0 = time.perf_counter()
     items = matmul_rates(threads) + bandwidths() + floors(threads)
     return {"timestamp": now(), "threads": threads, "llc_bytes": llc_bytes(), "items": items,
-            "took_s": time.perf_counter() - t0}  # fmt: skip
+            "took_s": time.perf_counter() - t0, "load_average_1min": load_average()}  # fmt: skip
+
+
+def load_average() -> float | None:
+    """The 1-minute load average when a measurement ended (other processes competing for the cores)."""
+    import os
+
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def item_key(item: dict) -> str:

@@ -142,6 +142,7 @@ def decompose(profiled_ns: np.ndarray, trace) -> dict:
 def entry(target, runtime: str, precision: str, batch: int, scope: str, settings, cost: dict) -> dict:
     """One configuration's profile as a record entry (see the module docstring for each part)."""
     from rtml_profile.analyze import analyze
+    from rtml_profile.profile.limits import load_average
     from rtml_profile.results import now
     from rtml_profile.stats import LatencyStats
 
@@ -169,7 +170,7 @@ def entry(target, runtime: str, precision: str, batch: int, scope: str, settings
         "profiled": {"p50_us": LatencyStats(profiled, batch).percentile_us(50), "n": len(profiled)},
         "call": parts, "profiler_cost": {**cost, "this_call_us": profiler_us},
         "accounted_us": accounted, "accounted_error": accounted / unprof - 1,
-        "nodes": nodes, "note": target.note,
+        "nodes": nodes, "note": target.note, "load_average_1min": load_average(),
     }  # fmt: skip
 
 
