@@ -3,8 +3,8 @@
 
 Each (runtime, precision) runs in its own spawned process (workers.py's reason: nothing leaks between runtimes),
 so its first call is really cold and its peak memory is its own. Calls are end-to-end at batch 1 (host array in,
-host array out). RSS is psutil's resident set size; peak RSS is getrusage's ru_maxrss (the process's high-water
-mark, Linux kB). GPU memory comes from PyTorch's allocator (what PyTorch allocated) and NVML (the device's view).
+host array out). RSS is psutil's resident set size; peak RSS is the process's high-water mark (peak_rss).
+GPU memory comes from PyTorch's allocator (what PyTorch allocated) and NVML (the device's view).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ BATCH, SCOPE = 1, "end-to-end"
 
 def _measure(spec: str, target, precision: str, threads: int) -> dict:
     """In the worker: everything for one runtime and precision."""
-    import resource
-
     import psutil
 
     from rtml_profile import artifacts
@@ -45,13 +43,25 @@ def _measure(spec: str, target, precision: str, threads: int) -> dict:
     energy = Energy(rt.caps.device)
     ns = time_calls(call, rt.synchronize, Settings(min_iters=300, min_s=0.3, max_s=2.0))
     out.update(energy.result(len(ns) + 10))  # + Settings' 10 warm-up calls, inside the metered block
-    out.update(warm_p50_s=float(sorted(ns)[len(ns) // 2]) / 1e9, rss=proc.memory_info().rss, rss_before_load=rss0,
-               peak_rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # fmt: skip
+    out.update(warm_p50_s=float(sorted(ns)[len(ns) // 2]) / 1e9, rss=proc.memory_info().rss, rss_before_load=rss0)
+    out.update(peak_rss(max(out["rss_after_load"], out["rss"])))
     art = rt.artifact()
     out["artifact"], out["size_bytes"] = (str(art), art.stat().st_size) if art and art.exists() else (None, None)
     out.update(_gpu_memory(rt.caps.device))
     rt.close()
     return out
+
+
+def peak_rss(sampled: int) -> dict:
+    """The process's RSS high-water mark: VmHWM from /proc/self/status (reset by exec, unlike getrusage's
+    ru_maxrss, which a spawned child inherits from its parent), else the largest RSS sampled."""
+    try:
+        for line in open("/proc/self/status").read().splitlines():
+            if line.startswith("VmHWM:"):
+                return {"peak_rss": int(line.split()[1]) * 1024, "peak_rss_source": "VmHWM"}
+    except OSError:
+        pass
+    return {"peak_rss": sampled, "peak_rss_source": "largest RSS sampled (after load, after warm calls)"}
 
 
 def _gpu_memory(device: str) -> dict:

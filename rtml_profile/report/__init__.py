@@ -58,7 +58,6 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
         section_where(inp, figures),
         section_skipped(inp),
         section_hw2(inp),
-        f"Hosts and library versions: [{APPENDIX}]({APPENDIX}#environment).\n",
         f"Regenerate:\n\n```\n{REGENERATE}\n```\n",
     ]
     report = "\n".join(p.rstrip("\n") + "\n" for p in parts if p)

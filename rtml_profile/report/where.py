@@ -59,17 +59,31 @@ def _profile(inp: Inputs, host: str, batch: int):
 
 
 def _bound_sentence(inp: Inputs, p: dict, host: str) -> str:
-    s = (f"at batch {p['batch']} it is {p['bound']}: predicted {duration_s(p['predicted_s'])} (compute "
-         f"{duration_s(p['compute_s'])}, memory {duration_s(p['memory_s'])} at the {p['bandwidth_level']} copy rate, "
-         f"floor {duration_s(p['overhead_s'])}) against {duration_s(p['measured_s'])} measured, "
-         f"{pct(p['efficiency'])} of the attainable {_gflops(p['attainable'])}")  # fmt: skip
+    s = (
+        f"batch {p['batch']} {p['bound']} (predicted {duration_s(p['predicted_s'])}, measured "
+        f"{duration_s(p['measured_s'])}: {pct(p['efficiency'])} of the attainable {_gflops(p['attainable'])}"
+    )
     prof = _profile(inp, host, p["batch"])
     if prof:
         top = max(prof["nodes"], key=lambda n: n["p50_us"])
-        s += (f"; {top['node']} ({' + '.join(top['covers'])}) takes {pct(top['share'])} of the call at "
-              f"{sig(top['gflop_s'])} GFLOP/s and {sig(top['gb_s'])} GB/s, {pct(top['gb_s'] * 1e9 / p['bandwidth'])} "
-              f"of the {p['bandwidth_level']} copy rate")  # fmt: skip
-    return s
+        if p["bound"] == "compute-bound":
+            rate = f"{_gflops(top['gflop_s'] * 1e9)} = {pct(top['gflop_s'] * 1e9 / p['peak'])} of peak"
+        else:
+            share = pct(top["gb_s"] * 1e9 / p["bandwidth"])
+            rate = f"{_gbs(top['gb_s'] * 1e9)} = {share} of the {p['bandwidth_level']} copy"
+        s += f"; {top['node']} takes {pct(top['share'])} at {rate}"
+    return s + ")"
+
+
+def _over(pts: list[dict], inp: Inputs, host: str) -> str:
+    """A warning when measured points beat the measured ceilings (the limits were measured lower than reached)."""
+    over = [p for p in pts if p.get("efficiency", 0) > 1]
+    if not over:
+        return ""
+    runs = inp.profiles["limits"][host]["entries"]
+    load = runs[-1].get("load_average_1min")
+    return (f" {len(over)} of {len(pts)} points beat their ceiling (up to {pct(max(p['efficiency'] for p in over))}): "
+            f"the limits (load average {sig(load)}) are low; read them as lower bounds.")  # fmt: skip
 
 
 def section_where(inp: Inputs, figures: dict) -> str:
@@ -82,16 +96,17 @@ def section_where(inp: Inputs, figures: dict) -> str:
         slug = "".join(c if c.isalnum() else "_" for c in h)
         figures[f"roofline_{slug}.png"] = roofline_figure([p for p in pts if p["host"] == h], {}, host_label(inp, h))
         said = [_bound_sentence(inp, p, h) for b in (1, 1024) if (p := _pick(pts, h, b))]
+        mine = [p for p in pts if p["host"] == h and "bound" in p]
         if said:
-            out.append(f"{MODEL} on {RUNTIME} {PRECISION}, {host_label(inp, h)}: " + "; ".join(said) + ".\n")
-        out.append(f"![roofline, {host_label(inp, h)}](figures/roofline_{slug}.png)\n")
+            out.append(f"{MODEL}, {RUNTIME} {PRECISION}, {host_label(inp, h)}: " + "; ".join(said) + "."
+                       + _over(mine, inp, h) + "\n")  # fmt: skip
+        out.append(f"![roofline](figures/roofline_{slug}.png)\n")
     bench_hosts = set() if inp.ok is None else set(inp.ok["host"])
     for h in sorted(bench_hosts - set(hosts)):
-        out.append(f"{host_label(inp, h)}: no limits or node profiles measured there (run `rtml-profile limits` "
-                   f"and `rtml-profile profile-nodes` on it), so no roofline.\n")  # fmt: skip
+        out.append(f"{host_label(inp, h)}: no limits measured there, so no roofline.\n")
     if len(out) == 1:
         return ""
-    return "\n".join(out) + "\nLimits, slowest nodes, predictions and start-up: [APPENDIX.md](APPENDIX.md).\n"
+    return "\n".join(out)
 
 
 def limit_rows(inp: Inputs) -> list[dict]:
@@ -102,14 +117,21 @@ def limit_rows(inp: Inputs) -> list[dict]:
         runs = rec["entries"]
         agree = agreement(runs)
         prev = {item_key(i): value(i) for i in runs[-2]["items"]} if len(runs) > 1 else {}
+        absent: dict[str, list[str]] = {}
         for item in runs[-1]["items"]:
             k, v = item_key(item), value(item)
+            if v is None:
+                absent.setdefault(f"{item['status']}: {item.get('reason', '')}", []).append(k)
+                continue
             fmt = duration_s if item["kind"] == "floor" else _gbs if item["kind"] == "bandwidth" else _gflops
             rows.append({"host": host_label(inp, host), "limit": k,
-                         "last run": fmt(v) if v is not None else f"{item['status']}: {item.get('reason', '')}",
+                         "last run": fmt(v),
                          "run before": fmt(prev[k]) if prev.get(k) else "",
                          "difference": pct(agree[k]) if k in agree else "",
-                         "command": f"`{runs[-1]['command']}` ({runs[-1]['timestamp']})"})  # fmt: skip
+                         "command": f"`{runs[-1]['command']}` ({runs[-1]['timestamp']}, load average "
+                                    f"{sig(runs[-1].get('load_average_1min'))})"})  # fmt: skip
+        rows += [{"host": host_label(inp, host), "limit": ", ".join(ks), "last run": why, "run before": "",
+                  "difference": "", "command": ""} for why, ks in absent.items()]  # fmt: skip
     return rows
 
 
@@ -174,7 +196,14 @@ def appendix_where(inp: Inputs) -> str:
         return ""
     from rtml_profile.profile import roofline
 
-    out = ["\n## Where the time goes\n\n" + roofline.__doc__.split("\n\n")[1].replace("\n", " ") + "\n"]
+    doc = roofline.__doc__.split("\n\n")
+    out = [
+        "\n## Where the time goes\n\n"
+        + doc[1].replace("\n", " ")
+        + "\n\n```\n"
+        + "\n".join(x.strip() for x in doc[2].splitlines()).strip()
+        + "\n```\n"
+    ]
     for title, rows, what in (
         ("Measured limits", limit_rows(inp), "p50 rates; a copy counts read + write bytes; the last two runs."),
         ("Slowest nodes", node_rows(inp), "From the runtime's own profiler (warm calls); share of the unprofiled "
