@@ -96,10 +96,11 @@ def measure_isolated(name: str, target, precision: str, threads: int) -> dict:
     """One runtime and precision in a spawned process; a crash or failure is an entry with its reason."""
     import multiprocessing as mp
 
+    from rtml_profile.profile.nodes import weights_note
     from rtml_profile.results import now
 
     base = {"model": target.ref.name, "runtime": name, "precision": precision, "scope": SCOPE, "batch": BATCH,
-            "threads": threads, "timestamp": now()}  # fmt: skip
+            "threads": threads, "timestamp": now(), "note": weights_note(target.ref.name)}  # fmt: skip
     cls = runtimes.get(name)
     probe = cls.probe()
     if not probe.available:

@@ -191,7 +191,7 @@ def run(models, runtime_names, precisions, batches, scope="compute", threads=Non
     out = []
     for mid in [s.id for s in zoo.resolve(models)]:
         target = zoo_target(mid, with_accuracy=False)
-        target.note = note or "latency does not depend on the weights' values; inputs are seeded random rows"
+        target.note = note or weights_note(mid)
         for name in runtime_names:
             cost = profiler_cost(name, scope, settings)
             for p in precisions or ["fp32"]:
@@ -199,3 +199,16 @@ def run(models, runtime_names, precisions, batches, scope="compute", threads=Non
     if save:
         save_entries("nodes", out, ("model", "runtime", "precision", "scope", "batch"), data_dir or paths.DATA)
     return out
+
+
+def weights_note(model_id: str) -> str:
+    """What the profiled weights are: the checkpoint's recipe epochs (latency does not depend on their values)."""
+    from rtml_profile import paths
+    from rtml_profile.files import read_json
+
+    try:
+        epochs = read_json(paths.model_record(model_id)).get("recipe", {}).get("epochs")
+    except Exception:  # the note is informative; a missing record only loses the epoch count
+        epochs = None
+    trained = f"weights trained for {epochs} epochs" if epochs else "weights of models/" + model_id + ".pt"
+    return f"{trained}; latency does not depend on the weights' values; inputs are seeded random rows"

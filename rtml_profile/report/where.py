@@ -205,7 +205,8 @@ def appendix_where(inp: Inputs) -> str:
         + "\n```\n"
     ]
     for title, rows, what in (
-        ("Measured limits", limit_rows(inp), "p50 rates; a copy counts read + write bytes; the last two runs."),
+        ("Measured limits", limit_rows(inp), "Matmul peaks: the 10th-percentile call; the rest: p50; "
+         "a copy counts read + write bytes; the last two runs."),
         ("Slowest nodes", node_rows(inp), "From the runtime's own profiler (warm calls); share of the unprofiled "
          "p50; bytes = weights + activations in and out; the profiler's cost is calibrated on empty node chains."),
         ("Predicted beside measured", prediction_rows(inp), "Compute scope, p50; predicted = max(compute, memory) "
