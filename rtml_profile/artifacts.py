@@ -27,15 +27,23 @@ def _digest(src: Path, kind: str, settings: dict) -> str:
     return h.hexdigest()[:16]
 
 
+EVENTS: list[dict] = []  # this process's derive() calls: kind, path, cache hit or miss, build_s (lifecycle reads it)
+
+
+def _served(dest: Path, kind: str, cache: str) -> Path:
+    EVENTS.append({"kind": kind, "path": str(dest), "cache": cache, "build_s": build_info(dest).get("build_s")})
+    return dest
+
+
 def derive(src: Path, kind: str, settings: dict, build, ext: str = ".onnx", folder: Path = paths.DERIVED) -> Path:
     """The artifact `build(src, tmp_path)` makes from `src` with `settings`, built once and cached."""
     src = Path(src)
     dest = Path(folder) / f"{src.stem}.{kind}.{_digest(src, kind, settings)}{ext}"
     if dest.is_file():
-        return dest
+        return _served(dest, kind, "hit")
     with locked(dest):
         if dest.is_file():  # another process built it while we waited for the lock
-            return dest
+            return _served(dest, kind, "hit")
         t0 = time.perf_counter()
         with atomic_path(dest, suffix=ext) as tmp:
             build(src, tmp)
@@ -43,7 +51,7 @@ def derive(src: Path, kind: str, settings: dict, build, ext: str = ".onnx", fold
             dest.with_name(dest.name + ".json"),
             {"source": str(src), "kind": kind, "settings": settings, "build_s": time.perf_counter() - t0},
         )
-    return dest
+    return _served(dest, kind, "miss")
 
 
 def build_info(artifact: Path) -> dict:

@@ -1,7 +1,8 @@
 """What each result file must hold, and readers that check it: a defect is one sentence naming the file.
 
 Result files (reports/data/): bench.csv and analysis.csv (tables), train_<id>.json and gpu_train_<id>.json
-(training records), train_speed_<where>.json (training-speed benchmarks), samples/**.npz (raw latencies in us).
+(training records), train_speed_<where>.json (training-speed benchmarks), samples/**.npz (raw latencies in us),
+limits_<host>.json, nodes_<host>.json and lifecycle_<host>.json (where the time goes: rtml_profile.profile).
 Columns or keys beyond the schema are kept: writers may add new ones without breaking readers.
 Every reader raises `rtml_profile.UserError("<path>: <problem>")` on a defect; nothing else escapes.
 """
@@ -194,6 +195,51 @@ def read_speed(path) -> dict:
     for key in ("trainer_epoch_s", "bare_epoch_s"):
         if not obj[key] or not all(_is_num(v) and v > 0 for v in obj[key]):
             raise UserError(f"{path}: {key} must be a non-empty list of positive seconds")
+    return obj
+
+
+# entries of limits_/nodes_/lifecycle_<host>.json: (dotted key, kind) every entry must hold
+PROFILE_ENTRY = {
+    "limits": [("timestamp", "str"), ("threads", "int"), ("items", "list"), ("command", "str")],
+    "nodes": [
+        ("model", "str"),
+        ("runtime", "str"),
+        ("precision", "str"),
+        ("scope", "str"),
+        ("batch", "int"),
+        ("unprofiled.p50_us", "num"),
+        ("profiled.p50_us", "num"),
+        ("call.nodes_us", "num"),
+        ("call.between_us", "num"),
+        ("call.outside_us", "num"),
+        ("nodes", "list"),
+    ],
+    "lifecycle": [("model", "str"), ("runtime", "str"), ("precision", "str"), ("status", "str")],
+}
+# what each item/node of those entries must hold
+PROFILE_ITEM = {
+    "limits": ("items", [("kind", "str"), ("status", "str")]),
+    "nodes": ("nodes", [("node", "str"), ("op", "str"), ("p50_us", "num"), ("covers", "list")]),
+}
+
+
+def read_profile_record(path, kind: str) -> dict:
+    """A limits_/nodes_/lifecycle_<host>.json record, checked: kind, host, environment and every entry (and
+    its items or nodes). A defect raises UserError naming the file and the entry."""
+    obj = _read_json(path)
+    _check_keys(path, obj, [("kind", "str"), ("host", "str"), ("environment", "dict"), ("entries", "list")])
+    if obj["kind"] != kind:
+        raise UserError(f"{path}: holds a {obj['kind']!r} record, expected {kind!r}")
+    for i, e in enumerate(obj["entries"]):
+        if not isinstance(e, dict):
+            raise UserError(f"{path}: entries[{i}] is not an object")
+        _check_keys(path, e, PROFILE_ENTRY[kind], f"entries[{i}].")
+        if kind in PROFILE_ITEM:
+            field, keys = PROFILE_ITEM[kind]
+            for j, item in enumerate(e[field]):
+                if not isinstance(item, dict):
+                    raise UserError(f"{path}: entries[{i}].{field}[{j}] is not an object")
+                _check_keys(path, item, keys, f"entries[{i}].{field}[{j}].")
     return obj
 
 

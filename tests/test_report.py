@@ -54,7 +54,7 @@ def test_committed_report_small_plain_and_answers_first(committed):
     for png in re.findall(r"\(figures/([^)]+\.png)\)", text + appendix):
         assert (out.parent / "figures" / png).stat().st_size > 1000
     assert "33.3 ms picks the same configuration" in text  # a budget that separates nothing is dropped
-    assert "onnxruntime 1.30.0, onnxruntime-gpu 1.31.1" in text and "Warning:" in text
+    assert "onnxruntime 1.30.0, onnxruntime-gpu 1.31.1" in appendix and "Warning:" in appendix  # environment moved
     assert "| ort-cuda | tf32 |" in appendix and "| ort-cuda | fp32 |" not in appendix
     assert "ort-cuda fp32" not in text
     assert "| 1b | parameters | 42.75k | 42,753 | rounding of the same count |" in text

@@ -41,11 +41,8 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
     from rtml_profile.report.decide import section_decision
     from rtml_profile.report.findings import section_findings
     from rtml_profile.report.hw2sec import section_hw2
-    from rtml_profile.report.sections import (
-        section_environment,
-        section_skipped,
-        section_training,
-    )
+    from rtml_profile.report.sections import section_environment, section_skipped, section_training
+    from rtml_profile.report.where import appendix_where, section_where
 
     parts = [
         (
@@ -58,13 +55,14 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
         section_findings(inp),
         section_training(inp),
         section_cost(inp, figures),
+        section_where(inp, figures),
         section_skipped(inp),
         section_hw2(inp),
-        section_environment(inp),
         f"Regenerate:\n\n```\n{REGENERATE}\n```\n",
     ]
     report = "\n".join(p.rstrip("\n") + "\n" for p in parts if p)
-    return report, render_appendix(inp, budgets_ms)
+    appendix = render_appendix(inp, budgets_ms) + appendix_where(inp) + "\n" + section_environment(inp)
+    return report, appendix
 
 
 def render(

@@ -21,6 +21,8 @@ class Inputs:
     extras: dict = field(default_factory=dict)  # file stem -> gpu_train_*.json / train_speed_*.json
     analysis: object = None  # DataFrame: the TOTAL row per model at batch 1
     bench: object = None  # DataFrame: every row of known models
+    analysis_nodes: object = None  # DataFrame: every node row of analysis.csv at batch 1 (no TOTAL rows)
+    profiles: dict = field(default_factory=dict)  # "limits" | "nodes" | "lifecycle" -> {host: record}
     _samples: dict = field(default_factory=dict)
 
     @property
@@ -59,6 +61,13 @@ def load_inputs(data_dir) -> Inputs:
     if p.exists():
         a = schema.read_table(p, "analysis", allow_empty=False)
         inp.analysis = a[(a["node"] == "TOTAL") & (a["batch"] == 1) & a["model"].isin(list(zoo.MODELS))]
+        inp.analysis_nodes = a[(a["node"] != "TOTAL") & (a["batch"] == 1)]
+    from rtml_profile.profile import KINDS
+
+    for kind in KINDS:
+        for p in sorted(data_dir.glob(f"{kind}_*.json")):
+            rec = schema.read_profile_record(p, kind)
+            inp.profiles.setdefault(kind, {})[rec["host"]] = rec
     p = data_dir / "bench.csv"
     if p.exists():
         inp.bench = _bench(inp, schema.read_table(p, "bench", allow_empty=False))

@@ -42,6 +42,9 @@ class Capabilities:
     scopes: tuple[str, ...] = ("compute", "end-to-end")
     needs_checkpoint: bool = False  # runs a zoo checkpoint (PyTorch), so it cannot take an arbitrary ONNX file
     takes_onnx: bool = True  # runs any ONNX file
+    # per-node profiler this runtime offers under RunConfig(profile_nodes=True), and what its node times are
+    # ("" = none); node_times() returns its trace
+    node_profiler: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class RunConfig:
     min_batch: int = 1
     max_batch: int = 1024  # runtimes that fix shapes ahead of time (TensorRT profiles) cover min..max
     artifacts: Path = paths.DERIVED
+    profile_nodes: bool = False  # record per-node times (caps.node_profiler); node_times() returns them
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,24 @@ class ModelRef:
     onnx: Path | None = None
     model_id: str | None = None
     in_features: int | None = None
+    # > 0: no real model but a chain of this many elementwise nodes that change nothing (Relu of the zeros fed
+    # to it) on in_features values: the per-call floor (1 node), a profiler's per-node cost (many)
+    empty: int = 0
+
+
+@dataclass
+class NodeTrace:
+    """Per-node times of every profiled call, in call order.
+
+    runs[i] maps a node (as the runtime names it) to its time in call i, in us; run_us[i] is the runtime's own
+    time for call i (ORT's model_run) when it reports one; ops maps node -> op type; covers maps node -> the
+    ONNX node name it ran ("/0/Gemm"), or a prefix ending in "/" for every ONNX node of a module ("/0/").
+    """
+
+    runs: list[dict]
+    run_us: list[float] | None
+    ops: dict
+    covers: dict
 
 
 class Runtime:
@@ -110,6 +132,14 @@ class Runtime:
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Host float32 outputs for host inputs (used for accuracy and parity)."""
         raise NotImplementedError
+
+    def node_times(self) -> NodeTrace:
+        """The per-node trace of every call since load() (needs RunConfig(profile_nodes=True)); ends profiling."""
+        raise NotImplementedError(f"{self.name} offers no per-node profiler")
+
+    def artifact(self) -> Path | None:
+        """The file this runtime loaded (ONNX, derived ONNX, engine or checkpoint), for its size on disk."""
+        return None
 
     def synchronize(self):
         pass
@@ -142,6 +172,35 @@ def cuda_ready() -> Probe:
     if not torch.cuda.is_available():
         return Probe(False, "no CUDA device is visible (torch.cuda.is_available() is False)")
     return Probe(True, "", torch.version.cuda or "")
+
+
+def node_trace(spans: list[tuple[float, float]], items) -> NodeTrace:
+    """A NodeTrace from call spans (start, end) and node events (node, start, us, op, covers); an event belongs
+    to the call whose span contains its start (events outside every call are dropped)."""
+    import bisect
+
+    spans = sorted(spans)
+    starts = [a for a, _ in spans]
+    runs: list[dict] = [{} for _ in spans]
+    ops, covers = {}, {}
+    for node, start, us, op, cover in items:
+        i = bisect.bisect_right(starts, start) - 1
+        if i < 0 or start > spans[i][1]:
+            continue
+        runs[i][node] = runs[i].get(node, 0.0) + float(us)
+        ops[node], covers[node] = op, cover
+    return NodeTrace(runs, [float(b - a) for a, b in spans], ops, covers)
+
+
+def empty_onnx(features: int, depth: int = 1) -> bytes:
+    """ONNX for ModelRef.empty: `depth` Relu nodes in a chain on a [batch, features] float input."""
+    from onnx import TensorProto, helper
+
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", features]) for n in ("input", "output")]
+    names = ["input", *[f"t{i}" for i in range(depth - 1)], "output"]
+    nodes = [helper.make_node("Relu", [names[i]], [names[i + 1]], name=f"/{i}/Relu") for i in range(depth)]
+    g = helper.make_graph(nodes, "empty", io[:1], io[1:])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
 def cuda_synchronize():

@@ -14,7 +14,17 @@ import numpy as np
 
 from rtml_profile import UserError, artifacts, paths
 from rtml_profile.batching import in_chunks
-from rtml_profile.runtimes.base import Capabilities, InputSpec, Probe, Runtime, cuda_ready, cuda_synchronize
+from rtml_profile.runtimes.base import (
+    Capabilities,
+    InputSpec,
+    NodeTrace,
+    Probe,
+    Runtime,
+    cuda_ready,
+    cuda_synchronize,
+    empty_onnx,
+    node_trace,
+)
 
 _DTYPES = {
     "tensor(float)": np.float32,
@@ -50,10 +60,14 @@ def _import_ort():
     return ort
 
 
-def _session(model, provider: str, provider_options: dict | None = None, threads: int | None = None):
-    """An InferenceSession whose first active provider must be `provider` (raises RuntimeError otherwise)."""
+def _session(model, provider: str, provider_options: dict | None = None, threads: int | None = None, trace=None):
+    """An InferenceSession whose first active provider must be `provider` (raises RuntimeError otherwise); with
+    `trace` (a file prefix), ONNX Runtime's profiler writes a Chrome-trace JSON there (end_profiling())."""
     ort = _import_ort()
     opts = ort.SessionOptions()
+    if trace:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(trace)
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
@@ -123,12 +137,19 @@ class _Ort(Runtime):
         return {}
 
     def model_path(self):
+        if self.model.empty:
+            return empty_onnx(self.model.in_features or 1, self.model.empty)
         src = self.onnx_file()
         if self.precision in self.native_precisions:
             return src
         return artifacts.onnx_for_precision(src, self.precision, self.config.artifacts)
 
     def load(self):
+        self._trace = None
+        if self.config.profile_nodes:
+            import tempfile
+
+            self._trace = Path(tempfile.mkdtemp(prefix="rtml-ort-trace-")) / "trace"
         self.session = self._new_session()
         inp = self.session.get_inputs()[0]
         self.input = InputSpec(inp.name, tuple(inp.shape), np.dtype(_DTYPES.get(inp.type, np.float32)))
@@ -137,9 +158,29 @@ class _Ort(Runtime):
 
     def _new_session(self, cuda_graph: bool = False):
         options = self.provider_options(self.precision, cuda_graph, self.config.artifacts)
-        return _session(
-            self.model_path(), self.provider, options, self.config.threads if self.caps.device == "cpu" else None
-        )
+        threads = self.config.threads if self.caps.device == "cpu" else None
+        return _session(self.model_path(), self.provider, options, threads, None if cuda_graph else self._trace)
+
+    def artifact(self) -> Path | None:
+        path = self.model_path()
+        return None if isinstance(path, bytes) else Path(path)
+
+    def node_times(self) -> NodeTrace:
+        """Kernel time per node and call from ONNX Runtime's profiler, grouped per node the way onnxruntime's
+        transformers/profile_result_processor.py does (cat "Node", args.op_name and args.provider set: the
+        "<node>_kernel_time" events; fences excluded); calls are the trace's "model_run" spans."""
+        import json
+        import shutil
+
+        if self._trace is None:
+            raise UserError(f"{self.name} was not loaded with RunConfig(profile_nodes=True)")
+        path = Path(self.session.end_profiling())
+        try:
+            events = json.loads(path.read_text())
+        finally:
+            shutil.rmtree(self._trace.parent, ignore_errors=True)
+            self._trace = None
+        return parse_ort_trace(events)
 
     def _bind(self, session, x: np.ndarray):
         ort = _import_ort()
@@ -181,9 +222,25 @@ class _Ort(Runtime):
         self._graph_sessions = []
 
 
+ORT_PROFILER = "ONNX Runtime profiler (enable_profiling): kernel time per node"
+
+
+def parse_ort_trace(events: list) -> NodeTrace:
+    """A NodeTrace from ONNX Runtime's Chrome-trace events (see _Ort.node_times)."""
+    spans = [
+        (e["ts"], e["ts"] + e["dur"]) for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"
+    ]
+    kernels = [
+        (e["name"].removesuffix("_kernel_time"), e["ts"], e["dur"], e["args"]["op_name"])
+        for e in events
+        if e.get("cat") == "Node" and "dur" in e and {"op_name", "provider"} <= set(e.get("args") or {})
+    ]
+    return node_trace(spans, [(n, ts, us, op, n.removeprefix("fused ")) for n, ts, us, op in kernels])
+
+
 class OrtCPU(_Ort):
     name = "ort-cpu"
-    caps = Capabilities(device="cpu", precisions=("fp32", "int8"))
+    caps = Capabilities(device="cpu", precisions=("fp32", "int8"), node_profiler=ORT_PROFILER)
 
 
 class OrtCUDA(_Ort):
@@ -191,7 +248,10 @@ class OrtCUDA(_Ort):
 
     name = "ort-cuda"
     caps = Capabilities(
-        device="cuda", precisions=("fp32", "tf32", "fp16"), scopes=("compute", "end-to-end", "cuda-graph")
+        device="cuda",
+        precisions=("fp32", "tf32", "fp16"),
+        scopes=("compute", "end-to-end", "cuda-graph"),
+        node_profiler=ORT_PROFILER + " (host-side: without a CUPTI build, a CUDA node's time is its launch)",
     )
     provider = "CUDAExecutionProvider"
     needs_cuda = True

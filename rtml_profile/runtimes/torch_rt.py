@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtml_profile import UserError
+from rtml_profile import UserError, paths
 from rtml_profile.batching import in_chunks
-from rtml_profile.runtimes.base import Capabilities, InputSpec, Probe, Runtime, cuda_ready, cuda_synchronize
+from rtml_profile.runtimes.base import (
+    Capabilities,
+    InputSpec,
+    NodeTrace,
+    Probe,
+    Runtime,
+    cuda_ready,
+    cuda_synchronize,
+    node_trace,
+)
+
+RUN = "model_run"  # the record_function range around one forward when profiling
 
 
 class _Torch(Runtime):
@@ -25,15 +36,63 @@ class _Torch(Runtime):
 
         from rtml_profile.pipeline import load_checkpoint
 
-        if self.model.model_id is None:
+        if self.model.model_id is None and not self.model.empty:
             raise UserError(f"{self.name} runs zoo checkpoints only; {self.model.name} is an ONNX file")
         if self.caps.device == "cpu" and self.config.threads:
             torch.set_num_threads(self.config.threads)  # this process runs one runtime only (see bench's workers)
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
-        net, _ = load_checkpoint(self.model.model_id)
+        net = (
+            torch.nn.Sequential(*[torch.nn.ReLU() for _ in range(self.model.empty)])
+            if self.model.empty
+            else load_checkpoint(self.model.model_id)[0]
+        )
         self.net = net.to(self.caps.device, self.dtype).eval()
         self.input = InputSpec("input", ("batch", self.model.in_features), np.dtype(np.float32))
         self._graphs = []  # captured CUDA graphs stay alive until close()
+        self._prof = self._start_profiler() if self.config.profile_nodes else None
+
+    def artifact(self):
+        return None if self.model.empty else paths.checkpoint(self.model.model_id)
+
+    def _start_profiler(self):
+        """torch.profiler over every later call, with one record_function range per leaf module ("/0/Linear",
+        named like the ONNX export's "/0/..." nodes) and one per forward (RUN)."""
+        import torch
+        from torch.profiler import ProfilerActivity, profile, record_function
+
+        def enter(name):
+            def pre(module, args):
+                module._rtml_range = record_function(name)
+                module._rtml_range.__enter__()
+
+            return pre
+
+        def leave(module, args, out):
+            module._rtml_range.__exit__(None, None, None)
+
+        leaves = [(n, m) for n, m in self.net.named_modules() if n and not list(m.children())]
+        for n, m in leaves:
+            m.register_forward_pre_hook(enter(f"/{n.replace('.', '/')}/{type(m).__name__}"))
+            m.register_forward_hook(leave)
+        self.net.register_forward_pre_hook(enter(RUN))
+        self.net.register_forward_hook(leave)
+        prof = profile(activities=[ProfilerActivity.CPU])
+        prof.__enter__()
+        self._torch = torch
+        return prof
+
+    def node_times(self) -> NodeTrace:
+        """Host time per leaf module and call (record_function ranges under torch.profiler); calls are the RUN
+        ranges. `covers` is the module's ONNX name prefix ("/0/")."""
+        if self._prof is None:
+            raise UserError(f"{self.name} was not loaded with RunConfig(profile_nodes=True)")
+        prof, self._prof = self._prof, None
+        prof.__exit__(None, None, None)
+        ranges = [
+            (e.name, e.time_range.start, e.time_range.end) for e in prof.events() if e.name.startswith(("/", RUN))
+        ]
+        nodes = [(n, a, b - a, n.rsplit("/", 1)[1], n.rsplit("/", 1)[0] + "/") for n, a, b in ranges if n != RUN]
+        return node_trace([(a, b) for n, a, b in ranges if n == RUN], nodes)
 
     def _to_device(self, x: np.ndarray):
         import torch
@@ -80,7 +139,13 @@ class _Torch(Runtime):
 
 class TorchCPU(_Torch):
     name = "torch-cpu"
-    caps = Capabilities(device="cpu", precisions=("fp32",), needs_checkpoint=True, takes_onnx=False)
+    caps = Capabilities(
+        device="cpu",
+        precisions=("fp32",),
+        needs_checkpoint=True,
+        takes_onnx=False,
+        node_profiler="torch.profiler: host time per leaf module (record_function ranges)",
+    )
 
 
 class TorchCUDA(_Torch):

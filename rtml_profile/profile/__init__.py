@@ -1,0 +1,39 @@
+"""Where the time goes: the machine's measured limits (limits.py), per-node profiles (nodes.py), start-up and
+memory per runtime (lifecycle.py), and the roofline that joins them to the benchmark (roofline.py).
+
+Each measurement writes one JSON record per host in reports/data/ (`<kind>_<host>.json`, read back through
+rtml_profile.schema); the report only reads them. Nothing here tests a runtime's name: runtimes are driven through
+their protocol (an empty model for the per-call floor, RunConfig(profile_nodes=True) for node times).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rtml_profile import paths
+
+KINDS = ("limits", "nodes", "lifecycle")
+
+
+def record_path(kind: str, host: str, data_dir: Path = paths.DATA) -> Path:
+    """reports/data/<kind>_<host slug>.json: one record per host and kind."""
+    from rtml_profile.results import slug
+
+    return Path(data_dir) / f"{kind}_{slug(host)}.json"
+
+
+def save_entries(kind: str, entries: list[dict], key: tuple[str, ...], data_dir: Path = paths.DATA) -> Path:
+    """Merge `entries` into this host's <kind> record under a lock (an entry replaces the one with its key)."""
+    from rtml_profile.files import check_writable, locked, write_json
+    from rtml_profile.host import environment
+    from rtml_profile.schema import read_profile_record
+
+    env = environment()
+    path = record_path(kind, env["host"], data_dir)
+    check_writable(Path(data_dir))
+    with locked(path):
+        old = read_profile_record(path, kind)["entries"] if path.is_file() else []
+        keys = {tuple(e[k] for k in key) for e in entries}
+        kept = [e for e in old if tuple(e.get(k) for k in key) not in keys]
+        write_json(path, {"kind": kind, "host": env["host"], "environment": env, "entries": kept + entries})
+    return path

@@ -1,0 +1,141 @@
+"""Start-up, memory and energy per runtime: load (session creation, build steps with cache hit or miss), the first
+(cold) call against the warm p50, process memory, GPU memory, the model's size on disk, energy per call.
+
+Each (runtime, precision) runs in its own spawned process (workers.py's reason: nothing leaks between runtimes),
+so its first call is really cold and its peak memory is its own. Calls are end-to-end at batch 1 (host array in,
+host array out). RSS is psutil's resident set size; peak RSS is the process's high-water mark (peak_rss).
+GPU memory comes from PyTorch's allocator (what PyTorch allocated) and NVML (the device's view).
+"""
+
+from __future__ import annotations
+
+import time
+
+from rtml_profile import UserError, runtimes
+
+BATCH, SCOPE = 1, "end-to-end"
+
+
+def _measure(spec: str, target, precision: str, threads: int) -> dict:
+    """In the worker: everything for one runtime and precision."""
+    import psutil
+
+    from rtml_profile import artifacts
+    from rtml_profile.bench import Settings, time_calls
+    from rtml_profile.profile.meters import Energy
+    from rtml_profile.runtimes.base import RunConfig
+
+    cls, proc = runtimes.load_class(spec), psutil.Process()
+    rss0, x = proc.memory_info().rss, target.inputs(BATCH)
+    t0 = time.perf_counter()
+    rt = cls(target.ref, precision, RunConfig(threads=threads, min_batch=BATCH, max_batch=BATCH))
+    rt.load()
+    out = {
+        "load_s": time.perf_counter() - t0,
+        "builds": list(artifacts.EVENTS),
+        "rss_after_load": proc.memory_info().rss,
+    }
+    call = rt.runner(SCOPE, x)
+    t0 = time.perf_counter()
+    call()
+    rt.synchronize()
+    out["first_call_s"] = time.perf_counter() - t0
+    energy = Energy(rt.caps.device)
+    ns = time_calls(call, rt.synchronize, Settings(min_iters=300, min_s=0.3, max_s=2.0))
+    out.update(energy.result(len(ns) + 10))  # + Settings' 10 warm-up calls, inside the metered block
+    out.update(warm_p50_s=float(sorted(ns)[len(ns) // 2]) / 1e9, rss=proc.memory_info().rss, rss_before_load=rss0)
+    out.update(peak_rss(max(out["rss_after_load"], out["rss"])))
+    art = rt.artifact()
+    out["artifact"], out["size_bytes"] = (str(art), art.stat().st_size) if art and art.exists() else (None, None)
+    out.update(_gpu_memory(rt.caps.device))
+    rt.close()
+    return out
+
+
+def peak_rss(sampled: int) -> dict:
+    """The process's RSS high-water mark: VmHWM from /proc/self/status (reset by exec, unlike getrusage's
+    ru_maxrss, which a spawned child inherits from its parent), else the largest RSS sampled."""
+    try:
+        for line in open("/proc/self/status").read().splitlines():
+            if line.startswith("VmHWM:"):
+                return {"peak_rss": int(line.split()[1]) * 1024, "peak_rss_source": "VmHWM"}
+    except OSError:
+        pass
+    return {"peak_rss": sampled, "peak_rss_source": "largest RSS sampled (after load, after warm calls)"}
+
+
+def _gpu_memory(device: str) -> dict:
+    if device != "cuda":
+        return {"gpu_memory": "not applicable", "gpu_memory_reason": "the runtime runs on the CPU"}
+    import sys
+
+    out = {}
+    if "torch" in sys.modules:
+        import torch
+
+        out["torch_max_allocated"] = torch.cuda.max_memory_allocated() if torch.cuda.is_initialized() else None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        out["nvml_used"] = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).used
+        pynvml.nvmlShutdown()
+    except Exception as e:
+        out["nvml_reason"] = f"{type(e).__name__}: {e}"
+    return out
+
+
+def _child(conn, spec, target, precision, threads):
+    try:
+        conn.send(("ok", _measure(spec, target, precision, threads)))
+    except Exception as e:
+        conn.send(("failed", f"{type(e).__name__}: {str(e)[:300]}"))
+
+
+def measure_isolated(name: str, target, precision: str, threads: int) -> dict:
+    """One runtime and precision in a spawned process; a crash or failure is an entry with its reason."""
+    import multiprocessing as mp
+
+    from rtml_profile.profile.nodes import weights_note
+    from rtml_profile.results import now
+
+    base = {"model": target.ref.name, "runtime": name, "precision": precision, "scope": SCOPE, "batch": BATCH,
+            "threads": threads, "timestamp": now(), "note": weights_note(target.ref.name)}  # fmt: skip
+    cls = runtimes.get(name)
+    probe = cls.probe()
+    if not probe.available:
+        return {**base, "status": "absent", "reason": probe.reason}
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_child, args=(child, runtimes.target(name), target, precision, threads), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        status, payload = parent.recv()
+    except EOFError:
+        status, payload = "failed", f"the worker process died (exit code {proc.exitcode})"
+    proc.join(30)
+    return {**base, "status": status, **(payload if status == "ok" else {"reason": payload})}
+
+
+def run(models, runtime_names=None, threads=None, save=True, data_dir=None) -> list[dict]:
+    """Lifecycle of every model x runtime x precision the runtime offers; merged into lifecycle_<host>.json."""
+    from rtml_profile import paths, zoo
+    from rtml_profile.bench import zoo_target
+    from rtml_profile.host import physical_cores
+    from rtml_profile.profile import save_entries
+
+    names = runtime_names or runtimes.names()
+    for n in names:
+        runtimes.target(n)
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be a positive integer, got {threads}")
+    threads = threads or physical_cores()
+    out = []
+    for mid in [s.id for s in zoo.resolve(models)]:
+        target = zoo_target(mid, with_accuracy=False)
+        for name in names:
+            out += [measure_isolated(name, target, p, threads) for p in runtimes.get(name).caps.precisions]
+    if save:
+        save_entries("lifecycle", out, ("model", "runtime", "precision"), data_dir or paths.DATA)
+    return out

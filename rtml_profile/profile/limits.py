@@ -1,0 +1,260 @@
+"""The machine's limits, measured by the toolkit: peak matrix-multiply rate per precision and engine, memory
+bandwidth (a copy far larger than the last-level cache, and one that fits in it), and each runtime's per-call
+floor (a one-node model through its own call path, per scope; a CUDA-graph replay where a GPU exists).
+
+Every figure is a p50 over repeated calls after a warm-up (bench.time_calls), except the matmul peaks (the
+10th-percentile call: the rate the cores reach undisturbed); rates are work / that time. A copy
+moves 2 x its size (read + write). `rtml-profile limits` measures them and appends a run to this host's record,
+so two runs can be compared (they should agree within 15%).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtml_profile import UserError, paths
+
+AGREE = 0.15  # two runs of the same limit should differ by less than this (relative)
+MATMUL_SIZES = (256, 512, 1024)  # square products; the peak is the best of them (big ones can lose to paging)
+DRAM_COPY_BYTES = 256 * 2**20  # per buffer: far beyond any last-level cache here
+KEEP_RUNS = 6
+PEAK_PERCENTILE = 10
+
+
+def _settings(min_s: float = 0.3):
+    from rtml_profile.bench import Settings
+
+    return Settings(warmup_iters=3, warmup_s=0.1, min_iters=5, min_s=min_s, max_s=max(2.0, min_s))
+
+
+def _p50_s(call, sync=lambda: None, settings=None, q: float = 50) -> float:
+    from rtml_profile.bench import time_calls
+
+    return float(np.percentile(time_calls(call, sync, settings or _settings()), q)) / 1e9
+
+
+def llc_bytes() -> int | None:
+    """The last-level cache's size from sysfs (Linux), else None."""
+    best = None
+    for d in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        with contextlib.suppress(OSError, ValueError):
+            level, size = int((d / "level").read_text()), (d / "size").read_text().strip()
+            mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1], 1)
+            value = int(size.rstrip("KMG")) * mult
+            if best is None or level > best[0]:
+                best = (level, value)
+    return best[1] if best else None
+
+
+def _ort_matmul(dtype: str, n: int, threads: int):
+    """An ONNX Runtime CPU session doing one n x n x n product (MatMul, or MatMulInteger for int8)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rtml_profile.runtimes.ort import cpu_session
+
+    rng = np.random.default_rng(0)
+    if dtype == "int8":
+        w = numpy_helper.from_array(rng.integers(-127, 127, (n, n)).astype(np.int8), "w")
+        node, xt, yt = helper.make_node("MatMulInteger", ["x", "w"], ["y"]), TensorProto.UINT8, TensorProto.INT32
+        x = rng.integers(0, 255, (n, n)).astype(np.uint8)
+    else:
+        w = numpy_helper.from_array(rng.standard_normal((n, n)).astype(np.float32), "w")
+        node, xt, yt = helper.make_node("MatMul", ["x", "w"], ["y"]), TensorProto.FLOAT, TensorProto.FLOAT
+        x = rng.standard_normal((n, n)).astype(np.float32)
+    g = helper.make_graph(
+        [node],
+        "mm",
+        [helper.make_tensor_value_info("x", xt, [n, n])],
+        [helper.make_tensor_value_info("y", yt, [n, n])],
+        [w],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    sess = cpu_session(model, threads)
+    import onnxruntime as ort
+
+    binding = sess.io_binding()  # inputs and outputs bound once: the product alone, no allocation per call
+    keep = (
+        ort.OrtValue.ortvalue_from_numpy(x),
+        ort.OrtValue.ortvalue_from_numpy(np.zeros((n, n), sess.run(None, {"x": x})[0].dtype)),
+    )
+    binding.bind_ortvalue_input("x", keep[0])
+    binding.bind_ortvalue_output("y", keep[1])
+    return lambda: (sess.run_with_iobinding(binding), keep)
+
+
+def _best(kind, precision, engine, make, sync=lambda: None, sizes=MATMUL_SIZES) -> dict:
+    """The best rate over square products of `sizes` (make(n) -> a call doing one n x n x n product)."""
+    try:
+        # a peak is what the cores do undisturbed: the 10th-percentile call, so that another process's burst
+        # on these shared cores does not lower it (bandwidths and floors stay p50)
+        rates = {n: 2 * n**3 / _p50_s(make(n), sync, _settings(0.5), q=PEAK_PERCENTILE) for n in sizes}
+    except Exception as e:  # an engine that cannot run is a result with its reason
+        return _absent(kind, precision, engine, f"{type(e).__name__}: {str(e)[:200]}")
+    n = max(rates, key=rates.get)
+    return _rate(kind, precision, engine, rates[n], f"best of {', '.join(f'{m}^3' for m in sizes)} products: {n}^3")
+
+
+def matmul_rates(threads: int) -> list[dict]:
+    """Peak matmul rate (FLOP/s, 2 n^3 per product) per precision and engine; absent ones with the reason."""
+    out = [
+        _best("matmul", p, "onnxruntime CPU (MLAS)", lambda n, p=p: _ort_matmul(p, n, threads))
+        for p in ("fp32", "int8")
+    ]
+    return out + _torch_matmuls(threads)
+
+
+def _torch_matmuls(threads: int) -> list[dict]:
+    try:
+        import torch
+    except ImportError as e:
+        return [_absent("matmul", "fp32", "PyTorch CPU", f"PyTorch is not installed ({e})")]
+    from rtml_profile.runtimes.base import cuda_ready
+
+    torch.set_num_threads(threads)
+
+    def make(n, device="cpu", dtype=torch.float32):
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        c = torch.empty(n, n, device=device, dtype=dtype)
+        return lambda: torch.mm(a, b, out=c)
+
+    out = [_best("matmul", "fp32", "PyTorch CPU (torch.mm)", make)]
+    ready = cuda_ready()
+    for precision, dtype in (("fp32", torch.float32), ("fp16", torch.float16)):
+        engine = "PyTorch CUDA (torch.mm)"
+        if not ready.available:
+            out.append(_absent("matmul", precision, engine, ready.reason))
+            continue
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 is true fp32, as everywhere in the toolkit
+        gpu = lambda n, dtype=dtype: make(n, "cuda", dtype)  # noqa: E731
+        out.append(_best("matmul", precision, engine, gpu, torch.cuda.synchronize, (4096, 8192)))
+    return out
+
+
+def bandwidths() -> list[dict]:
+    """Copy bandwidth (bytes read + written per second) far beyond the last-level cache, and within it."""
+    llc = llc_bytes()
+    sizes = [("dram", DRAM_COPY_BYTES)]
+    if llc:
+        sizes.append(("llc", llc // 4))  # source + destination fill half the cache
+    # numpy's copy on one thread: PyTorch's parallel copy_ ran at a fraction of this on cache-sized tensors here,
+    # and two numpy threads moved no more bytes than one
+    engine = "numpy copyto (one thread)"
+    out = []
+    for level, nbytes in sizes:
+        dst, src = np.empty(nbytes // 4, np.float32), np.ones(nbytes // 4, np.float32)
+        s = _p50_s(lambda d=dst, s_=src: np.copyto(d, s_), settings=_settings(0.3))
+        what = f"copy of {nbytes / 2**20:.0f} MiB" + (f" (last-level cache {llc / 2**20:.0f} MiB)" if llc else "")
+        out.append(_rate("bandwidth", level, engine, 2 * nbytes / s, what))
+    if not llc:
+        out.append(_absent("bandwidth", "llc", engine, "the last-level cache size is not readable in sysfs"))
+    return out + [_gpu_bandwidth()]
+
+
+def _gpu_bandwidth() -> dict:
+    """Device-memory copy bandwidth (1 GiB tensor copy on the GPU), or absent with the reason."""
+    from rtml_profile.runtimes.base import cuda_ready
+
+    engine, ready = "PyTorch CUDA tensor copy_", cuda_ready()
+    if not ready.available:
+        return _absent("bandwidth", "gpu", engine, ready.reason)
+    import torch
+
+    nbytes = 2**30
+    src, dst = torch.ones(nbytes // 4, device="cuda"), torch.empty(nbytes // 4, device="cuda")
+    s = _p50_s(lambda: dst.copy_(src), torch.cuda.synchronize)
+    return _rate("bandwidth", "gpu", engine, 2 * nbytes / s, "copy of 1024 MiB in device memory")
+
+
+def floors(threads: int) -> list[dict]:
+    """Per-call floor of every runtime and scope: an empty model (one Relu node) on a 1 x 1 input, p50 per call."""
+    from rtml_profile import runtimes
+    from rtml_profile.runtimes.base import ModelRef, RunConfig
+
+    x = np.zeros((1, 1), np.float32)
+    out = []
+    for name in runtimes.names():
+        cls = runtimes.get(name)
+        probe = cls.probe()
+        for scope in cls.caps.scopes:
+            what = {"kind": "floor", "runtime": name, "scope": scope, "device": cls.caps.device}
+            if not probe.available:
+                out.append({**what, "status": "absent", "reason": probe.reason})
+                continue
+            try:
+                with cls(ModelRef("empty", None, None, 1, empty=1), "fp32", RunConfig(threads=threads)) as rt:
+                    s = _p50_s(rt.runner(scope, x), rt.synchronize, _settings(0.3))
+                out.append({**what, "status": "ok", "seconds": s, "what": "one Relu node on a 1 x 1 input"})
+            except Exception as e:
+                out.append({**what, "status": "failed", "reason": f"{type(e).__name__}: {str(e)[:200]}"})
+    return out
+
+
+def _rate(kind, precision, engine, value, what) -> dict:
+    return {"kind": kind, "precision": precision, "engine": engine, "status": "ok", "per_s": value, "what": what}
+
+
+def _absent(kind, precision, engine, reason) -> dict:
+    return {"kind": kind, "precision": precision, "engine": engine, "status": "absent", "reason": reason}
+
+
+def measure(threads: int | None = None) -> dict:
+    """One run of every limit on this machine."""
+    from rtml_profile.host import physical_cores
+    from rtml_profile.results import now
+
+    threads = threads or physical_cores()
+    t0 = time.perf_counter()
+    items = matmul_rates(threads) + bandwidths() + floors(threads)
+    return {"timestamp": now(), "threads": threads, "llc_bytes": llc_bytes(), "items": items,
+            "took_s": time.perf_counter() - t0, "load_average_1min": load_average()}  # fmt: skip
+
+
+def load_average() -> float | None:
+    """The 1-minute load average when a measurement ended (other processes competing for the cores)."""
+    import os
+
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def item_key(item: dict) -> str:
+    """A limit's identity across runs: 'matmul fp32 onnxruntime CPU (MLAS)', 'floor ort-cpu compute'."""
+    if item["kind"] == "floor":
+        return f"floor {item['runtime']} {item['scope']}"
+    return f"{item['kind']} {item['precision']} {item['engine']}"
+
+
+def value(item: dict) -> float | None:
+    return item.get("per_s", item.get("seconds")) if item.get("status") == "ok" else None
+
+
+def agreement(runs: list[dict]) -> dict:
+    """{limit: relative difference of the last two runs} for every limit measured in both."""
+    if len(runs) < 2:
+        return {}
+    a = {item_key(i): value(i) for i in runs[-2]["items"]}
+    b = {item_key(i): value(i) for i in runs[-1]["items"]}
+    return {k: abs(b[k] - a[k]) / max(a[k], b[k]) for k in b if a.get(k) and b.get(k)}
+
+
+def run(threads: int | None = None, data_dir: Path = paths.DATA, command: str = "rtml-profile limits") -> dict:
+    """Measure every limit and append the run to this host's limits record (the last KEEP_RUNS are kept)."""
+    from rtml_profile.files import check_writable, locked, write_json
+    from rtml_profile.host import environment
+    from rtml_profile.profile import record_path
+    from rtml_profile.schema import read_profile_record
+
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be a positive integer, got {threads}")
+    check_writable(Path(data_dir))
+    new = {**measure(threads), "command": command}
+    env = environment()
+    path = record_path("limits", env["host"], data_dir)
+    with locked(path):
+        old = read_profile_record(path, "limits")["entries"] if path.is_file() else []
+        runs = (old + [new])[-KEEP_RUNS:]
+        write_json(path, {"kind": "limits", "host": env["host"], "environment": env, "entries": runs})
+    return {"path": path, "runs": runs, "agreement": agreement(runs)}

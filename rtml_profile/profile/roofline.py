@@ -1,0 +1,88 @@
+"""The roofline: each benchmarked (model, runtime, precision, batch) against its host's measured limits.
+
+For a call on a batch B: FLOPs = 2 x MACs per sample x B; bytes = weights (parameters x their width at the
+precision) + B x activation bytes per sample (every node's activation inputs and outputs, fp32). The ceilings
+are the host's measured peak matmul rate for the precision on the runtime's device, and its copy bandwidth:
+last-level-cache bandwidth when the call's bytes fit in the cache, memory bandwidth otherwise. Then
+
+    compute = FLOPs / peak, memory = bytes / bandwidth, floor = the runtime's measured per-call floor (scope)
+    predicted = max(compute, memory) + floor;  bound = the largest of the three
+    attainable = min(peak, FLOPs/bytes x bandwidth);  efficiency = (FLOPs / measured p50) / attainable
+
+Pure functions of the records (no measuring): the report calls them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtml_profile.profile.limits import value
+from rtml_profile.profile.nodes import ACT_BYTES, WEIGHT_BYTES
+
+DEVICE_ENGINE = {"cpu": "CPU", "cuda": "CUDA"}  # the word a limit's engine names its device by
+
+
+def ceilings(limits_record: dict, device: str, precision: str, runtime: str, scope: str) -> dict:
+    """Peak FLOP/s, bandwidths (B/s) and floor (s) for one configuration from a host's latest limits run; a
+    missing one is None. tf32 uses the fp32 peak (a lower bound: TF32 units are faster)."""
+    run = limits_record["entries"][-1]
+    word, prec = DEVICE_ENGINE.get(device, device), "fp32" if precision == "tf32" else precision
+    peaks = [value(i) for i in run["items"] if i["kind"] == "matmul" and i["precision"] == prec and word in i["engine"]]
+    bw = {i["precision"]: value(i) for i in run["items"] if i["kind"] == "bandwidth"}
+    floor = [value(i) for i in run["items"] if i["kind"] == "floor" and i["runtime"] == runtime and i["scope"] == scope]
+    peaks = [p for p in peaks if p]
+    return {"peak": max(peaks) if peaks else None, "dram": bw.get("gpu" if device == "cuda" else "dram"),
+            "llc": None if device == "cuda" else bw.get("llc"), "llc_bytes": run.get("llc_bytes"),
+            "floor": floor[0] if floor else None}  # fmt: skip
+
+
+def model_bytes(nodes, precision: str, batch: int) -> float:
+    """Bytes one call moves at least once (see the module docstring) from analysis.csv's batch-1 node rows."""
+    from rtml_profile.profile.nodes import _elements
+
+    params = float(nodes["params"].sum())
+    acts = sum(
+        sum(_elements(str(r["inputs"]))) - r["params"] + sum(_elements(str(r["outputs"]))) for _, r in nodes.iterrows()
+    )
+    return params * WEIGHT_BYTES.get(precision, 4) + batch * ACT_BYTES * acts
+
+
+def point(row: dict, macs: float, nbytes: float, c: dict) -> dict:
+    """One roofline point for a bench row (p50_us, batch) given its model's MACs/sample, bytes and ceilings."""
+    flops = 2 * macs * row["batch"]
+    out = {"flops": flops, "bytes": nbytes, "intensity": flops / nbytes, "achieved": flops / (row["p50_us"] / 1e6)}
+    if not c["peak"] or not c["dram"] or c["floor"] is None:
+        missing = [k for k in ("peak", "dram", "floor") if not c[k] and c[k] != 0]
+        return {**out, "reason": f"no measured {' / '.join(missing)} for this configuration"}
+    bw_level = "llc" if c["llc"] and c["llc_bytes"] and nbytes <= c["llc_bytes"] else "dram"
+    bw = c[bw_level]
+    parts = {"compute": flops / c["peak"], "memory": bytes_time(nbytes, bw), "overhead": c["floor"]}
+    predicted = max(parts["compute"], parts["memory"]) + parts["overhead"]
+    attainable = min(c["peak"], out["intensity"] * bw)
+    bound = max(parts, key=parts.get)
+    return {**out, **{f"{k}_s": v for k, v in parts.items()}, "bandwidth_level": bw_level, "bandwidth": bw,
+            "peak": c["peak"], "predicted_s": predicted, "measured_s": row["p50_us"] / 1e6,
+            "attainable": attainable, "efficiency": out["achieved"] / attainable,
+            "bound": f"{bound}-bound"}  # fmt: skip
+
+
+def bytes_time(nbytes: float, bandwidth: float) -> float:
+    return nbytes / bandwidth if bandwidth else float("nan")
+
+
+def points(inp) -> list[dict]:
+    """Roofline points for every compute-scope bench row on a host with a limits record."""
+    limits = inp.profiles.get("limits", {})
+    if inp.ok is None or inp.analysis_nodes is None or not limits:
+        return []
+    out = []
+    rows = inp.ok[(inp.ok["scope"] == "compute") & inp.ok["host"].isin(list(limits))]
+    for r in rows.to_dict("records"):
+        nodes = inp.analysis_nodes[inp.analysis_nodes["model"] == r["model"]]
+        if r["model"] not in inp.macs or nodes.empty or not np.isfinite(inp.macs[r["model"]]):
+            continue
+        c = ceilings(limits[r["host"]], r["device"], r["precision"], r["runtime"], "compute")
+        nbytes = model_bytes(nodes, r["precision"], int(r["batch"]))
+        out.append({**{k: r[k] for k in ("host", "model", "runtime", "precision", "batch", "p50_us")},
+                    **point(r, inp.macs[r["model"]], nbytes, c)})  # fmt: skip
+    return out

@@ -1,0 +1,219 @@
+"""Where the time goes: the roofline per host (REPORT.md: a few sentences and the figure) and, in the appendix,
+the machine's limits, the slowest nodes, predicted beside measured latency, and start-up and memory."""
+
+from __future__ import annotations
+
+from rtml_profile.report.common import host_label
+from rtml_profile.report.fmt import duration_s, duration_us, pct, sig, table
+from rtml_profile.report.inputs import Inputs
+
+MODEL, RUNTIME, PRECISION = "2b", "ort-cpu", "fp32"  # the configuration the findings follow
+
+
+def _gflops(x) -> str:
+    return f"{sig(x / 1e9)} GFLOP/s"
+
+
+def _gbs(x) -> str:
+    return f"{sig(x / 1e9)} GB/s"
+
+
+def roofline_figure(points: list[dict], limits: dict, title: str) -> bytes:
+    from rtml_profile.report.figures import _plain_log, _plt, _png
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ok = [p for p in points if "bound" in p]
+    xs = [p["intensity"] for p in ok] or [1.0]
+    lo, hi = min(xs) / 2, max(xs) * 2
+    for p in {(p["precision"], p["peak"]) for p in ok}:
+        ax.hlines(p[1] / 1e9, lo, hi, linestyles="--", colors="grey")
+        ax.text(lo, p[1] / 1e9 * 1.05, f"{p[0]} peak {sig(p[1] / 1e9)} GFLOP/s", fontsize=7)
+    for level, bw in {(p["bandwidth_level"], p["bandwidth"]) for p in ok}:
+        ax.plot([lo, hi], [lo * bw / 1e9, hi * bw / 1e9], ":", color="grey")
+        ax.text(lo * 1.1, lo * bw / 1e9 * 1.3, f"{level} copy {sig(bw / 1e9)} GB/s", fontsize=7)
+    for key in sorted({(p["model"], p["runtime"], p["precision"]) for p in ok}):
+        g = [p for p in ok if (p["model"], p["runtime"], p["precision"]) == key]
+        ax.plot([p["intensity"] for p in g], [p["achieved"] / 1e9 for p in g], "o-", ms=3, label=" ".join(key))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _plain_log(ax, "x")
+    _plain_log(ax, "y")
+    ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
+    ax.set_ylabel("achieved GFLOP/s (p50, compute scope)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _pick(pts, host, batch):
+    return next((p for p in pts if (p["host"], p["model"], p["runtime"], p["precision"], p["batch"])
+                 == (host, MODEL, RUNTIME, PRECISION, batch) and "bound" in p), None)  # fmt: skip
+
+
+def _profile(inp: Inputs, host: str, batch: int):
+    rec = inp.profiles.get("nodes", {}).get(host)
+    return next((e for e in (rec or {}).get("entries", []) if (e["model"], e["runtime"], e["precision"],
+                 e["batch"]) == (MODEL, RUNTIME, PRECISION, batch)), None)  # fmt: skip
+
+
+def _bound_sentence(inp: Inputs, p: dict, host: str) -> str:
+    s = (
+        f"batch {p['batch']} {p['bound']} (predicted {duration_s(p['predicted_s'])}, measured "
+        f"{duration_s(p['measured_s'])}: {pct(p['efficiency'])} of the attainable {_gflops(p['attainable'])}"
+    )
+    prof = _profile(inp, host, p["batch"])
+    if prof:
+        top = max(prof["nodes"], key=lambda n: n["p50_us"])
+        if p["bound"] == "compute-bound":
+            rate = f"{_gflops(top['gflop_s'] * 1e9)} = {pct(top['gflop_s'] * 1e9 / p['peak'])} of peak"
+        else:
+            share = pct(top["gb_s"] * 1e9 / p["bandwidth"])
+            rate = f"{_gbs(top['gb_s'] * 1e9)} = {share} of the {p['bandwidth_level']} copy"
+        s += f"; {top['node']} takes {pct(top['share'])} at {rate}"
+    return s + ")"
+
+
+def _over(pts: list[dict], inp: Inputs, host: str) -> str:
+    """A warning when measured points beat the measured ceilings (the limits were measured lower than reached)."""
+    over = [p for p in pts if p.get("efficiency", 0) > 1]
+    if not over:
+        return ""
+    runs = inp.profiles["limits"][host]["entries"]
+    load = runs[-1].get("load_average_1min")
+    return (f" {len(over)} of {len(pts)} points beat their ceiling (up to {pct(max(p['efficiency'] for p in over))}): "
+            f"the limits (load average {sig(load)}) are low; read them as lower bounds.")  # fmt: skip
+
+
+def section_where(inp: Inputs, figures: dict) -> str:
+    from rtml_profile.profile.roofline import points
+
+    pts = points(inp)
+    hosts = sorted({p["host"] for p in pts})
+    out = ["## Where the time goes\n"]
+    for h in hosts:
+        slug = "".join(c if c.isalnum() else "_" for c in h)
+        figures[f"roofline_{slug}.png"] = roofline_figure([p for p in pts if p["host"] == h], {}, host_label(inp, h))
+        said = [_bound_sentence(inp, p, h) for b in (1, 1024) if (p := _pick(pts, h, b))]
+        mine = [p for p in pts if p["host"] == h and "bound" in p]
+        if said:
+            out.append(f"{MODEL}, {RUNTIME} {PRECISION}, {host_label(inp, h)}: " + "; ".join(said) + "."
+                       + _over(mine, inp, h) + "\n")  # fmt: skip
+        out.append(f"![roofline](figures/roofline_{slug}.png)\n")
+    bench_hosts = set() if inp.ok is None else set(inp.ok["host"])
+    for h in sorted(bench_hosts - set(hosts)):
+        out.append(f"{host_label(inp, h)}: no limits measured there, so no roofline.\n")
+    if len(out) == 1:
+        return ""
+    return "\n".join(out)
+
+
+def limit_rows(inp: Inputs) -> list[dict]:
+    from rtml_profile.profile.limits import agreement, item_key, value
+
+    rows = []
+    for host, rec in sorted(inp.profiles.get("limits", {}).items()):
+        runs = rec["entries"]
+        agree = agreement(runs)
+        prev = {item_key(i): value(i) for i in runs[-2]["items"]} if len(runs) > 1 else {}
+        absent: dict[str, list[str]] = {}
+        for item in runs[-1]["items"]:
+            k, v = item_key(item), value(item)
+            if v is None:
+                absent.setdefault(f"{item['status']}: {item.get('reason', '')}", []).append(k)
+                continue
+            fmt = duration_s if item["kind"] == "floor" else _gbs if item["kind"] == "bandwidth" else _gflops
+            rows.append({"host": host_label(inp, host), "limit": k,
+                         "last run": fmt(v),
+                         "run before": fmt(prev[k]) if prev.get(k) else "",
+                         "difference": pct(agree[k]) if k in agree else "",
+                         "command": f"`{runs[-1]['command']}` ({runs[-1]['timestamp']}, load average "
+                                    f"{sig(runs[-1].get('load_average_1min'))})"})  # fmt: skip
+        rows += [{"host": host_label(inp, host), "limit": ", ".join(ks), "last run": why, "run before": "",
+                  "difference": "", "command": ""} for why, ks in absent.items()]  # fmt: skip
+    return rows
+
+
+def node_rows(inp: Inputs, top: int = 3) -> list[dict]:
+    rows = []
+    for host, rec in sorted(inp.profiles.get("nodes", {}).items()):
+        for e in rec["entries"]:
+            c = e["call"]
+            head = {"host": host_label(inp, host), "config": f"{e['model']} {e['runtime']} {e['precision']} "
+                    f"batch {e['batch']}",
+                    "call": f"{duration_us(e['unprofiled']['p50_us'])} unprofiled = nodes {duration_us(c['nodes_us'])} "
+                    f"+ between {duration_us(c['between_us'])} + outside {duration_us(c['outside_us'])} - profiler "
+                    f"{duration_us(e['profiler_cost']['this_call_us'])} ({pct(e['accounted_error'])} off; profiled "
+                    f"p50 {duration_us(e['profiled']['p50_us'])})"}  # fmt: skip
+            for n in sorted(e["nodes"], key=lambda n: -n["p50_us"])[:top]:
+                rows.append({**head, "node": f"{n['node']} ({' + '.join(n['covers'])})",
+                             "p50": duration_us(n["p50_us"]), "share": pct(n["share"]),
+                             "GFLOP/s": sig(n["gflop_s"]), "GB/s": sig(n["gb_s"])})  # fmt: skip
+                head = {k: "" for k in head}
+    return rows
+
+
+def prediction_rows(inp: Inputs) -> list[dict]:
+    from rtml_profile.profile.roofline import points
+
+    return [{"host": host_label(inp, p["host"]), "model": p["model"], "runtime": p["runtime"],
+             "precision": p["precision"], "batch": p["batch"], "measured": duration_s(p["measured_s"]),
+             "predicted": duration_s(p["predicted_s"]), "bound": p["bound"],
+             "efficiency": pct(p["efficiency"])} if "bound" in p else
+            {"host": host_label(inp, p["host"]), "model": p["model"], "runtime": p["runtime"],
+             "precision": p["precision"], "batch": p["batch"], "measured": duration_us(p["p50_us"]),
+             "predicted": "n/a", "bound": p["reason"], "efficiency": ""}
+            for p in points(inp) if p["batch"] in (1, 64, 1024)]  # fmt: skip
+
+
+def _mb(x) -> str:
+    return f"{sig(x / 1e6)} MB" if x else "n/a"
+
+
+def lifecycle_rows(inp: Inputs) -> list[dict]:
+    rows = []
+    for host, rec in sorted(inp.profiles.get("lifecycle", {}).items()):
+        for e in rec["entries"]:
+            if e["status"] != "ok":
+                rows.append({"host": host_label(inp, host), "config": f"{e['model']} {e['runtime']} {e['precision']}",
+                             "load": f"{e['status']}: {e.get('reason', '')}", "first call": "", "warm p50": "",
+                             "peak RSS": "", "on disk": "", "builds": "", "GPU memory": "", "energy": ""})  # fmt: skip
+                continue
+            builds = "; ".join(f"{b['kind']} {b['cache']}, built in {duration_s(b['build_s'])}" for b in e["builds"])
+            gpu = e.get("gpu_memory_reason") or _mb(e.get("torch_max_allocated") or e.get("nvml_used"))
+            energy = e.get("energy_reason") or f"{sig(e['energy_j_per_call'] * 1e3)} mJ/call ({e['energy_source']})"
+            rows.append({"host": host_label(inp, host), "config": f"{e['model']} {e['runtime']} {e['precision']}",
+                         "load": duration_s(e["load_s"]), "first call": duration_s(e["first_call_s"]),
+                         "warm p50": duration_s(e["warm_p50_s"]), "peak RSS": _mb(e["peak_rss"]),
+                         "on disk": _mb(e["size_bytes"]), "builds": builds or "none", "GPU memory": gpu,
+                         "energy": energy})  # fmt: skip
+    return rows
+
+
+def appendix_where(inp: Inputs) -> str:
+    if not inp.profiles:
+        return ""
+    from rtml_profile.profile import roofline
+
+    doc = roofline.__doc__.split("\n\n")
+    out = [
+        "\n## Where the time goes\n\n"
+        + doc[1].replace("\n", " ")
+        + "\n\n```\n"
+        + "\n".join(x.strip() for x in doc[2].splitlines()).strip()
+        + "\n```\n"
+    ]
+    for title, rows, what in (
+        ("Measured limits", limit_rows(inp), "Matmul peaks: the 10th-percentile call; the rest: p50; "
+         "a copy counts read + write bytes; the last two runs."),
+        ("Slowest nodes", node_rows(inp), "From the runtime's own profiler (warm calls); share of the unprofiled "
+         "p50; bytes = weights + activations in and out; the profiler's cost is calibrated on empty node chains."),
+        ("Predicted beside measured", prediction_rows(inp), "Compute scope, p50; predicted = max(compute, memory) "
+         "+ floor."),
+        ("Start-up, memory and energy", lifecycle_rows(inp), "Each runtime in its own process, end-to-end at "
+         "batch 1; peak RSS is the process's high-water mark."),
+    ):  # fmt: skip
+        if rows:
+            out.append(f"\n### {title}\n\n{what}\n\n{table(rows)}")
+    return "".join(out)
