@@ -32,7 +32,8 @@ class _Torch(Runtime):
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         net, _ = load_checkpoint(self.model.model_id)
         self.net = net.to(self.caps.device, self.dtype).eval()
-        self.input = InputSpec("input", ("batch", self.model.in_features), np.dtype(np.float32))
+        self.inputs = [InputSpec("input", ("batch", self.model.in_features), np.dtype(np.float32))]
+        self.outputs = ["output"]
         self._graphs = []  # captured CUDA graphs stay alive until close()
 
     def _to_device(self, x: np.ndarray):
@@ -43,7 +44,7 @@ class _Torch(Runtime):
     def runner(self, scope: str, x: np.ndarray):
         import torch
 
-        self.input.check(self.model.name, x)
+        x = self.feeds(x)[self.input.name]
         net = self.net
         if scope == "end-to-end":
             return lambda: self._forward_host(x)
@@ -72,6 +73,9 @@ class _Torch(Runtime):
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return in_chunks(self._forward_host, x)
+
+    def infer(self, x) -> dict[str, np.ndarray]:
+        return {self.outputs[0]: self.predict(self.feeds(x)[self.input.name])}
 
     def close(self):
         self._graphs = []
