@@ -58,17 +58,24 @@ def derive(src: Path, kind: str, settings: dict, build, ext: str = ".onnx", fold
     """The artifact `build(src, tmp_path)` makes from `src` with `settings`, built once and cached."""
     src = Path(src)
     dest = Path(folder) / f"{src.stem}.{kind}.{_digest(src, kind, settings)}{ext}"
+    return build_once(dest, lambda tmp: build(src, tmp), {"source": str(src), "kind": kind, "settings": settings})
+
+
+def build_once(dest: Path, build, record: dict) -> Path:
+    """`dest`, made by `build(tmp_path)` unless it exists: under a lock, through a temp file, with `record` (plus
+    the build time and anything `build` returns as a dict) in a JSON file beside it."""
+    dest = Path(dest)
     if dest.is_file():
         return dest
     with locked(dest):
         if dest.is_file():  # another process built it while we waited for the lock
             return dest
         t0 = time.perf_counter()
-        with atomic_path(dest, suffix=ext) as tmp:
-            build(src, tmp)
+        with atomic_path(dest, suffix=dest.suffix) as tmp:
+            extra = build(tmp)
         write_json(
             dest.with_name(dest.name + ".json"),
-            {"source": str(src), "kind": kind, "settings": settings, "build_s": time.perf_counter() - t0},
+            {**record, **(extra if isinstance(extra, dict) else {}), "build_s": time.perf_counter() - t0},
         )
     return dest
 

@@ -198,6 +198,12 @@ def _print_analysis(r, batch: int):
                    f"{c['onnx']:,.0f}: {verdict}")  # fmt: skip
 
 
+InputRange = Annotated[
+    Optional[list[str]],
+    typer.Option(help="NAME=LOW,HIGH: draw that input from [LOW, HIGH) (needed for integer inputs; repeatable)."),
+]
+
+
 @app.command("runtimes")
 @friendly
 def runtimes_cmd():
@@ -219,6 +225,7 @@ def bench(
         Optional[list[str]],
         typer.Option(help="NAME=D1,D2,... for an --onnx input with dynamic axes besides the batch."),
     ] = None,
+    input_range: InputRange = None,
     runtime: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -256,6 +263,7 @@ def bench(
         models=model,
         onnx=onnx,
         shapes=_parse_shapes(shape or []),
+        input_ranges=input_range,
         runtimes=runtime,
         batches=batch,
         precisions=precision,
@@ -317,6 +325,82 @@ def _print_bench(rows: list[dict]):
     skipped = {(r["runtime"], r["precision"], r["status"], r["reason"]) for r in rows if r["status"] != "ok"}
     for rt, p, status, reason in sorted(skipped):
         typer.echo(f"{status}: {rt} {p}: {reason}")
+
+
+Tol = Annotated[Optional[list[str]], typer.Option(help="[OUTPUT=]VALUE (repeatable; default: per precision).")]
+
+
+@app.command()
+@friendly
+def profile(
+    target: Annotated[
+        str, typer.Argument(help="A path to any .onnx file, or torchvision:<name> (e.g. torchvision:resnet18).")
+    ],
+    inputs: Annotated[Optional[Path], typer.Option(help="An .npz of real inputs, one array per model input.")] = None,
+    shape: Annotated[
+        Optional[list[str]], typer.Option(help="NAME=D1,D2,... for an input's dynamic axes (repeatable).")
+    ] = None,
+    input_range: InputRange = None,
+    atol: Tol = None,
+    rtol: Tol = None,
+    locate: Annotated[
+        bool, typer.Option(help="On a failing check, name the first node whose output diverges.")
+    ] = False,
+    image_size: Annotated[int, typer.Option(help="torchvision: image height and width in pixels.")] = 224,
+    weights: Annotated[
+        str, typer.Option(help="torchvision: auto (local cache if present), cached or random.")
+    ] = "auto",
+    runtime: Annotated[
+        Optional[list[str]], typer.Option("--runtime", "-r", help="Runtime (default: all that take ONNX).")
+    ] = None,
+    precision: Annotated[
+        Optional[list[str]], typer.Option("--precision", "-p", help="Precision (default: all).")
+    ] = None,
+    scope: Annotated[
+        Optional[list[str]], typer.Option(help="compute, end-to-end or cuda-graph (default: all).")
+    ] = None,
+    batch: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes (default 1,8).")] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="Intra-op threads for CPU runtimes (default: physical cores).")
+    ] = None,
+    min_iters: Annotated[int, typer.Option(help="Minimum timed calls per configuration.")] = 100,
+    min_time: Annotated[float, typer.Option(help="Minimum seconds per configuration.")] = 0.3,
+    max_time: Annotated[float, typer.Option(help="Maximum seconds per configuration.")] = 2.0,
+    results: Annotated[Path, typer.Option(help="Results folder (rows merged by key).")] = Path("reports/data"),
+    out: Annotated[Path, typer.Option(help="Folder for the model's appendix.")] = Path("reports/models"),
+    quiet: Quiet = False,
+):
+    """Any model end to end: static cost, latency on every runtime that takes ONNX, output checks, an appendix."""
+    from rtml_profile import bench as b
+    from rtml_profile.anymodel import profile as pf
+
+    opts = pf.Options(inputs=inputs, shapes=_parse_shapes(shape or []), ranges=input_range or [], atol=atol or [],
+                      rtol=rtol or [], locate=locate)  # fmt: skip
+    settings = b.Settings(warmup_iters=3, min_iters=min_iters, min_s=min_time, max_s=max_time, threads=threads)
+    req = pf.Request(target, opts, image_size, weights, runtime, precision, scope, batch, settings, results, out,
+                     progress=not quiet)  # fmt: skip
+    res = pf.run(req)
+    t = res.analysis.totals
+    typer.echo(f"{res.source.name} ({res.source.key}): {t['macs']:,.0f} MACs/sample ({t['macs'] / 1e9:.4g} G), "
+               f"{t['params']:,} parameters")  # fmt: skip
+    _print_bench(res.bench.rows)
+    for c in res.bench.checks:
+        verdict = (
+            "ok"
+            if c["ok"]
+            else f"FAIL: {c['problem']}" + (f"; first diverging node: {c['located']}" if c.get("located") else "")
+        )
+        typer.echo(f"check {c['runtime']} {c['precision']} {c['output']}: {verdict}")  # fmt: skip
+    typer.echo(f"wrote {res.appendix}, {res.record} and rows in {results}")
+    failed, problems = res.failed_checks(), res.bench.problems(runtime)
+    if failed or problems or not any(r["status"] == "ok" for r in res.bench.rows):
+        first = (f"output check {failed[0]['runtime']} {failed[0]['precision']} {failed[0]['output']}: {failed[0]['problem']}"
+                 if failed else problems[0] if problems else "no runtime could measure it")  # fmt: skip
+        typer.echo(
+            f"error: {len(failed)} output check(s) failed, {len(problems)} configuration(s) not measured; first: {first}",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def _budgets(text: str | None) -> list[float]:
