@@ -26,6 +26,7 @@ def transformer(path, opset: int = 17, external: bool = False, seq="seq"):
         "scale": np.array(1 / np.sqrt(D)),
     }
     inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in w.items()]
+    inits.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
     n = helper.make_node
     nodes = [
         n("Gather", ["emb", "ids"], ["x"], name="embed"),
@@ -39,7 +40,9 @@ def transformer(path, opset: int = 17, external: bool = False, seq="seq"):
         n("MatMul", ["p", "v"], ["att"], name="attend"),
         n("Add", ["x", "att"], ["res"], name="residual"),
         n("LayerNormalization", ["res", "gamma", "beta"], ["hidden"], axis=-1, epsilon=1e-5, name="norm"),
-        n("ReduceMean", ["hidden"], ["pooled"], axes=[1], keepdims=0, name="pool"),
+        n("ReduceMean", ["hidden", "axis1"], ["pooled"], keepdims=0, name="pool")  # axes became an input in 18
+        if opset >= 18
+        else n("ReduceMean", ["hidden"], ["pooled"], axes=[1], keepdims=0, name="pool"),
         n("MatMul", ["pooled", "wout"], ["logits"], name="head"),
     ]
     g = helper.make_graph(

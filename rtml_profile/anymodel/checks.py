@@ -81,7 +81,7 @@ def error_stats(out: np.ndarray, ref: np.ndarray) -> dict:
     }
     bad = np.where(np.isfinite(r) & ~np.isfinite(a), np.inf, np.where(both, np.abs(a - r), 0.0))
     worst = int(np.argmax(bad))
-    row["worst_index"] = str(list(np.unravel_index(worst, out.shape))) if out.size else ""
+    row["worst_index"] = str([int(i) for i in np.unravel_index(worst, out.shape)]) if out.size else ""
     row["worst_value"], row["worst_reference"] = (float(a[worst]), float(r[worst])) if out.size else (0.0, 0.0)
     return row, diff
 

@@ -103,7 +103,8 @@ def resolve(inputs: list[Tensor], shapes: dict | None = None, arrays: dict | Non
                 label = f"dimension {d!r}" if d else "an unnamed dynamic dimension"
                 raise UserError(
                     f"input {t.name!r} ({t.describe()}) has {label} at axis {axis} with no value; give it with "
-                    f"--shape {t.name}=" + ",".join(str(x) if isinstance(x, int) else "D" for x in t.dims)
+                    f"--shape {t.name}="
+                    + ",".join(str(x) if isinstance(x, int) else "1" if i == 0 else f"D{i + 1}" for i, x in enumerate(t.dims))
                 )
             dims.append(int(v))
         rows[t.name] = tuple(dims)
@@ -147,7 +148,7 @@ def generate(inputs: list[Tensor], shapes: Shapes, batch: int, ranges: dict, see
     rng = np.random.default_rng(seed)
     feeds = {}
     for t in inputs:
-        shape = (shapes.fixed_batch or batch, *shapes.rows[t.name])
+        shape = (batch, *shapes.rows[t.name])  # a model with a fixed batch refuses other batches itself
         kind, r = t.np_dtype.kind, ranges.get(t.name)
         if kind in "iu":
             feeds[t.name] = rng.integers(int(np.ceil(r[0])), int(np.ceil(r[1])), shape).astype(t.np_dtype)

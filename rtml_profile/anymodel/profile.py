@@ -151,7 +151,7 @@ def _check_data(src: Source, opts: Options, t: ModelTarget, threads) -> CheckDat
         feeds = t.data
         note = f"{Path(opts.inputs).name}: {len(next(iter(feeds.values())))} samples"
     else:
-        feeds = t.inputs(CHECK_ROWS)
+        feeds = t.inputs(t.shapes.fixed_batch or CHECK_ROWS)
         ranges = ", ".join(f"{k} in [{lo:g}, {hi:g})" for k, (lo, hi) in t.ranges.items())
         note = f"generated (seed {mio.SEED}): {len(next(iter(feeds.values())))} samples" + (
             f"; {ranges}" if ranges else ""
@@ -231,13 +231,13 @@ def run(req: Request) -> Profile:
     names = runtime_names(req.runtimes)
     bench.check_request(names, req.precisions, req.scopes)
     req.settings.validate()
-    results = Path(req.results)
-    BenchStore(results).check()
-    read_csv(results / paths.ANALYSIS_CSV, "analysis")
-    check_writable(Path(req.reports))
     src = source.resolve(req.target, req.image_size, req.weights)
     t = model_target(src, req.options, threads=req.settings.threads or physical_cores())
     batches = _batches(req, t)
+    results = Path(req.results)  # output problems are found before measuring, after the model's own
+    BenchStore(results).check()
+    read_csv(results / paths.ANALYSIS_CSV, "analysis")
+    check_writable(Path(req.reports))
     analysis = an.analyze(src.path, batch=t.shapes.fixed_batch or 1, shapes=_analysis_shapes(t), name=src.key)
     upsert_rows(results / paths.ANALYSIS_CSV, an.tidy_rows(analysis), key=an.KEY, kind="analysis")
     res = bench.run([t], names, batches, req.precisions, req.scopes, req.settings, req.progress, results)
