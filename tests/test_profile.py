@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from anymodels import CLASSES, D, VOCAB, transformer, two_inputs
+from anymodels import CLASSES, VOCAB, D, transformer, two_inputs
 
 from rtml_profile.anymodel import checks
 from rtml_profile.anymodel import io as mio
@@ -127,12 +127,14 @@ def test_transformer_with_external_weights_end_to_end(cli, workdir):
     md = next((workdir / "reports/models").glob("tiny-transformer-*.md")).read_text()
     assert "## Output checks" in md and "| ort-cpu | int8 | logits | ok |" in md and "figures/" in md
     assert (workdir / "reports/models/README.md").is_file()
-    # the weights changed: a new key, the old rows stay
-    transformer(user / "tiny-transformer.onnx", external=True, seq="len")
+    # the external weights changed (the .onnx file did not): a new key, and the old rows stay
+    weights = user / "tiny-transformer.onnx.data"
+    weights.write_bytes(np.float32(0.5).tobytes() + weights.read_bytes()[4:])
     np.savez(workdir / "ids.npz", ids=np.random.default_rng(1).integers(0, VOCAB, (6, 9)))
-    r = cli("profile", path, "--inputs", workdir / "ids.npz", *QUICK)
+    r = cli("profile", path, "--inputs", workdir / "ids.npz", *QUICK)  # the .npz gives seq: no --shape needed
     assert r.exit_code == 0, r.output
-    assert len(list((workdir / "reports/data/models").glob("*.json"))) == 1  # same content: same key
+    keys = set(pd.read_csv(workdir / "reports/data/bench.csv").model)
+    assert len(keys) == 2 and key in keys and len(list((workdir / "reports/data/models").glob("*.json"))) == 2
     assert "ids.npz: 6 samples" in (workdir / "reports/data/checks.csv").read_text()
 
 
@@ -144,7 +146,8 @@ def test_failing_check_names_output_worst_element_and_first_diverging_node(cli, 
     assert "output check ort-cpu int8 hidden" in r.output and "worst element [" in r.output
     assert "first diverging node: " in r.output
     located = pd.read_csv("reports/data/checks.csv").located.iloc[0]
-    assert located.split(" ")[0] in {"q", "k", "v", "scores", "attend", "head"}  # a quantized MatMul
+    # dynamic int8 quantizes the embedding table too, so the very first node (the Gather) diverges: with atol 0
+    assert located.startswith("embed (Gather): output x: p99 |diff|"), located
     assert not list(Path(".").glob("t.marked*")) and list(Path("exported/derived").glob("t.marked.*.onnx"))
 
 
@@ -162,7 +165,9 @@ def test_a_user_model_never_writes_zoo_rows_or_files(cli, workdir):
     assert r.exit_code == 0, r.output
     for n, old in zoo_before.items():
         new = pd.read_csv(data / n)
-        assert new[new.model.isin(old.model.unique())].reset_index(drop=True).equals(old.reset_index(drop=True))
+        zoo_rows = new[new.model.isin(old.model.unique())][list(old.columns)].reset_index(drop=True)
+        assert zoo_rows.astype(str).equals(old.reset_index(drop=True).astype(str))  # new columns are empty there
+        assert new[new.model.isin(old.model.unique())].drop(columns=list(old.columns)).isna().all().all()
         assert set(new.model) - set(old.model) == {next(m for m in new.model if m.startswith("onnx:1a@"))}
     assert not (workdir / "exported" / "1a.onnx").exists() and not (workdir / "models").exists()
     assert [p.name for p in (data / "samples").iterdir()] and all(

@@ -82,9 +82,8 @@ def resolve(inputs: list[Tensor], shapes: dict | None = None, arrays: dict | Non
     shapes, arrays = shapes or {}, arrays or {}
     unknown = set(shapes) - {t.name for t in inputs}
     if unknown:
-        raise UserError(
-            f"--shape names {', '.join(sorted(unknown))}, but the model's inputs are {', '.join(t.name for t in inputs)}"
-        )
+        have = ", ".join(t.name for t in inputs)
+        raise UserError(f"--shape names {', '.join(sorted(unknown))}, but the model's inputs are {have}")
     named: dict[str, int] = {}
     for t in inputs:
         if t.name in shapes:
@@ -104,7 +103,9 @@ def resolve(inputs: list[Tensor], shapes: dict | None = None, arrays: dict | Non
                 raise UserError(
                     f"input {t.name!r} ({t.describe()}) has {label} at axis {axis} with no value; give it with "
                     f"--shape {t.name}="
-                    + ",".join(str(x) if isinstance(x, int) else "1" if i == 0 else f"D{i + 1}" for i, x in enumerate(t.dims))
+                    + ",".join(
+                        str(x) if isinstance(x, int) else "1" if i == 0 else f"D{i + 1}" for i, x in enumerate(t.dims)
+                    )
                 )
             dims.append(int(v))
         rows[t.name] = tuple(dims)

@@ -46,7 +46,12 @@ def _cost(rec: dict, a) -> str:
         return "_No analysis row: run `rtml-profile profile` again._\n"
     t = tot.iloc[0]
     nodes = a[a["node"] != "TOTAL"]
-    by_op = nodes.assign(macs=nodes["macs"].astype(float)).groupby("op")["macs"].agg(["sum", "size"]).sort_values("sum", ascending=False)
+    by_op = (
+        nodes.assign(macs=nodes["macs"].astype(float))
+        .groupby("op")["macs"]
+        .agg(["sum", "size"])
+        .sort_values("sum", ascending=False)
+    )
     out = [
         f"{count(t['macs'])} MACs per sample ({sig(t['macs'] / 1e9)} G), {count(t['params'])} parameters; "
         f"elementwise and activation ops {count(float(t.get('elementwise_ops', 0)))} per sample (own column, not MACs)."
@@ -75,8 +80,8 @@ def _latency(b) -> str:
             )
         rows.append(row)
     batches = sorted({int(r["batch"]) for _, r in ok.iterrows()})
-    rows = [{**{k: r[k] for k in ("runtime", "precision", "scope")}, **{f"batch {b}": r.get(f"batch {b}", "") for b in batches}}
-            for r in rows]  # fmt: skip
+    cfg = ("runtime", "precision", "scope")
+    rows = [{**{k: r[k] for k in cfg}, **{f"batch {b}": r.get(f"batch {b}", "") for b in batches}} for r in rows]
     skipped = sorted(
         {f"{r['runtime']} {r['precision']}: {r['status']}: {r['reason']}" for _, r in b[b["status"] != "ok"].iterrows()}
     )
@@ -96,8 +101,11 @@ def _checks(c) -> str:
             "max rel": sig(r.get("max_rel")), "NaN/Inf": f"{int(r.get('nan', 0) or 0)}/{int(r.get('inf', 0) or 0)}",
             "top-1 / top-5": agree, "rule": f"{r.get('stat')} <= {sig(r.get('bound'))}",
         })  # fmt: skip
-    fails = [f"- {r['runtime']} {r['precision']} `{r['output']}`: {r['problem']}" + (f". First diverging node: {r['located']}" if isinstance(r.get("located"), str) else "")
-             for _, r in c.iterrows() if str(r["ok"]) != "True"]  # fmt: skip
+    fails = []
+    for _, r in c.iterrows():
+        if str(r["ok"]) != "True":
+            where = f". First diverging node: {r['located']}" if isinstance(r.get("located"), str) else ""
+            fails.append(f"- {r['runtime']} {r['precision']} `{r['output']}`: {r['problem']}{where}")
     return table(rows) + ("\n" + "\n".join(fails) + "\n" if fails else "")
 
 
@@ -119,7 +127,8 @@ def render_text(data_dir: Path, rec: dict) -> tuple[str, dict]:
         }
         for i in rec["inputs"]
     ]
-    io += [{"": "output", "name": o["name"], "type": o["type"], "one sample": "", "generated from": ""} for o in rec["outputs"]]  # fmt: skip
+    blank = {"one sample": "", "generated from": ""}
+    io += [{"": "output", "name": o["name"], "type": o["type"], **blank} for o in rec["outputs"]]
     figs = {}
     ok = b[b["status"] == "ok"]
     if len(ok):
@@ -173,7 +182,7 @@ def index_text(data_dir: Path, recs: list[dict]) -> str:
     return "".join(lines) + table(rows)
 
 
-def render_all(data_dir: Path, out_dir: Path) -> dict[str, str]:
+def render_all(data_dir: Path) -> tuple[dict[str, str], dict[str, bytes]]:
     """{file name: Markdown} and figures for every profiled model (for `rtml-profile report`)."""
     recs = records(data_dir)
     texts, figs = {}, {}
@@ -183,12 +192,3 @@ def render_all(data_dir: Path, out_dir: Path) -> dict[str, str]:
     if recs:
         texts[INDEX] = index_text(data_dir, recs)
     return texts, figs
-
-
-def report_line(data_dir: Path) -> str:
-    """The main report's one line about profiled models ('' when there are none)."""
-    recs = records(data_dir)
-    if not recs:
-        return ""
-    names = ", ".join(r["name"] for r in recs)
-    return f"Profiled models (`rtml-profile profile`): {names}; see [models/](models/{INDEX}).\n"
