@@ -200,3 +200,13 @@ def test_macs_agree_with_torchvision_published_figures_at_224(cli, workdir, name
     a = pd.read_csv("reports/data/analysis.csv")
     macs = a[(a.node == "TOTAL") & a.model.str.startswith(f"torchvision:{name}-224@")].macs.iloc[0]
     assert abs(macs / published - 1) < 0.03
+
+
+@pytest.mark.slow
+def test_bench_onnx_takes_several_inputs_and_outputs(cli, workdir):
+    path = two_inputs(workdir / "two.onnx")
+    r = cli("bench", "--onnx", path, "--shape", "a=1,3,4", *QUICK[:4], "--min-iters", "5", "--max-time", "0.1", "-q")
+    assert r.exit_code == 0, r.output
+    rows = pd.read_csv("reports/data/bench.csv")
+    assert set(rows.status) == {"ok"} and set(rows.scope) == {"compute", "end-to-end"}  # IO binding of 2 in, 2 out
+    assert rows.model.str.startswith("onnx:two@").all()
