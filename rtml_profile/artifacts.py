@@ -18,11 +18,38 @@ from rtml_profile import UserError, paths
 from rtml_profile.files import atomic_path, locked, read_json, write_json
 
 
+def external_data_files(src: Path) -> list[Path]:
+    """The external weight files an ONNX file names (resolved beside it), sorted; [] when its weights are inside."""
+    import onnx
+
+    try:
+        model = onnx.load(str(src), load_external_data=False)
+    except Exception:
+        return []  # not readable as ONNX: its own bytes are its content
+    found = set()
+    for t in model.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            found |= {e.value for e in t.external_data if e.key == "location"}
+    return sorted(Path(src).parent / f for f in found)
+
+
+def _hash_files(h, files):
+    for p in files:
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+
+
+def content_digest(src: Path) -> str:
+    """sha256 of an ONNX file and the external weight files it names: a changed weight is a new digest."""
+    h = hashlib.sha256()
+    _hash_files(h, [Path(src), *external_data_files(src)])
+    return h.hexdigest()
+
+
 def _digest(src: Path, kind: str, settings: dict) -> str:
     h = hashlib.sha256()
-    with open(src, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
+    _hash_files(h, [Path(src), *external_data_files(src)])  # no external files: the digest the zoo always had
     h.update(json.dumps({"kind": kind, **settings}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
@@ -39,17 +66,24 @@ def derive(src: Path, kind: str, settings: dict, build, ext: str = ".onnx", fold
     """The artifact `build(src, tmp_path)` makes from `src` with `settings`, built once and cached."""
     src = Path(src)
     dest = Path(folder) / f"{src.stem}.{kind}.{_digest(src, kind, settings)}{ext}"
+    return build_once(dest, lambda tmp: build(src, tmp), {"source": str(src), "kind": kind, "settings": settings})
+
+
+def build_once(dest: Path, build, record: dict) -> Path:
+    """`dest`, made by `build(tmp_path)` unless it exists: under a lock, through a temp file, with `record` (plus
+    the build time and anything `build` returns as a dict) in a JSON file beside it."""
+    dest, kind = Path(dest), record.get("kind", "")
     if dest.is_file():
         return _served(dest, kind, "hit")
     with locked(dest):
         if dest.is_file():  # another process built it while we waited for the lock
             return _served(dest, kind, "hit")
         t0 = time.perf_counter()
-        with atomic_path(dest, suffix=ext) as tmp:
-            build(src, tmp)
+        with atomic_path(dest, suffix=dest.suffix) as tmp:
+            extra = build(tmp)
         write_json(
             dest.with_name(dest.name + ".json"),
-            {"source": str(src), "kind": kind, "settings": settings, "build_s": time.perf_counter() - t0},
+            {**record, **(extra if isinstance(extra, dict) else {}), "build_s": time.perf_counter() - t0},
         )
     return _served(dest, kind, "miss")
 
@@ -100,13 +134,19 @@ def onnx_for_precision(src: Path, precision: str, folder: Path = paths.DERIVED) 
     return derive(Path(src), precision, {"how": what}, builder, folder=folder)
 
 
-def trt_engine(src: Path, precision: str, min_batch: int, max_batch: int, folder: Path = paths.DERIVED) -> Path:
+def trt_engine(
+    src: Path, precision: str, min_batch: int, max_batch: int, folder: Path = paths.DERIVED, row_shapes=None
+) -> Path:
     """A serialized TensorRT engine for `src`, built through Polygraphy's loaders (which import TensorRT lazily
-    and follow its API across versions); one optimization profile covers batch min_batch..max_batch."""
+    and follow its API across versions); one optimization profile covers batch min_batch..max_batch, every
+    other axis fixed (from the graph, or `row_shapes` {input: one sample's dims} where the graph leaves it dynamic)."""
     import tensorrt as trt
 
     opt = min(max(64, min_batch), max_batch)
     settings = {"precision": precision, "batch": [min_batch, opt, max_batch], "tensorrt": trt.__version__}
+    row_shapes = {k: list(v) for k, v in (row_shapes or {}).items()}
+    if row_shapes:  # only then: the zoo's engines keep their cache keys
+        settings["row_shapes"] = row_shapes
 
     def build(src: Path, dest: Path):
         import onnx
@@ -124,7 +164,7 @@ def trt_engine(src: Path, precision: str, min_batch: int, max_batch: int, folder
         for inp in graph.input:
             if inp.name in init:
                 continue
-            feat = [d.dim_value for d in inp.type.tensor_type.shape.dim][1:]
+            feat = row_shapes.get(inp.name) or [d.dim_value for d in inp.type.tensor_type.shape.dim][1:]
             if any(d <= 0 for d in feat):
                 raise UserError(f"{src}: input {inp.name!r} has a dynamic non-batch axis; TensorRT needs --shape")
             profile.add(inp.name, min=(min_batch, *feat), opt=(opt, *feat), max=(max_batch, *feat))

@@ -113,6 +113,11 @@ class Target:
     def input_bytes(self, batch: int) -> int:
         return batch * int(np.prod(self.row_shape)) * self.dtype.itemsize
 
+    def evaluate(self, rt) -> dict:
+        """Columns for this target's rows from one loaded runtime (the zoo: accuracy and parity); a list under
+        "checks" holds per-output check records (results file checks.csv)."""
+        return accuracy(rt, self)
+
     def inputs(self, batch: int) -> np.ndarray:
         """`batch` real evaluation rows (tiled when the set is smaller), else seeded random inputs."""
         if self.x_eval is not None:
@@ -156,40 +161,13 @@ def zoo_target(model_id: str, data_dir=None, with_accuracy: bool = True) -> Targ
     return t
 
 
-def onnx_target(path: Path, shapes: dict[str, list[int]] | None = None) -> Target:
-    """Any ONNX file: checked before anything is measured; dynamic axes other than the batch need --shape."""
-    from rtml_profile.analyze import load_onnx
+def onnx_target(path: Path, shapes: dict[str, list[int]] | None = None, ranges: list[str] | None = None) -> Target:
+    """Any ONNX file, latency only: checked before anything is measured (several inputs, named dynamic axes given
+    with --shape, integer inputs with --input-range); filed under a key that is never a zoo id."""
+    from rtml_profile.anymodel import profile, source
 
-    path = Path(path)
-    graph = load_onnx(path).graph
-    init = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in init]
-    if len(inputs) != 1:
-        raise UserError(f"{path} has {len(inputs)} inputs; bench --onnx takes models with one input")
-    inp = inputs[0]
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
-    given = (shapes or {}).get(inp.name)
-    if given is not None:
-        if len(given) != len(dims) or any(d is not None and d != g for d, g in zip(dims[1:], given[1:])):
-            raise UserError(
-                f"--shape {inp.name}={','.join(map(str, given))} does not fit the model's input shape {dims}"
-            )
-        dims = [dims[0], *given[1:]]
-    if not dims or any(d is None for d in dims[1:]):
-        raise UserError(
-            f"{path}: input {inp.name!r} has dynamic axes besides the batch ({dims}); give them with "
-            f"--shape {inp.name}=1,D2,..."
-        )
-    from onnx import helper
-
-    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))
-    # named by file name ("x.onnx"), so a file never shares a name (and result rows) with a zoo model
-    return Target(
-        ModelRef(path.name, path, None, None),
-        tuple(dims[1:]),
-        dtype,
-        note="any ONNX file: seeded random inputs, latency only (no evaluation data, so no task metric and no parity)",
-    )
+    src = source.resolve(str(path))
+    return profile.model_target(src, profile.Options(shapes=shapes or {}, ranges=ranges or []), with_checks=False)
 
 
 def check_memory(targets: list[Target], batches: list[int]):
@@ -320,6 +298,11 @@ def check_request(runtime_names: list[str], precisions, scopes):
 class RunResult:
     rows: list[dict] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # attempts that did not replace an earlier good row
+    checks: list[dict] = field(default_factory=list)  # per-output check records (Target.evaluate)
+
+    def add_checks(self, g: Group, records: list[dict], host: str):
+        keys = {"host": host, "model": g.target, "runtime": g.runtime, "precision": g.precision}
+        self.checks += [{**keys, **r} for r in records]
 
     def problems(self, asked_runtimes: list[str] | None = None) -> list[str]:
         """What could not be measured as asked: failed rows, failed accuracy passes, and skipped runtimes the
@@ -360,7 +343,11 @@ def run(
     store.check()  # an output problem is found before measuring, not after
     check_memory(targets, batches)
     groups, skips = plan(targets, runtime_names, batches, precisions, scopes)
-    config = RunConfig(threads=settings.threads, min_batch=min(batches), max_batch=max(batches))
+    row_shapes = [tuple(t.row_shapes.items()) for t in targets if getattr(t, "row_shapes", None)]
+    if len(row_shapes) > 1:
+        raise UserError("models with dynamic non-batch axes are measured one per run")
+    config = RunConfig(threads=settings.threads, min_batch=min(batches), max_batch=max(batches),
+                       row_shapes=row_shapes[0] if row_shapes else ())  # fmt: skip
     by_name = {t.ref.name: t for t in targets}
     result, row_of = RunResult(), _row_builder(settings)
     with _progress(progress, sum(len(g.jobs()) for g in groups) + sum(len(g.jobs()) for g, _ in skips)) as bar:
@@ -379,7 +366,11 @@ def run(
         for name in runtime_names:
             mine = [g for g in groups if g.runtime == name]
             if mine:
-                workers.run_runtime(name, mine, by_name, settings, config, emit)
+                workers.run_runtime(name, mine, by_name, settings, config, emit, on_checks=result.add_checks)
+    if result.checks:
+        from rtml_profile.results import save_checks
+
+        save_checks(data_dir, result.checks)
     return result
 
 
@@ -466,6 +457,7 @@ class Request:
     models: list[str] | None = None
     onnx: Path | None = None
     shapes: dict | None = None
+    input_ranges: list[str] | None = None  # --input-range NAME=LOW,HIGH for an --onnx model's inputs
     runtimes: list[str] | None = None
     batches: str | None = None
     precisions: list[str] | None = None
@@ -493,7 +485,7 @@ def execute(req: Request) -> RunResult:
 
     BenchStore(req.results).check()
     if req.onnx is not None:
-        targets = [onnx_target(req.onnx, req.shapes)]
+        targets = [onnx_target(req.onnx, req.shapes, req.input_ranges)]
     else:
         ids = (
             [s.id for s in zoo.resolve(req.models)]

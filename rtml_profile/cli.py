@@ -198,6 +198,17 @@ def _print_analysis(r, batch: int):
                    f"{c['onnx']:,.0f}: {verdict}")  # fmt: skip
 
 
+Threads = Annotated[Optional[int], typer.Option(help="Intra-op threads for CPU runtimes (default: physical cores).")]
+MinIters = Annotated[int, typer.Option(help="Minimum timed calls per configuration.")]
+MinTime = Annotated[float, typer.Option(help="Minimum seconds per configuration.")]
+MaxTime = Annotated[float, typer.Option(help="Maximum seconds per configuration.")]
+Shape = Annotated[Optional[list[str]], typer.Option(help="NAME=D1,D2,... for an input's dynamic axes (repeatable).")]
+InputRange = Annotated[
+    Optional[list[str]],
+    typer.Option(help="NAME=LOW,HIGH: draw that input from [LOW, HIGH) (needed for integer inputs; repeatable)."),
+]
+
+
 @app.command("runtimes")
 @friendly
 def runtimes_cmd():
@@ -221,10 +232,8 @@ def bench(
         typer.Option("--model", "-m", help="Zoo model id (repeatable; default: every exported zoo model)."),
     ] = None,
     onnx: Annotated[Optional[Path], typer.Option(help="Benchmark any ONNX file instead of zoo models.")] = None,
-    shape: Annotated[
-        Optional[list[str]],
-        typer.Option(help="NAME=D1,D2,... for an --onnx input with dynamic axes besides the batch."),
-    ] = None,
+    shape: Shape = None,
+    input_range: InputRange = None,
     runtime: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -242,12 +251,10 @@ def bench(
         Optional[list[str]],
         typer.Option(help="compute, end-to-end or cuda-graph (repeatable; default: all a runtime offers)."),
     ] = None,
-    threads: Annotated[
-        Optional[int], typer.Option(help="Intra-op threads for CPU runtimes (default: physical cores).")
-    ] = None,
-    min_iters: Annotated[int, typer.Option(help="Minimum timed calls per configuration.")] = 1000,
-    min_time: Annotated[float, typer.Option(help="Minimum seconds per configuration.")] = 0.5,
-    max_time: Annotated[float, typer.Option(help="Maximum seconds per configuration.")] = 5.0,
+    threads: Threads = None,
+    min_iters: MinIters = 1000,
+    min_time: MinTime = 0.5,
+    max_time: MaxTime = 5.0,
     accuracy: Annotated[bool, typer.Option(help="Run the whole evaluation set through each runtime.")] = True,
     data_dir: DataDir = None,
     results: Annotated[Path, typer.Option(help="Results folder (bench.csv and samples/; rows merged by key).")] = (
@@ -258,10 +265,10 @@ def bench(
     """Latency, throughput, accuracy and parity of the exported models on every runtime."""
     from rtml_profile import bench as b
 
-    req = b.Request(models=model, onnx=onnx, shapes=_parse_shapes(shape or []), runtimes=runtime, batches=batch,
-                    precisions=precision, scopes=scope, threads=threads, min_iters=min_iters, min_time=min_time,
-                    max_time=max_time, accuracy=accuracy, data_dir=data_dir, results=results,
-                    progress=not quiet)  # fmt: skip
+    req = b.Request(models=model, onnx=onnx, shapes=_parse_shapes(shape or []), input_ranges=input_range,
+                    runtimes=runtime, batches=batch, precisions=precision, scopes=scope, threads=threads,
+                    min_iters=min_iters, min_time=min_time, max_time=max_time, accuracy=accuracy, data_dir=data_dir,
+                    results=results, progress=not quiet)  # fmt: skip
     _finish_bench(b.execute(req), results, runtime)
 
 
@@ -310,6 +317,81 @@ def _print_bench(rows: list[dict]):
     skipped = {(r["runtime"], r["precision"], r["status"], r["reason"]) for r in rows if r["status"] != "ok"}
     for rt, p, status, reason in sorted(skipped):
         typer.echo(f"{status}: {rt} {p}: {reason}")
+
+
+Tol = Annotated[Optional[list[str]], typer.Option(help="[OUTPUT=]VALUE (repeatable; default: per precision).")]
+
+
+@app.command()
+@friendly
+def profile(
+    target: Annotated[
+        str, typer.Argument(help="A path to any .onnx file, or torchvision:<name> (e.g. torchvision:resnet18).")
+    ],
+    inputs: Annotated[Optional[Path], typer.Option(help="An .npz of real inputs, one array per model input.")] = None,
+    shape: Annotated[
+        Optional[list[str]], typer.Option(help="NAME=D1,D2,... for an input's dynamic axes (repeatable).")
+    ] = None,
+    input_range: InputRange = None,
+    atol: Tol = None,
+    rtol: Tol = None,
+    locate: Annotated[
+        bool, typer.Option(help="On a failing check, name the first node whose output diverges.")
+    ] = False,
+    image_size: Annotated[int, typer.Option(help="torchvision: image height and width in pixels.")] = 224,
+    weights: Annotated[
+        str, typer.Option(help="torchvision: auto (local cache if present), cached or random.")
+    ] = "auto",
+    runtime: Annotated[
+        Optional[list[str]], typer.Option("--runtime", "-r", help="Runtime (default: all that take ONNX).")
+    ] = None,
+    precision: Annotated[
+        Optional[list[str]], typer.Option("--precision", "-p", help="Precision (default: all).")
+    ] = None,
+    scope: Annotated[
+        Optional[list[str]], typer.Option(help="compute, end-to-end or cuda-graph (default: all).")
+    ] = None,
+    batch: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes (default 1,8).")] = None,
+    threads: Threads = None,
+    min_iters: MinIters = 100,
+    min_time: MinTime = 0.3,
+    max_time: MaxTime = 2.0,
+    results: Annotated[Path, typer.Option(help="Results folder (rows merged by key).")] = Path("reports/data"),
+    out: Annotated[Path, typer.Option(help="Folder for the model's appendix.")] = Path("reports/models"),
+    quiet: Quiet = False,
+):
+    """Any model end to end: static cost, latency on every runtime that takes ONNX, output checks, an appendix."""
+    from rtml_profile import bench as b
+    from rtml_profile.anymodel import profile as pf
+
+    opts = pf.Options(inputs=inputs, shapes=_parse_shapes(shape or []), ranges=input_range or [], atol=atol or [],
+                      rtol=rtol or [], locate=locate)  # fmt: skip
+    settings = b.Settings(warmup_iters=3, min_iters=min_iters, min_s=min_time, max_s=max_time, threads=threads)
+    req = pf.Request(target, opts, image_size, weights, runtime, precision, scope, batch, settings, results, out,
+                     progress=not quiet)  # fmt: skip
+    _finish_profile(pf.run(req), results, runtime)
+
+
+def _finish_profile(res, results: Path, asked_runtimes):
+    t = res.analysis.totals
+    typer.echo(f"{res.source.name} ({res.source.key}): {t['macs']:,.0f} MACs/sample ({t['macs'] / 1e9:.4g} G), "
+               f"{t['params']:,} parameters")  # fmt: skip
+    _print_bench(res.bench.rows)
+    for c in res.bench.checks:
+        where = f"; first diverging node: {c['located']}" if c.get("located") else ""
+        typer.echo(
+            f"check {c['runtime']} {c['precision']} {c['output']}: "
+            + ("ok" if c["ok"] else f"FAIL: {c['problem']}{where}")
+        )
+    typer.echo(f"wrote {res.appendix}, {res.record} and rows in {results}")
+    failed, problems = res.failed_checks(), res.bench.problems(asked_runtimes)
+    if failed or problems or not any(r["status"] == "ok" for r in res.bench.rows):
+        f = failed[0] if failed else None
+        first = f"output check {f['runtime']} {f['precision']} {f['output']}: {f['problem']}" if f else None
+        first = first or (problems[0] if problems else "no runtime could measure it")
+        what = f"{len(failed)} output check(s) failed, {len(problems)} configuration(s) not measured"
+        typer.echo(f"error: {what}; first: {first}", err=True)
+        raise typer.Exit(1)
 
 
 def _budgets(text: str | None) -> list[float]:

@@ -4,7 +4,9 @@ models/<id>.pt + models/<id>.json     checkpoint (tensors and plain data only) a
 exported/<id>.onnx                    the fp32 export
 exported/derived/                     artifacts derived from an ONNX file (int8/fp16 files, TensorRT engines),
                                       keyed by the source's content and the settings; never beside a user's file
-reports/data/                         result files (committed): train_<id>.json, analysis.csv, bench.csv, samples/
+reports/data/                         result files (committed): train_<id>.json, analysis.csv, bench.csv, samples/,
+                                      checks.csv and models/<slug>.json (profiled models)
+reports/models/                       one appendix per profiled model (rtml-profile profile)
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ DATA = REPORTS / "data"
 REPORT = REPORTS / "REPORT.md"
 BENCH_CSV = "bench.csv"
 ANALYSIS_CSV = "analysis.csv"
+CHECKS_CSV = "checks.csv"  # output checks of profiled models (rtml-profile profile)
+MODEL_RECORDS = "models"  # reports/data/models/<slug>.json: what a profiled model is and how it was run
+MODEL_REPORTS = REPORTS / "models"  # reports/models/<slug>.md (+ figures/): one appendix per profiled model
 
 
 def checkpoint(model_id: str) -> Path:

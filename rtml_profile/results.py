@@ -183,3 +183,10 @@ def _num(v) -> float:
         return float(v)
     except (TypeError, ValueError):
         return 0.0
+
+
+def save_checks(data_dir: Path, records: list[dict]):
+    """Merge output-check records into <data_dir>/checks.csv (one row per host x model x runtime x precision x
+    output; a new check replaces the old one with the same key)."""
+    rows = [{**r, "timestamp": r.get("timestamp") or now()} for r in records]
+    return upsert_rows(Path(data_dir) / paths.CHECKS_CSV, rows, key=schema.KEYS["checks"], kind="checks")

@@ -18,7 +18,11 @@ from pathlib import Path
 
 from rtml_profile import UserError
 
-KEYS = {"bench": ["host", "model", "runtime", "precision", "scope", "batch"], "analysis": ["model", "batch", "node"]}
+KEYS = {
+    "bench": ["host", "model", "runtime", "precision", "scope", "batch"],
+    "analysis": ["model", "batch", "node"],
+    "checks": ["host", "model", "runtime", "precision", "output"],
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,11 @@ class TableSchema:
 _LATENCY = ("n", "mean_us", "p50_us", "p99_us", "throughput_sps")
 _STATS = ("std_us", "cv", "min_us", "max_us", "p90_us", "p95_us", "metric_value", "eval_rows", "parity_max_abs_diff",
           "parity_tolerance", "parity_class_agreement")  # fmt: skip
+_CHECK_STATS = (
+    *("max_abs", "mean_abs", "p99_abs", "max_rel", "mean_rel", "p99_rel", "ref_max_abs", "elements", "nan", "inf"),
+    *("new_nonfinite", "worst_value", "worst_reference", "atol", "rtol", "bound", "checked"),
+    *("top1", "top5", "decisive_rows", "top1_decisive", "min_agreement"),
+)
 TABLES = {
     "bench": TableSchema(
         columns={
@@ -50,9 +59,22 @@ TABLES = {
         ok_required=frozenset(_LATENCY),
     ),
     "analysis": TableSchema(columns={"model": "str", "batch": "int", "node": "str", "macs": "float", "params": "int"}),
+    # output checks of profiled models; statistics are empty where the output could not be compared at all
+    "checks": TableSchema(
+        columns={
+            **{c: "str" for c in KEYS["checks"]},
+            "ok": "str",
+            **{c: "float" for c in _CHECK_STATS},
+        },
+        optional=frozenset(_CHECK_STATS),
+    ),
 }
 # Columns a file must contain (the rest of `columns` is checked only when present: older files lack some).
-_MUST = {"bench": [*KEYS["bench"], "status"], "analysis": ["model", "batch", "node", "macs", "params"]}
+_MUST = {
+    "bench": [*KEYS["bench"], "status"],
+    "analysis": ["model", "batch", "node", "macs", "params"],
+    "checks": [*KEYS["checks"], "ok"],
+}
 
 
 def read_table(path, kind: str, allow_empty: bool = True):
@@ -166,6 +188,33 @@ SPEED = [
     ("bare_epoch_s", "list"),
     ("ratio_train_pass", "num"),
 ]
+
+
+MODEL_RECORD = [
+    ("key", "str"),
+    ("slug", "str"),
+    ("name", "str"),
+    ("origin", "str"),
+    ("sha256", "str"),
+    ("opset", "int"),
+    ("inputs", "list"),
+    ("outputs", "list"),
+    ("checked_on", "str"),
+    ("unknown_ops", "list"),
+    ("info", "dict"),
+    ("host", "str"),
+]
+
+
+def read_model_record(path) -> dict:
+    """A profiled model's record (data/models/<slug>.json), checked; its key must hold ':' (never a zoo id)."""
+    obj = _read_json(path)
+    _check_keys(path, obj, MODEL_RECORD)
+    if ":" not in obj["key"]:
+        raise UserError(f"{path}: key {obj['key']!r} is not a profiled model's key (<origin>:<name>@<digest>)")
+    for i, t in enumerate(obj["inputs"]):
+        _check_keys(path, t, [("name", "str"), ("type", "str"), ("row", "list")], f"inputs[{i}].")
+    return obj
 
 
 def read_record(path) -> dict:

@@ -3,6 +3,8 @@
 A runtime's outputs pass against the fp32 PyTorch CPU reference when max |diff| <= atol + rtol * max |reference|
 and, for classifiers, at least `min_agreement` of the predicted classes are identical. int8 is judged on class
 agreement alone for classifiers (quantized log-probabilities move by more than any useful absolute bound).
+
+Output checks of any model (`rtml-profile profile`) use the same table under OUTPUT_CHECK_RULE.
 """
 
 from __future__ import annotations
@@ -17,6 +19,12 @@ class Tolerance:
     min_agreement: float
     why: str = ""
     agreement_only: bool = False  # classifiers are judged by class agreement alone (regressors by the bound)
+    stat: str = "max"  # output checks: the error statistic that must stay within the bound ("max" or "p99")
+    check_rtol: float | None = None  # output checks: rtol when it differs from the zoo's parity rtol
+
+    @property
+    def output_rtol(self) -> float:
+        return self.rtol if self.check_rtol is None else self.check_rtol
 
     def bound(self, ref_max_abs: float) -> float:
         return self.atol + self.rtol * ref_max_abs
@@ -39,8 +47,28 @@ TOLERANCE: dict[tuple[str, str], Tolerance] = {
     # TF32 matrix units keep 10 mantissa bits (ORT CUDA's default); trained 2a/2b emit log-probabilities to ~-50
     ("tf32", "cuda"): Tolerance(1e-3, 1e-3, 0.999, "TF32 matrix units keep 10 mantissa bits"),
     ("fp16", "cuda"): Tolerance(5e-2, 2e-3, 0.99, "half precision: 11-bit mantissa"),
-    ("int8", "cpu"): Tolerance(5e-2, 0.0, 0.95, "8-bit weights (and activations) move log-probabilities", True),
+    # output checks: dynamic int8 (per-tensor activation scales recomputed every call) through tens of layers moves
+    # outputs by tens of percent of their scale; the check catches a broken conversion, not the accuracy cost
+    ("int8", "cpu"): Tolerance(
+        5e-2,
+        0.0,
+        0.95,
+        "8-bit weights (and activations) move log-probabilities",
+        agreement_only=True,
+        stat="p99",
+        check_rtol=0.5,
+    ),
 }
+
+OUTPUT_CHECK_RULE = (
+    "Per output, against the fp32 ONNX Runtime CPU reference: the error statistic `stat` of |diff| (max; the 99th "
+    "percentile for int8, where a few elements may move more) must be <= atol + rtol x max |reference|; no element "
+    "may turn NaN or infinite where the reference is finite; outputs that look like class scores (2-D, scores along "
+    "the last axis) need top-1 agreement >= min_agreement on the decisive rows, those whose two best reference "
+    "scores are further apart than twice that bound (a flip between scores closer than the tolerated error says "
+    "nothing about the runtime). int8's rtol of 0.5 catches a broken conversion (wrong scales, layout or sign: errors "
+    "of the output's own size), not int8's accuracy cost, which needs real data and a task metric."
+)
 
 EXPORT = TOLERANCE[("fp32", "cpu")]  # the ONNX export's own parity check (ONNX Runtime CPU vs PyTorch CPU)
 

@@ -44,7 +44,7 @@ def _child(conn, spec: str):
 
 
 def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig):
-    from rtml_profile.bench import accuracy, time_calls
+    from rtml_profile.bench import time_calls
 
     def fail_all(reason):
         for scope, batch in g.jobs():
@@ -59,9 +59,12 @@ def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig):
     extra = {"load_s": time.perf_counter() - t0}
     try:
         try:
-            extra.update(accuracy(rt, target))
+            extra.update(target.evaluate(rt))
         except Exception as e:
             extra["accuracy_status"] = f"failed: {_reason(e)}"
+        checks = extra.pop("checks", None)
+        if checks:
+            conn.send(("checks", gi, checks))
         for scope, batch in g.jobs():
             conn.send(("start", (gi, scope, batch)))
             try:
@@ -96,9 +99,10 @@ def _death(proc, current, groups) -> str:
     return f"the runtime's worker process {how}{where}; nothing after that was measured"
 
 
-def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, emit):
+def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, emit, on_checks=None):
     """Probe and measure `groups` (all of runtime `name`) in a worker; `emit(group, scope, batch, status, reason,
-    samples_ns, extra, probe)` is called in this process for every configuration, as soon as it is known."""
+    samples_ns, extra, probe)` is called in this process for every configuration, as soon as it is known, and
+    `on_checks(group, records, host)` for a group's output-check records."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(child, runtimes.target(name)), daemon=True)
@@ -118,6 +122,10 @@ def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, e
             msg = parent.recv()
             if msg[0] == "start":
                 current = msg[1]
+            elif msg[0] == "checks" and on_checks is not None:
+                from rtml_profile.host import host_label
+
+                on_checks(groups[msg[1]], msg[2], host_label())
             elif msg[0] == "row":
                 _, job, status, reason, ns, extra = msg
                 emit(pending.pop(job), job[1], job[2], status, reason, ns, extra, probe)

@@ -21,7 +21,7 @@ class FakeGood(Runtime):
     def load(self):
         feat = self.model.in_features or 4
         self.w = np.ones((feat, 3), np.float32)
-        self.input = InputSpec("x", ("batch", feat))
+        self.inputs, self.outputs = [InputSpec("x", ("batch", feat))], ["y"]
         self.calls = 0
 
     def _forward(self, x):
@@ -29,11 +29,14 @@ class FakeGood(Runtime):
         return x @ self.w
 
     def runner(self, scope, x):
-        self.input.check(self.model.name, x)
+        x = self.feeds(x)["x"]
         return lambda: self._forward(x)
 
     def predict(self, x):
         return self._forward(x)
+
+    def infer(self, x):
+        return {"y": self.predict(self.feeds(x)["x"])}
 
 
 class FakeLoadFails(FakeGood):

@@ -153,7 +153,8 @@ def test_a_crashing_runtime_costs_only_its_own_rows(fakes, onnx_target, tmp_path
     rows = pd.read_csv(tmp_path / "data" / "bench.csv")
     crashed = rows[rows.runtime == "fake-abort"]
     assert len(crashed) == 4 and set(crashed.status) == {"failed"}
-    assert crashed.reason.str.contains("killed by signal SIGABRT while measuring tiny.onnx fp32").all()
+    msg = f"killed by signal SIGABRT while measuring {onnx_target.ref.name} fp32"
+    assert onnx_target.ref.name.startswith("onnx:tiny@") and crashed.reason.str.contains(msg, regex=False).all()
     ort = rows[rows.runtime == "ort-cpu"]
     assert len(ort) == 8 and set(ort.status) == {"ok"}  # fp32 and int8, 2 scopes x 2 batches
     assert len(res.problems()) == 4

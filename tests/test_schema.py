@@ -10,6 +10,7 @@ import pytest
 from rtml_profile import UserError, schema
 
 DATA = Path(__file__).resolve().parents[1] / "reports" / "data"
+_NEXT = len((DATA / "bench.csv").read_text().splitlines()) + 1  # the line an appended row lands on
 
 
 def test_committed_data_pass_and_extra_columns_are_kept(tmp_path):
@@ -46,8 +47,8 @@ def _bench_copy(tmp_path) -> Path:
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda t: t + "garbage\n", r"line 922 has an empty value in column 'model'"),
-        (lambda t: t + "a,b,c,d,e,f,g\n", r"line 922 has an invalid int value in column 'batch'|empty value"),
+        (lambda t: t + "garbage\n", rf"line {_NEXT} has an empty value in column 'model'"),
+        (lambda t: t + "a,b,c,d,e,f,g\n", rf"line {_NEXT} has an invalid int value in column 'batch'|empty value"),
         (lambda t: t + "x," * 80 + "\n", r"not a readable CSV table"),
         (lambda t: t.replace("host,model,", "hst,model,", 1), r"lacks the column\(s\) host"),
         (lambda t: "\n".join(line.rsplit(",", 49)[0] for line in t.splitlines()[:3]), r"lacks the column"),

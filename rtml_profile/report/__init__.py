@@ -15,8 +15,7 @@ from rtml_profile.report.inputs import Inputs, load_inputs
 DEFAULT_BUDGETS_MS = (1.0, 16.7, 33.3)
 APPENDIX = "APPENDIX.md"
 REGENERATE = (
-    "rtml-profile all --data-dir ../shared/data   # the whole pipeline\n"
-    "rtml-profile report                          # re-render from reports/data/"
+    "`rtml-profile all --data-dir ../shared/data` (the whole pipeline), `rtml-profile report` (from reports/data/)"
 )
 
 
@@ -32,6 +31,14 @@ def _figures(inp: Inputs) -> dict[str, bytes]:
         if len(rows):
             out[f"latency_{mid}.png"] = fg.latency(rows, f"{mid}: p50 latency vs batch", lambda h: host_label(inp, h))
     return out
+
+
+def _models_line(inp: Inputs) -> str:
+    """One line naming the models profiled with `rtml-profile profile` (their appendices are in models/)."""
+    from rtml_profile.report.models import INDEX, records
+
+    names = ", ".join(r["name"] for r in records(inp.data_dir))
+    return f"Also profiled (`rtml-profile profile`): [{names}](models/{INDEX}).\n" if names else ""
 
 
 def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
@@ -58,11 +65,11 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
         section_where(inp, figures),
         section_skipped(inp),
         section_hw2(inp),
-        f"Regenerate:\n\n```\n{REGENERATE}\n```\n",
+        _models_line(inp),
     ]
     report = "\n".join(p.rstrip("\n") + "\n" for p in parts if p)
     appendix = render_appendix(inp, budgets_ms) + appendix_where(inp) + "\n" + section_environment(inp)
-    return report, appendix
+    return report, appendix + f"\nRegenerate:\n\n```\n{REGENERATE}\n```\n"
 
 
 def render(
@@ -73,13 +80,19 @@ def render(
     Raises UserError (and writes nothing) when `data_dir` is missing, holds no result file, or holds a damaged one.
     """
     from rtml_profile.files import atomic_write
+    from rtml_profile.report.models import render_all
 
     inp = load_inputs(Path(data_dir))
     figures = _figures(inp)
     report, appendix = render_text(inp, budgets_ms, figures)
+    model_texts, model_figures = render_all(Path(data_dir))
     out = Path(out)
     for name, png in sorted(figures.items()):
         atomic_write(out.parent / "figures" / name, png)
+    for name, png in sorted(model_figures.items()):
+        atomic_write(out.parent / "models" / "figures" / name, png)
+    for name, text in sorted(model_texts.items()):
+        atomic_write(out.parent / "models" / name, text)
     atomic_write(out.parent / APPENDIX, appendix)
     atomic_write(out, report)
     return out

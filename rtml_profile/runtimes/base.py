@@ -3,8 +3,12 @@ RunConfig), and its small lifecycle (probe, load, runner, predict, synchronize, 
 
 A runtime is a context manager. `runner(scope, x)` returns a zero-argument callable that performs one inference
 in that scope; the harness times `call(); synchronize()` with a host clock, so GPU work is always finished before
-the clock is read. Nothing outside a runtime's own module looks at its name: the harness reads `caps` and
-`input`, and passes everything through the constructor.
+the clock is read. Nothing outside a runtime's own module looks at its name: the harness reads `caps`, `inputs`
+and `outputs`, and passes everything through the constructor.
+
+Inputs: `x` is either one array (the zoo's one-input models: it feeds the first input) or feeds, a dict of every
+input's name -> array (any ONNX model: several inputs, integer inputs); `feeds(x)` turns either into checked feeds.
+`predict(x)` gives the first output as float32 (the zoo's accuracy pass); `infer(x)` gives every output by name.
 
 Scopes:
 - compute: inputs already where the runtime wants them (device tensors, ORT IO binding); outputs stay there.
@@ -56,11 +60,17 @@ class RunConfig:
     max_batch: int = 1024  # runtimes that fix shapes ahead of time (TensorRT profiles) cover min..max
     artifacts: Path = paths.DERIVED
     profile_nodes: bool = False  # record per-node times (caps.node_profiler); node_times() returns them
+    # one sample's shape per input, ((name, (d1, d2, ...)), ...), where the model leaves non-batch axes dynamic
+    # (named dimensions resolved by --shape); runtimes that fix shapes ahead of time build them from this
+    row_shapes: tuple = ()
+
+
+Feeds = dict  # input name -> numpy array, one entry per model input
 
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The model's (first) input after load: name, shape (str or None for a dynamic axis) and numpy dtype."""
+    """One model input after load: name, shape (str or None for a dynamic axis) and numpy dtype."""
 
     name: str
     shape: tuple
@@ -114,7 +124,28 @@ class Runtime:
         if precision not in self.caps.precisions:
             raise UserError(f"{self.name} does not offer {precision} (it offers {', '.join(self.caps.precisions)})")
         self.model, self.precision, self.config = model, precision, config or RunConfig()
-        self.input: InputSpec | None = None  # set by load()
+        self.inputs: list[InputSpec] = []  # set by load(), in the model's order
+        self.outputs: list[str] = []  # output names, set by load(), in the model's order
+
+    @property
+    def input(self) -> InputSpec | None:
+        """The first input (the zoo's models have exactly one)."""
+        return self.inputs[0] if self.inputs else None
+
+    def feeds(self, x) -> Feeds:
+        """`x` as feeds: one array feeds the first input; a dict must name every input exactly once and fit it."""
+        if not isinstance(x, dict):
+            self.inputs[0].check(self.model.name, x)
+            return {self.inputs[0].name: x}
+        want = [i.name for i in self.inputs]
+        if set(x) != set(want):
+            raise UserError(
+                f"{self.model.name}: feeds name {', '.join(sorted(x)) or 'nothing'}, but the model's inputs are "
+                f"{', '.join(want)}"
+            )
+        for spec in self.inputs:
+            spec.check(self.model.name, x[spec.name])
+        return {n: x[n] for n in want}
 
     @classmethod
     def probe(cls) -> Probe:
@@ -130,7 +161,12 @@ class Runtime:
         raise NotImplementedError
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Host float32 outputs for host inputs (used for accuracy and parity)."""
+        """Host float32 first output for host inputs (used for the zoo's accuracy and parity)."""
+        raise NotImplementedError
+
+    def infer(self, x) -> dict[str, np.ndarray]:
+        """Every output by name, on the host, for host inputs `x` (an array or feeds), in chunks the runtime
+        accepts (used for output checks)."""
         raise NotImplementedError
 
     def node_times(self) -> NodeTrace:

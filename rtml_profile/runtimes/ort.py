@@ -13,7 +13,7 @@ from typing import ClassVar
 import numpy as np
 
 from rtml_profile import UserError, artifacts, paths
-from rtml_profile.batching import in_chunks
+from rtml_profile.batching import feeds_in_chunks, in_chunks
 from rtml_profile.runtimes.base import (
     Capabilities,
     InputSpec,
@@ -151,9 +151,11 @@ class _Ort(Runtime):
 
             self._trace = Path(tempfile.mkdtemp(prefix="rtml-ort-trace-")) / "trace"
         self.session = self._new_session()
-        inp = self.session.get_inputs()[0]
-        self.input = InputSpec(inp.name, tuple(inp.shape), np.dtype(_DTYPES.get(inp.type, np.float32)))
-        self.output_name = self.session.get_outputs()[0].name
+        self.inputs = [
+            InputSpec(i.name, tuple(i.shape), np.dtype(_DTYPES.get(i.type, np.float32)))
+            for i in self.session.get_inputs()
+        ]
+        self.outputs = [o.name for o in self.session.get_outputs()]
         self._graph_sessions = []
 
     def _new_session(self, cuda_graph: bool = False):
@@ -182,17 +184,19 @@ class _Ort(Runtime):
             self._trace = None
         return parse_ort_trace(events)
 
-    def _bind(self, session, x: np.ndarray):
+    def _bind(self, session, feeds: dict):
         ort = _import_ort()
-        # the output shape comes from the plain session: a CUDA-graph session must only ever run with IO binding
-        out_shape = self.session.run(None, {self.input.name: x})[0].shape
+        # output shapes come from the plain session: a CUDA-graph session must only ever run with IO binding
+        outs = self.session.run(None, feeds)
         device = self.caps.device
-        x_val = ort.OrtValue.ortvalue_from_numpy(x, device, 0)
-        y_val = ort.OrtValue.ortvalue_from_shape_and_type(out_shape, np.float32, device, 0)
         binding = session.io_binding()
-        binding.bind_ortvalue_input(self.input.name, x_val)
-        binding.bind_ortvalue_output(self.output_name, y_val)
-        keep = (x_val, y_val)  # the OrtValues must outlive the binding
+        keep = []  # the OrtValues must outlive the binding
+        for name, x in feeds.items():
+            keep.append(ort.OrtValue.ortvalue_from_numpy(x, device, 0))
+            binding.bind_ortvalue_input(name, keep[-1])
+        for name, y in zip(self.outputs, outs):
+            keep.append(ort.OrtValue.ortvalue_from_shape_and_type(y.shape, y.dtype, device, 0))
+            binding.bind_ortvalue_output(name, keep[-1])
 
         def run():
             session.run_with_iobinding(binding)
@@ -200,22 +204,25 @@ class _Ort(Runtime):
 
         return run
 
-    def runner(self, scope: str, x: np.ndarray):
-        self.input.check(self.model.name, x)
+    def runner(self, scope: str, x):
+        feeds = self.feeds(x)
         if scope == "end-to-end":
-            return lambda: self.session.run(None, {self.input.name: x})[0]
+            return lambda: self.session.run(None, feeds)
         if scope == "compute":
-            return self._bind(self.session, x)
+            return self._bind(self.session, feeds)
         if scope == "cuda-graph":
             # a CUDA graph fixes the addresses and shapes: one session (and one capture) per input shape
             sess = self._new_session(cuda_graph=True)
             self._graph_sessions.append(sess)
-            return self._bind(sess, x)
+            return self._bind(sess, feeds)
         raise ValueError(scope)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.input.check(self.model.name, x[:1])
         return in_chunks(lambda c: self.session.run(None, {self.input.name: c})[0], x).astype(np.float32)
+
+    def infer(self, x) -> dict[str, np.ndarray]:
+        return feeds_in_chunks(lambda f: dict(zip(self.outputs, self.session.run(None, f))), self.feeds(x))
 
     def close(self):
         self.session = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from rtml_profile import UserError, artifacts
-from rtml_profile.batching import in_chunks
+from rtml_profile.batching import feeds_in_chunks, in_chunks
 from rtml_profile.runtimes.base import Capabilities, InputSpec, Probe, Runtime, cuda_ready, cuda_synchronize
 
 
@@ -41,35 +41,48 @@ class TensorRT(Runtime):
         from polygraphy.backend.trt import engine_from_bytes
 
         c = self.config
-        path = artifacts.trt_engine(self.onnx_file(), self.precision, c.min_batch, c.max_batch, c.artifacts)
+        path = artifacts.trt_engine(
+            self.onnx_file(), self.precision, c.min_batch, c.max_batch, c.artifacts, dict(c.row_shapes)
+        )
         self.engine = engine_from_bytes(path.read_bytes())
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        self.input = InputSpec(self.inputs[0], tuple(self.engine.get_tensor_shape(self.inputs[0])))
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.np_dtype = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self.inputs = [
+            InputSpec(n, tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(n)), self.np_dtype[n])
+            for n in names
+            if is_input[n]
+        ]
+        self.outputs = [n for n in names if not is_input[n]]
         self.torch = torch
 
-    def _bind(self, x: np.ndarray):
+    def _bind(self, feeds: dict):
         torch, c = self.torch, self.config
-        if not c.min_batch <= len(x) <= c.max_batch:
-            raise UserError(
-                f"batch {len(x)} is outside the engine's optimization profile ({c.min_batch}..{c.max_batch})"
-            )
-        xt = torch.from_numpy(np.ascontiguousarray(x, np.float32)).cuda()
-        self.context.set_input_shape(self.inputs[0], tuple(xt.shape))
-        out = torch.empty(tuple(self.context.get_tensor_shape(self.outputs[0])), dtype=torch.float32, device="cuda")
-        self.context.set_tensor_address(self.inputs[0], xt.data_ptr())
-        self.context.set_tensor_address(self.outputs[0], out.data_ptr())
-        return xt, out
+        rows = len(next(iter(feeds.values())))
+        if not c.min_batch <= rows <= c.max_batch:
+            raise UserError(f"batch {rows} is outside the engine's optimization profile ({c.min_batch}..{c.max_batch})")
+        buffers = {}
+        for spec in self.inputs:
+            t = torch.from_numpy(np.ascontiguousarray(feeds[spec.name], spec.dtype)).cuda()
+            self.context.set_input_shape(spec.name, tuple(t.shape))
+            buffers[spec.name] = t
+        outs = {}
+        for name in self.outputs:  # output shapes are known once every input shape is set
+            dtype = torch.from_numpy(np.empty(0, self.np_dtype[name])).dtype
+            outs[name] = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=dtype, device="cuda")
+        for name, t in {**buffers, **outs}.items():
+            self.context.set_tensor_address(name, t.data_ptr())
+        return buffers, outs
 
     def _execute(self):
         if not self.context.execute_async_v3(self.torch.cuda.current_stream().cuda_stream):
             raise RuntimeError("TensorRT execute_async_v3 failed")
 
-    def runner(self, scope: str, x: np.ndarray):
+    def runner(self, scope: str, x):
+        feeds = self.feeds(x)
         if scope == "compute":
-            buffers = self._bind(x)
+            buffers = self._bind(feeds)
 
             def run():
                 self._execute()
@@ -77,16 +90,20 @@ class TensorRT(Runtime):
 
             return run
         if scope == "end-to-end":
-            return lambda: self._infer(x)
+            return lambda: self._infer(feeds)
         raise ValueError(scope)
 
-    def _infer(self, x: np.ndarray) -> np.ndarray:
-        _, out = self._bind(x)
+    def _infer(self, feeds: dict) -> dict[str, np.ndarray]:
+        _, outs = self._bind(feeds)
         self._execute()
-        return out.cpu().numpy()
+        return {n: t.cpu().numpy() for n, t in outs.items()}
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return in_chunks(self._infer, x, chunk=self.config.max_batch)
+        first = lambda c: self._infer(self.feeds(c))[self.outputs[0]].astype(np.float32)  # noqa: E731
+        return in_chunks(first, x, chunk=self.config.max_batch)
+
+    def infer(self, x) -> dict[str, np.ndarray]:
+        return feeds_in_chunks(self._infer, self.feeds(x), chunk=self.config.max_batch)
 
     def synchronize(self):
         cuda_synchronize()

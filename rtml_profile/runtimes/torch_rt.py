@@ -47,7 +47,8 @@ class _Torch(Runtime):
             else load_checkpoint(self.model.model_id)[0]
         )
         self.net = net.to(self.caps.device, self.dtype).eval()
-        self.input = InputSpec("input", ("batch", self.model.in_features), np.dtype(np.float32))
+        self.inputs = [InputSpec("input", ("batch", self.model.in_features), np.dtype(np.float32))]
+        self.outputs = ["output"]
         self._graphs = []  # captured CUDA graphs stay alive until close()
         self._prof = self._start_profiler() if self.config.profile_nodes else None
 
@@ -102,7 +103,7 @@ class _Torch(Runtime):
     def runner(self, scope: str, x: np.ndarray):
         import torch
 
-        self.input.check(self.model.name, x)
+        x = self.feeds(x)[self.input.name]
         net = self.net
         if scope == "end-to-end":
             return lambda: self._forward_host(x)
@@ -131,6 +132,9 @@ class _Torch(Runtime):
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return in_chunks(self._forward_host, x)
+
+    def infer(self, x) -> dict[str, np.ndarray]:
+        return {self.outputs[0]: self.predict(self.feeds(x)[self.input.name])}
 
     def close(self):
         self._graphs = []
