@@ -17,7 +17,13 @@ from pathlib import Path
 
 from rtml_profile import UserError
 
-KEYS = {"bench": ["host", "model", "runtime", "precision", "scope", "batch"], "analysis": ["model", "batch", "node"]}
+KEYS = {
+    "bench": ["host", "model", "runtime", "precision", "scope", "batch"],
+    "analysis": ["model", "batch", "node"],
+    "load": ["host", "model", "runtime", "precision", "scenario", "max_batch", "max_wait_us", "deadline_us",
+             "offered_qps"],
+}  # fmt: skip
+FILES = {"bench": "bench.csv", "analysis": "analysis.csv", "load": "load.csv"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,10 @@ class TableSchema:
 
 
 _LATENCY = ("n", "mean_us", "p50_us", "p99_us", "throughput_sps")
+_LOAD_RESULTS = (
+    "n", "p50_us", "p99_us", "p99_lo_us", "p99_hi_us", "miss_rate", "miss_lo", "miss_hi", "achieved_qps",
+    "issue_p50_us", "issue_p99_us", "issue_max_us", "growth", "mean_batch", "pred_p99_us", "pred_miss_rate",
+)  # fmt: skip
 TABLES = {
     "bench": TableSchema(
         columns={
@@ -77,9 +87,25 @@ TABLES = {
         ok_required=frozenset(_LATENCY),
     ),
     "analysis": TableSchema(columns={"model": "str", "batch": "int", "node": "str", "macs": "float", "params": "int"}),
+    # one row per load run (load.py): latencies are completion minus scheduled arrival, in microseconds
+    "load": TableSchema(
+        columns={
+            **{c: "str" for c in ("host", "model", "runtime", "precision", "scenario", "status", "role")},
+            "max_batch": "int",
+            **{c: "float" for c in ("max_wait_us", "deadline_us", "offered_qps")},
+            **{c: "float" for c in _LOAD_RESULTS},
+            "late": "int",
+        },
+        optional=frozenset({*_LOAD_RESULTS, "late", "role"}),
+        ok_required=frozenset({"n", "p50_us", "p99_us", "miss_rate", "issue_p99_us", "achieved_qps"}),
+    ),
 }
 # Columns a file must contain (the rest of `columns` is checked only when present: older files lack some).
-_MUST = {"bench": [*KEYS["bench"], "status"], "analysis": ["model", "batch", "node", "macs", "params"]}
+_MUST = {
+    "bench": [*KEYS["bench"], "status"],
+    "analysis": ["model", "batch", "node", "macs", "params"],
+    "load": [*KEYS["load"], "status"],
+}
 
 
 def read_table(path, kind: str, allow_empty: bool = True):
