@@ -421,7 +421,10 @@ def _budgets(text: str | None) -> list[float]:
     return out
 
 
-Budget = Annotated[Optional[str], typer.Option(help="Frame budgets in ms, comma-separated (default 1,16.7,33.3).")]
+Budget = Annotated[
+    Optional[str],
+    typer.Option(help="Frame budgets in ms, comma-separated (default 1; other deadlines: `rtml-profile load`)."),
+]
 
 
 @app.command()
@@ -463,6 +466,10 @@ def all_cmd(
                   max_time=max_time, budgets_ms=_budgets(budget), quiet=quiet, say=typer.echo)  # fmt: skip
     for r in res.records:
         _print_training(r)
+    from rtml_profile.load import peak_lines
+
+    for line in peak_lines(res.load or []):
+        typer.echo(line)
     _finish_bench(res.bench, Path("reports/data"), None)
     typer.echo(f"wrote {res.report} and its figures in {res.report.parent / 'figures'}")
 

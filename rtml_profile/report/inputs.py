@@ -21,6 +21,7 @@ class Inputs:
     extras: dict = field(default_factory=dict)  # file stem -> gpu_train_*.json / train_speed_*.json
     analysis: object = None  # DataFrame: the TOTAL row per model at batch 1
     bench: object = None  # DataFrame: every row of known models
+    load: object = None  # DataFrame: load.csv rows (open-loop load runs) of known models
     _samples: dict = field(default_factory=dict)
 
     @property
@@ -62,7 +63,11 @@ def load_inputs(data_dir) -> Inputs:
     p = data_dir / "bench.csv"
     if p.exists():
         inp.bench = _bench(inp, schema.read_table(p, "bench", allow_empty=False))
-    if not (inp.records or inp.extras or inp.analysis is not None or inp.bench is not None):
+    p = data_dir / "load.csv"
+    if p.exists():
+        ld = schema.read_table(p, "load", allow_empty=False)
+        inp.load = ld[ld["model"].isin(list(zoo.MODELS))].reset_index(drop=True)
+    if not (inp.records or inp.extras or inp.analysis is not None or inp.bench is not None or inp.load is not None):
         raise UserError(
             f"{data_dir}: holds no result file (bench.csv, analysis.csv, train_<id>.json); is it the right folder?"
         )
