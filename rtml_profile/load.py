@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import os
 import sys
 import threading
 import time
@@ -37,7 +38,8 @@ from rtml_profile import UserError, paths, stats
 SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
 SCOPE = "end-to-end"  # a query is a host array in and a host array out
 LEAD_NS = 20_000_000  # the first arrival is scheduled this long after the generator starts
-SPIN_NS = 200_000  # the dispatcher sleeps until this close to an arrival, then yields in a loop
+SPIN_NS = 20_000  # the dispatcher sleeps until this close to an arrival, then yields in a loop (measured:
+# a longer spin steals a core from the runtime on a 2-core machine and makes the error worse, not better)
 SWITCH_S = 5e-5  # the interpreter's thread switch interval while the generator runs (default 5 ms)
 LOAD_CSV = "load.csv"
 PERCENTILE = 99
@@ -166,6 +168,7 @@ def drive(calls: dict, sync, arrivals_s: np.ndarray, max_batch: int = 1, max_wai
 
     old = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_S)
+    _fine_timer_slack()  # the inference thread's timed waits for a batch to fill, too
     thread = threading.Thread(target=dispatch, name="rtml-load-dispatch", daemon=True)
     thread.start()
     try:
@@ -376,7 +379,8 @@ def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
         except Exception as e:
             conn.send(("row", job, "failed", _reason(e), None, {"rate": rate, "role": role}))
             return False
-        conn.send(("row", job, "ok", "", arrays, {"rate": rate, "role": role, "capacity_qps": capacity}))
+        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else ""  # other work on the machine, for the record
+        conn.send(("row", job, "ok", "", arrays, {"rate": rate, "role": role, "capacity_qps": capacity, "load1": busy}))
         return verdict(arrays["us"], g.goal)["passed"]
 
     try:
@@ -532,6 +536,7 @@ def _row_builder(data_dir: Path, threads: int):
             "queries": sc.queries if sc.kind == "offline" else "", "seed": sc.seed,
             "confidence": g.goal.confidence, "miss_target": g.goal.miss_target, "percentile": PERCENTILE,
             "capacity_qps": extra.get("capacity_qps", ""), "trained_epochs": _epochs(g.target),
+            "loadavg_1m": extra.get("load1", ""),
         }  # fmt: skip
         if status == "ok":
             out.update(verdict(arrays["us"], g.goal))

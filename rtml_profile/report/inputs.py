@@ -71,7 +71,24 @@ def load_inputs(data_dir) -> Inputs:
         raise UserError(
             f"{data_dir}: holds no result file (bench.csv, analysis.csv, train_<id>.json); is it the right folder?"
         )
+    for row in [] if inp.ok is None else inp.ok.to_dict("records"):  # every row's samples, read and checked once
+        samples(inp, row)
+    for row in [] if inp.load is None else inp.load[inp.load["status"] == "ok"].to_dict("records"):
+        _load_samples(inp, row)
     return inp
+
+
+def _load_samples(inp: Inputs, row: dict):
+    """A load.csv row's per-query samples, read and checked (the report states numbers derived from them)."""
+    from rtml_profile.results import load_sample_arrays
+
+    where = row.get("samples_file") or f"{inp.data_dir}/load.csv ({row['model']})"
+    try:
+        arrays = load_sample_arrays(inp.data_dir, row, "load.csv")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        raise UserError(f"{where}: not a readable samples file ({type(e).__name__})") from None
+    for k in ("us", "issue_us"):
+        schema.check_samples(arrays[k] if arrays and k in arrays else [], f"{where} [{k}]")
 
 
 def _bench(inp: Inputs, b):
