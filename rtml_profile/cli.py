@@ -364,6 +364,9 @@ def load_cmd(
     streams: Annotated[int, typer.Option(help="multi-stream: number of streams.")] = 4,
     fps: Annotated[float, typer.Option(help="multi-stream: frames per second of each stream.")] = 30.0,
     queries: Annotated[int, typer.Option(help="offline: number of queries issued at once.")] = 10000,
+    max_queries: Annotated[
+        int, typer.Option(help="server, multi-stream: end a trial after this many queries.")
+    ] = 20000,
     threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: physical cores).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the arrival schedule.")] = 0,
     results: Annotated[Path, typer.Option(help="Results folder (load.csv and samples/).")] = Path("reports/data"),
@@ -375,7 +378,7 @@ def load_cmd(
     fixed = _floats(rate, "--rate")
     multi = scenario == "multi-stream"
     sc = load.Scenario(kind=scenario, rate=fps if multi else (fixed or (100.0,))[0], streams=streams,
-                       duration_s=duration, queries=queries, seed=seed)  # fmt: skip
+                       duration_s=duration, queries=queries, seed=seed, max_queries=max_queries)  # fmt: skip
     deadline_ms = 1e3 / (fixed[0] if fixed else fps) if multi and deadline == 1.0 else deadline
     req = load.Request(model, runtime, precision, sc, _batching(batching),
                        load.Goal(deadline_ms * 1e3, miss_target, confidence),
