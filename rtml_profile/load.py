@@ -43,6 +43,8 @@ SPIN_NS = 20_000  # the dispatcher sleeps until this close to an arrival, then y
 SWITCH_S = 5e-5  # the interpreter's thread switch interval while the generator runs (default 5 ms)
 LOAD_CSV = "load.csv"
 PERCENTILE = 99
+MAX_GROWTH = 2.0  # a run whose late-run median latency is over twice its early one is not sustained
+MAX_STRETCH_S = 10.0  # a trial at a low rate is stretched up to this long to hold the queries a claim needs
 
 
 @dataclass(frozen=True)
@@ -240,14 +242,18 @@ class Goal:
 
 
 def verdict(us: np.ndarray, goal: Goal) -> dict:
-    """p50/p99 with order-statistic intervals, the miss rate with its Wilson interval, and whether the run
-    supports "p99 <= deadline" at the goal's confidence (and the miss target)."""
+    """p50/p99 with order-statistic intervals, the miss rate with its Wilson interval, the queue's growth (median
+    latency of the last quarter of queries over the first: near 1 when the rate is sustained), and whether the
+    run passed: it supports "p99 <= deadline" at the goal's confidence, meets the miss target, and its queue did
+    not build (growth at most MAX_GROWTH; a short run past capacity can meet a deadline before its queue does)."""
     us = np.asarray(us, np.float64)
     n, over = len(us), int((us > goal.deadline_us).sum())
     srt = np.sort(us)
     lo99, hi99 = stats.percentile_ci(srt, PERCENTILE, goal.confidence)
     miss_lo, miss_hi = stats.proportion_ci(over, n, goal.confidence)
     within = stats.percentile_within(n, over, PERCENTILE, goal.confidence)
+    q = max(1, n // 4)
+    growth = float(np.median(us[-q:]) / max(np.median(us[:q]), 1e-9))
     return {
         "n": n,
         "p50_us": stats.nearest_rank(srt, 50),
@@ -261,15 +267,14 @@ def verdict(us: np.ndarray, goal: Goal) -> dict:
         "miss_hi": miss_hi,
         "p99_within": within,
         "queries_needed": stats.queries_needed(over, PERCENTILE, goal.confidence),
-        "passed": bool(within and over / n <= goal.miss_target),
+        "growth": growth,
+        "passed": bool(within and over / n <= goal.miss_target and growth <= MAX_GROWTH),
     }
 
 
 def describe_run(arrays: dict, sc: Scenario) -> dict:
-    """What the run did besides latency: achieved rate, batch sizes, the generator's error, and the queue's
-    growth (p50 of the last quarter of queries over p50 of the first: near 1 when the rate is sustained)."""
+    """What the run did besides latency: achieved rate, batch sizes and the generator's error."""
     us, issue = np.asarray(arrays["us"], np.float64), np.sort(np.asarray(arrays["issue_us"], np.float64))
-    q = max(1, len(us) // 4)
     wall = float(arrays["wall_s"][0])
     return {
         "achieved_qps": len(us) / wall if wall > 0 else 0.0,
@@ -277,7 +282,6 @@ def describe_run(arrays: dict, sc: Scenario) -> dict:
         "issue_p50_us": stats.nearest_rank(issue, 50),
         "issue_p99_us": stats.nearest_rank(issue, 99),
         "issue_max_us": float(issue[-1]),
-        "growth": float(np.median(us[-q:]) / max(np.median(us[:q]), 1e-9)),
     }
 
 
@@ -344,15 +348,38 @@ def rates(g: LoadGroup, capacity_qps: float, run) -> None:
         run(nice_rate(peak * m), f"{m:g}x peak")
 
 
-def _capacity(calls: dict, sync, max_batch: int) -> float:
-    """Queries/s of back-to-back calls at max_batch (mean call time, as a queue's utilisation counts it): the
-    search's first bracket and the reference for "share of capacity"."""
+SERVICE_SAMPLES = 500  # back-to-back calls kept per batch size for the queue model
+
+
+def service_sizes(max_batch: int) -> list[int]:
+    """Batch sizes timed back to back for the queue model: powers of two up to max_batch, and max_batch."""
+    return sorted({1, max_batch, *(2**i for i in range(1, 11) if 2**i < max_batch)})
+
+
+def _service(calls: dict, sync, max_batch: int) -> dict:
+    """{'svc_b<b>': call times in us} back to back (bench's timing rule, the same process, threads and moment as
+    the trials that follow), the smallest size first; they drive the queue model and the capacity estimate."""
     from rtml_profile.bench import Settings, time_calls
 
-    s = Settings(warmup_iters=20, warmup_s=0.05, min_iters=200, min_s=0.1, max_s=0.5)
-    time_calls(calls[1], sync, s)  # warms every size in turn, the largest last
-    ns = time_calls(calls[max_batch], sync, s)
-    return max_batch / (float(np.mean(ns)) / 1e9)
+    s = Settings(warmup_iters=20, warmup_s=0.05, min_iters=SERVICE_SAMPLES, min_s=0.1, max_s=0.5)
+    return {
+        f"svc_b{b}": np.asarray(time_calls(calls[b], sync, s)[-SERVICE_SAMPLES:] / 1e3, np.float32)
+        for b in service_sizes(max_batch)
+    }
+
+
+def capacity_qps(service: dict, max_batch: int) -> float:
+    """Queries/s of back-to-back calls at max_batch (mean call time, as a queue's utilisation counts it): the
+    search's first bracket and the reference for "share of capacity"."""
+    return max_batch / (float(np.mean(service[f"svc_b{max_batch}"])) / 1e6)
+
+
+def min_duration(sc: Scenario, goal: Goal) -> Scenario:
+    """The scenario run long enough (up to MAX_STRETCH_S) for the queries a p99 claim needs with none late."""
+    need = 1.1 * stats.queries_needed(0, PERCENTILE, goal.confidence)
+    if sc.kind == "offline" or sc.offered_qps * sc.duration_s >= need:
+        return sc
+    return dataclasses.replace(sc, duration_s=min(MAX_STRETCH_S, need / sc.offered_qps))
 
 
 def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
@@ -364,7 +391,8 @@ def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
         rt = cls(target.ref, g.precision, config)
         rt.load()
         calls = {b: rt.runner(SCOPE, target.inputs(b)) for b in range(1, g.scenario.max_batch + 1)}
-        capacity = _capacity(calls, rt.synchronize, g.scenario.max_batch)
+        service = _service(calls, rt.synchronize, g.scenario.max_batch)
+        capacity = capacity_qps(service, g.scenario.max_batch)
     except Exception as e:
         for job in jobs:
             conn.send(("row", job, "failed", _reason(e), None, {}))
@@ -374,14 +402,15 @@ def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
     def run(rate: float, role: str) -> bool:
         job = left.popleft()
         conn.send(("start", job))
-        sc = g.scenario.at(rate)
+        sc = min_duration(g.scenario.at(rate), g.goal)
         try:
-            arrays = run_scenario(calls, rt.synchronize, sc)
+            arrays = {**run_scenario(calls, rt.synchronize, sc), **service}
         except Exception as e:
             conn.send(("row", job, "failed", _reason(e), None, {"rate": rate, "role": role}))
             return False
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else ""  # other work on the machine, for the record
-        conn.send(("row", job, "ok", "", arrays, {"rate": rate, "role": role, "capacity_qps": capacity, "load1": busy}))
+        extra = {"rate": rate, "role": role, "capacity_qps": capacity, "load1": busy, "duration_s": sc.duration_s}
+        conn.send(("row", job, "ok", "", arrays, extra))
         return verdict(arrays["us"], g.goal)["passed"]
 
     try:
@@ -395,26 +424,11 @@ def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
 # ---------------------------------------------------------------- the model of the queue, beside the measurement
 
 
-def service_model(data_dir: Path, host: str, model: str, runtime: str, precision: str):
-    """(ServiceModel from bench's raw end-to-end samples of this configuration on this host, '') or (None, why)."""
-    from rtml_profile import queue_sim, results
+def service_model(arrays: dict):
+    """The queue model's service times: the run's own back-to-back samples per batch size ('svc_b<b>')."""
+    from rtml_profile import queue_sim
 
-    table = results.read_csv(Path(data_dir) / paths.BENCH_CSV, "bench")
-    if not len(table):
-        return None, "no bench.csv to predict from"
-    rows = table[
-        (table["host"] == host)
-        & (table["model"] == model)
-        & (table["runtime"] == runtime)
-        & (table["precision"] == precision)
-        & (table["scope"] == SCOPE)
-        & (table["status"] == "ok")
-    ]
-    samples = {int(r["batch"]): results.load_samples(data_dir, r.to_dict()) for _, r in rows.iterrows()}
-    samples = {b: s for b, s in samples.items() if s is not None and len(s)}
-    if not samples:
-        return None, f"no bench {SCOPE} samples of {model} {runtime} {precision} on this host to predict from"
-    return queue_sim.ServiceModel.from_us(samples), ""
+    return queue_sim.ServiceModel.from_us({int(k[5:]): v for k, v in arrays.items() if k.startswith("svc_b")})
 
 
 def predict(service, sc: Scenario, goal: Goal, replicas: int = 1) -> dict:
@@ -500,7 +514,7 @@ def execute(req: Request) -> list[dict]:
     threads = req.threads or physical_cores()
     targets = {m: bench.zoo_target(m, with_accuracy=False) for m in req.models}
     config = RunConfig(threads=threads, min_batch=1, max_batch=max(g.scenario.max_batch for g in groups))
-    row_of, out = _row_builder(req.results, threads), []
+    row_of, out = _row_builder(threads), []
 
     def emit(g, _scope, _index, status, reason, arrays=None, extra=None, probe=None):
         row, stem = row_of(g, status, reason, arrays, extra or {}, probe)
@@ -516,15 +530,16 @@ def execute(req: Request) -> list[dict]:
     return out
 
 
-def _row_builder(data_dir: Path, threads: int):
+def _row_builder(threads: int):
     from rtml_profile import runtimes
     from rtml_profile.host import environment
     from rtml_profile.results import now, slug
 
-    env, services = environment(), {}
+    env = environment()
 
     def row(g: LoadGroup, status, reason, arrays, extra: dict, probe):
         sc = g.scenario.at(extra["rate"]) if "rate" in extra else g.scenario
+        sc = dataclasses.replace(sc, duration_s=extra.get("duration_s", sc.duration_s))
         device = runtimes.get(g.runtime).caps.device
         out = {
             "host": env["host"], "model": g.target, "runtime": g.runtime, "precision": g.precision,
@@ -542,11 +557,7 @@ def _row_builder(data_dir: Path, threads: int):
         if status == "ok":
             out.update(verdict(arrays["us"], g.goal))
             out.update(describe_run(arrays, sc))
-            key = (g.target, g.runtime, g.precision)
-            if key not in services:
-                services[key] = service_model(data_dir, env["host"], *key)
-            service, why = services[key]
-            out.update(predict(service, sc, g.goal) if service is not None else {"pred_note": why})
+            out.update(predict(service_model(arrays), sc, g.goal))
         stem = (
             f"load/{slug(env['host'])}/{slug(g.target)}/{slug(g.runtime)}_{g.precision}_{sc.kind}_b{sc.max_batch}"
             f"_w{sc.max_wait_us:g}_d{g.goal.deadline_us:g}_r{out['offered_qps']:g}"

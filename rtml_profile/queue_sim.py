@@ -1,11 +1,12 @@
 """A model of the queue: a discrete-event simulation of arrivals, dynamic batching and N replicas behind one
-FIFO queue, driven by measured single-call latencies (bench's raw samples, one distribution per batch size).
+FIFO queue, driven by measured single-call latencies (one distribution per batch size; load.py times them back to
+back with bench's timing rule in the worker, just before its trials, and keeps them with each run's samples).
 
 It predicts what the load generator (load.py) measures, from the same arrival schedule and the same batching
 rule, so the two can be set side by side; where they agree it answers what this machine cannot run (more
 replicas, a fleet's arrival rate). What it leaves out, and so where it can disagree: the generator's own Python
-work per query and per batch (not in bench's samples), a service time that depends on what ran before it (cold
-caches or a sleeping thread pool after an idle gap; bench's samples are back to back), and slow spells that hit
+work per query and per batch (not in the call times), a service time that depends on what ran before it (cold
+caches or a sleeping thread pool after an idle gap; the call times are back to back), and slow spells that hit
 several calls in a row (the simulation draws each service time independently).
 """
 
