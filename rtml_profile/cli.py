@@ -367,7 +367,9 @@ def load_cmd(
     max_queries: Annotated[
         int, typer.Option(help="server, multi-stream: end a trial after this many queries.")
     ] = 20000,
-    threads: Annotated[Optional[int], typer.Option(help="Intra-op threads (default: physical cores).")] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="Intra-op threads (default: physical cores - 1, one is the generator's).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the arrival schedule.")] = 0,
     results: Annotated[Path, typer.Option(help="Results folder (load.csv and samples/).")] = Path("reports/data"),
 ):

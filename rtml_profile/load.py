@@ -43,6 +43,7 @@ SPIN_NS = 20_000  # the dispatcher sleeps until this close to an arrival, then y
 SWITCH_S = 5e-5  # the interpreter's thread switch interval while the generator runs (default 5 ms)
 LOAD_CSV = "load.csv"
 PERCENTILE = 99
+MIN_KEPT_UP = 0.9  # completions per second over the offered rate below which a run fell behind
 MAX_GROWTH = 2.0  # a run whose late-run median latency is over twice its early one is not sustained
 MAX_STRETCH_S = 10.0  # a trial at a low rate is stretched up to this long to hold the queries a claim needs
 
@@ -285,6 +286,19 @@ def describe_run(arrays: dict, sc: Scenario) -> dict:
     }
 
 
+def judge(arrays: dict, sc: Scenario, goal: Goal) -> dict:
+    """verdict + describe_run, and `kept_up`: completions per second over the rate the schedule offered (below
+    MIN_KEPT_UP the system, or the generator itself, fell behind; such a rate is not met even when a run too
+    short for its queue to build meets the deadline)."""
+    out = {**verdict(arrays["us"], goal), **describe_run(arrays, sc)}
+    if sc.kind in ("server", "multi-stream"):
+        t = schedule(sc)
+        offered = len(t) / max(float(t[-1] - t[0]), 1e-9)
+        out["kept_up"] = out["achieved_qps"] / offered
+        out["passed"] = bool(out["passed"] and out["kept_up"] >= MIN_KEPT_UP)
+    return out
+
+
 # ---------------------------------------------------------------- the search for the peak rate
 
 
@@ -411,7 +425,7 @@ def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else ""  # other work on the machine, for the record
         extra = {"rate": rate, "role": role, "capacity_qps": capacity, "load1": busy, "duration_s": sc.duration_s}
         conn.send(("row", job, "ok", "", arrays, extra))
-        return verdict(arrays["us"], g.goal)["passed"]
+        return judge(arrays, sc, g.goal)["passed"]
 
     try:
         rates(g, capacity, run)
@@ -511,7 +525,7 @@ def execute(req: Request) -> list[dict]:
     from rtml_profile.runtimes.base import RunConfig
 
     groups = check(req)
-    threads = req.threads or physical_cores()
+    threads = req.threads or max(1, physical_cores() - 1)  # one core stays free for the generator's dispatcher
     targets = {m: bench.zoo_target(m, with_accuracy=False) for m in req.models}
     config = RunConfig(threads=threads, min_batch=1, max_batch=max(g.scenario.max_batch for g in groups))
     row_of, out = _row_builder(threads), []
@@ -555,8 +569,7 @@ def _row_builder(threads: int):
             "loadavg_1m": extra.get("load1", ""),
         }  # fmt: skip
         if status == "ok":
-            out.update(verdict(arrays["us"], g.goal))
-            out.update(describe_run(arrays, sc))
+            out.update(judge(arrays, sc, g.goal))
             out.update(predict(service_model(arrays), sc, g.goal))
         stem = (
             f"load/{slug(env['host'])}/{slug(g.target)}/{slug(g.runtime)}_{g.precision}_{sc.kind}_b{sc.max_batch}"
