@@ -43,6 +43,7 @@ SPIN_NS = 20_000  # the dispatcher sleeps until this close to an arrival, then y
 SWITCH_S = 5e-5  # the interpreter's thread switch interval while the generator runs (default 5 ms)
 LOAD_CSV = "load.csv"
 PERCENTILE = 99
+MIN_RUN_S = 0.25  # a run shorter than this (max_queries cut it) cannot show a sustained rate
 MIN_KEPT_UP = 0.9  # completions per second over the offered rate below which a run fell behind
 MAX_GROWTH = 2.0  # a run whose late-run median latency is over twice its early one is not sustained
 MAX_STRETCH_S = 10.0  # a trial at a low rate is stretched up to this long to hold the queries a claim needs
@@ -289,13 +290,15 @@ def describe_run(arrays: dict, sc: Scenario) -> dict:
 def judge(arrays: dict, sc: Scenario, goal: Goal) -> dict:
     """verdict + describe_run, and `kept_up`: completions per second over the rate the schedule offered (below
     MIN_KEPT_UP the system, or the generator itself, fell behind; such a rate is not met even when a run too
-    short for its queue to build meets the deadline)."""
+    short for its queue to build meets the deadline); a run that max_queries cut under MIN_RUN_S is too short to
+    show a sustained rate and is not met either (the highest rate a search can claim is max_queries/MIN_RUN_S)."""
     out = {**verdict(arrays["us"], goal), **describe_run(arrays, sc)}
     if sc.kind in ("server", "multi-stream"):
         t = schedule(sc)
         offered = len(t) / max(float(t[-1] - t[0]), 1e-9)
         out["kept_up"] = out["achieved_qps"] / offered
-        out["passed"] = bool(out["passed"] and out["kept_up"] >= MIN_KEPT_UP)
+        out["too_short"] = bool(t[-1] - t[0] < MIN_RUN_S)  # max_queries cut it: it cannot show a sustained rate
+        out["passed"] = bool(out["passed"] and out["kept_up"] >= MIN_KEPT_UP and not out["too_short"])
     return out
 
 

@@ -33,13 +33,18 @@ def peaks(inp: Inputs) -> list[dict]:
     for key, g in ok.groupby(GROUP, sort=True):
         rows = g.sort_values("offered_qps").to_dict("records")
         passing = [r for r in rows if _passed(r) and r.get("role") == "search"]
-        out.append({"key": dict(zip(GROUP, key)), "rows": rows, "peak": passing[-1] if passing else None})
+        peak = passing[-1] if passing else None
+        above = [r for r in rows if r.get("role") == "search" and r["offered_qps"] > (peak or {}).get("offered_qps", 0)]
+        ceiling = bool(above) and str(above[0].get("too_short")) == "True"
+        out.append({"key": dict(zip(GROUP, key)), "rows": rows, "peak": peak, "ceiling": ceiling})
     return out
 
 
 def _peak_text(p) -> str:
     r = p["peak"]
-    return "none met it" if r is None else f"{rate(r['offered_qps'])} ({r['runtime']} {r['precision']})"
+    if r is None:
+        return "none met it"
+    return f"{rate(r['offered_qps'])}{'+' if p['ceiling'] else ''} ({r['runtime']} {r['precision']})"
 
 
 def summary_rows(inp: Inputs) -> list[dict]:
@@ -101,6 +106,12 @@ def section_load(inp: Inputs, figures: dict) -> str:
         f"bound) with at most {pct(float(ok['miss_target'].iloc[0]))} late; every configuration, the curves and the "
         f"queue model in [{'APPENDIX.md'}](APPENDIX.md#sustainable-load).\n\n"
         + table(summary_rows(inp))
+        + (
+            "\n`N+`: the next rate tried was cut too short (by the trial's query cap) to show a sustained rate, so "
+            "the peak may be higher.\n"
+            if any(p["ceiling"] for p in peaks(inp))
+            else ""
+        )
         + f"\nAt the peaks the generator issued queries at most {duration_us(issue)} late (p99); the queue model's "
         f"p99 was within {sig(100 * NEAR)}% of the measured at {near} of {total} rates up to "
         f"{sig(100 * UP_TO)}% of capacity.\n\n![p99 and miss rate vs offered load](figures/load_curves.png)\n"
@@ -123,7 +134,9 @@ def appendix_load(inp: Inputs) -> str:
                     "configuration": f"{r['runtime']} {r['precision']}",
                     "batching": batching(r),
                     "deadline": duration_us(r["deadline_us"]),
-                    "offered": rate(r["offered_qps"]) + (" (peak)" if r is p["peak"] else ""),
+                    "offered": rate(r["offered_qps"])
+                    + (" (peak)" if r is p["peak"] else "")
+                    + (" (too short)" if str(r.get("too_short")) == "True" else ""),
                     "of capacity": pct(r["offered_qps"] / cap) if cap else "n/a",
                     "p99 [95%]": f"{duration_us(r['p99_us'])} [{duration_us(lo)}, {duration_us(hi)}]",
                     "late [95%]": f"{pct(r['miss_rate'])} [{pct(r['miss_lo'])}, {pct(r['miss_hi'])}]",
