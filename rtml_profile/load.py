@@ -348,13 +348,19 @@ def nice_rate(r: float) -> float:
     return float(f"{r:.3g}")
 
 
+def ceiling_qps(sc: Scenario) -> float:
+    """The highest rate a run of `sc` can show as sustained: max_queries within MIN_RUN_S."""
+    return sc.max_queries / MIN_RUN_S
+
+
 def rates(g: LoadGroup, capacity_qps: float, run) -> None:
     """Call `run(rate, role) -> passed` for each rate to try: fixed rates, or a bisection then multiples."""
     if g.scenario.kind != "server" or g.search.rates:
         for r in g.search.rates or (g.scenario.rate,):
             run(r, "fixed")
         return
-    lo, hi, peak = 0.0, 1.25 * capacity_qps, 0.0
+    # above max_queries / MIN_RUN_S a run is too short to pass, so the bracket stops there
+    lo, hi, peak = 0.0, min(1.25 * capacity_qps, ceiling_qps(g.scenario)), 0.0
     for _ in range(g.search.trials):
         r = nice_rate((lo + hi) / 2)
         if run(r, "search"):
@@ -569,7 +575,7 @@ def _row_builder(threads: int):
             "queries": sc.queries if sc.kind == "offline" else "", "seed": sc.seed,
             "confidence": g.goal.confidence, "miss_target": g.goal.miss_target, "percentile": PERCENTILE,
             "capacity_qps": extra.get("capacity_qps", ""), "trained_epochs": _epochs(g.target),
-            "loadavg_1m": extra.get("load1", ""),
+            "loadavg_1m": extra.get("load1", ""), "max_queries": sc.max_queries, "ceiling_qps": ceiling_qps(sc),
         }  # fmt: skip
         if status == "ok":
             out.update(judge(arrays, sc, g.goal))

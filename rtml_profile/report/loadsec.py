@@ -35,7 +35,10 @@ def peaks(inp: Inputs) -> list[dict]:
         passing = [r for r in rows if _passed(r) and r.get("role") == "search"]
         peak = passing[-1] if passing else None
         above = [r for r in rows if r.get("role") == "search" and r["offered_qps"] > (peak or {}).get("offered_qps", 0)]
-        ceiling = bool(above) and str(above[0].get("too_short")) == "True"
+        top = float(rows[0].get("ceiling_qps") or "inf")  # the highest rate these runs could show as sustained
+        ceiling = (bool(above) and str(above[0].get("too_short")) == "True") or (
+            peak is not None and not above and peak["offered_qps"] >= 0.9 * top
+        )
         out.append({"key": dict(zip(GROUP, key)), "rows": rows, "peak": peak, "ceiling": ceiling})
     return out
 
@@ -107,8 +110,8 @@ def section_load(inp: Inputs, figures: dict) -> str:
         f"queue model in [{'APPENDIX.md'}](APPENDIX.md#sustainable-load).\n\n"
         + table(summary_rows(inp))
         + (
-            "\n`N+`: the next rate tried was cut too short (by the trial's query cap) to show a sustained rate, so "
-            "the peak may be higher.\n"
+            "\n`N+`: the search reached the highest rate its runs could show as sustained (a trial's query cap "
+            "within 0.25 s), so the peak may be higher.\n"
             if any(p["ceiling"] for p in peaks(inp))
             else ""
         )
