@@ -43,6 +43,7 @@ SPIN_NS = 20_000  # the dispatcher sleeps until this close to an arrival, then y
 SWITCH_S = 5e-5  # the interpreter's thread switch interval while the generator runs (default 5 ms)
 LOAD_CSV = "load.csv"
 PERCENTILE = 99
+WARMUP_S = 0.3  # each run starts with this long at its rate, served and not kept
 MIN_RUN_S = 0.25  # a run shorter than this (max_queries cut it) cannot show a sustained rate
 MIN_KEPT_UP = 0.9  # completions per second over the offered rate below which a run fell behind
 MAX_GROWTH = 2.0  # a run whose late-run median latency is over twice its early one is not sustained
@@ -148,12 +149,13 @@ def drive(calls: dict, sync, arrivals_s: np.ndarray, max_batch: int = 1, max_wai
     """Issue queries at `arrivals_s` (open loop) and serve them with `calls[b]()` (one call on b queries).
 
     Returns per query, in arrival order: 'us' latency (completion minus scheduled arrival, microseconds),
-    'issue_us' the dispatcher's lateness, 'batch' the size of the call that served it, and 'wall_s' (one value)
+    'issue_us' the dispatcher's lateness, 'batch' the size of the call that served it, 'call_us' that call's
+    own duration (the service time in the run, beside the back-to-back one), and 'wall_s' (one value)
     from the first arrival to the last completion. (The arrivals themselves follow from the settings: `schedule`.)
     """
     clock = time.perf_counter_ns
     n = len(arrivals_s)
-    issued, done = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    issued, done, took = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
     size = np.zeros(n, np.uint16)
     queue, cv = collections.deque(), threading.Condition()
     start = clock() + LEAD_NS
@@ -181,15 +183,17 @@ def drive(calls: dict, sync, arrivals_s: np.ndarray, max_batch: int = 1, max_wai
         served = 0
         while served < n:
             ids = _take(queue, cv, issued, max_batch, int(max_wait_us * 1e3), clock)
+            t0 = clock()
             calls[len(ids)]()
             sync()
             done[ids], size[ids] = clock(), len(ids)
+            took[ids] = done[ids[0]] - t0
             served += len(ids)
     finally:
         stop.set()
         thread.join()
         sys.setswitchinterval(old)
-    return _arrays(done - due, issued - due, size, (done.max() - due.min()) / 1e9)
+    return _arrays(done - due, issued - due, size, (done.max() - due.min()) / 1e9, took)
 
 
 def drive_closed(call, sync, duration_s: float) -> dict:
@@ -203,11 +207,15 @@ def drive_closed(call, sync, duration_s: float) -> dict:
         sync()
         lat.append(clock() - t0)
     lat = np.asarray(lat, np.int64)
-    return _arrays(lat, np.zeros_like(lat), np.ones(len(lat), np.uint16), (clock() - start) / 1e9)
-
-
-def _arrays(lat_ns, issue_ns, size, wall_s: float) -> dict:
     return {
+        **_arrays(lat, np.zeros_like(lat), np.ones(len(lat), np.uint16), (clock() - start) / 1e9),
+        "call_us": lat / 1e3,
+    }
+
+
+def _arrays(lat_ns, issue_ns, size, wall_s: float, call_ns) -> dict:
+    return {
+        "call_us": np.asarray(call_ns / 1e3, np.float32),
         "us": np.asarray(lat_ns / 1e3, np.float32),
         "issue_us": np.asarray(np.maximum(issue_ns, 0) / 1e3, np.float32),
         "batch": size.astype(np.uint8) if size.max(initial=0) < 256 else size,
@@ -216,9 +224,20 @@ def _arrays(lat_ns, issue_ns, size, wall_s: float) -> dict:
 
 
 def run_scenario(calls: dict, sync, sc: Scenario) -> dict:
+    """One run of `sc`, after a warm-up of WARMUP_S at the same rate whose queries are served but not kept
+    (measured: without it the first tenth of a run carries millisecond stalls while the new dispatcher thread
+    finds a core, which no later query sees). Queries left queued by the warm-up count against the run."""
     if sc.kind == "single-stream":
+        drive_closed(calls[1], sync, WARMUP_S)
         return drive_closed(calls[1], sync, sc.duration_s)
-    return drive(calls, sync, schedule(sc), sc.max_batch, sc.max_wait_us)
+    main = schedule(sc)
+    if sc.kind == "offline":
+        return drive(calls, sync, main, sc.max_batch, sc.max_wait_us)
+    warm = schedule(dataclasses.replace(sc, duration_s=WARMUP_S, seed=sc.seed + 1_000_003, max_queries=10**9))
+    arrays = drive(calls, sync, np.concatenate([warm, main + WARMUP_S]), sc.max_batch, sc.max_wait_us)
+    out = {name: a[len(warm) :] for name, a in arrays.items() if name != "wall_s"}
+    wall = float((out["us"] / 1e6 + main).max() - main[0])  # first kept arrival to last completion
+    return {**out, "wall_s": np.asarray([wall], np.float64)}
 
 
 # ---------------------------------------------------------------- verdicts
@@ -454,6 +473,20 @@ def service_model(arrays: dict):
     return queue_sim.ServiceModel.from_us({int(k[5:]): v for k, v in arrays.items() if k.startswith("svc_b")})
 
 
+def in_run(arrays: dict, sc: Scenario, goal: Goal) -> dict:
+    """Service times inside the run beside the back-to-back ones, and the queue model driven by the run's own
+    call times per batch size: when it agrees with the measurement and the back-to-back one does not, the
+    queue model is right and the service time is what differs in open loop (wake-ups, cold caches)."""
+    call, size = np.asarray(arrays["call_us"], np.float64), np.asarray(arrays["batch"])
+    b2b = np.asarray(arrays["svc_b1"], np.float64)
+    own = predict(service_model({f"svc_b{b}": call[size == b] for b in np.unique(size)}), sc, goal)
+    return {
+        "call_p50_us": float(np.median(call[size == 1])) if (size == 1).any() else None,
+        "b2b_p50_us": float(np.median(b2b)),
+        "pred_own_p99_us": own["pred_p99_us"],
+    }
+
+
 def predict(service, sc: Scenario, goal: Goal, replicas: int = 1) -> dict:
     """The simulation's p99, miss rate and achieved rate for the scenario's own schedule."""
     from rtml_profile import queue_sim
@@ -580,6 +613,7 @@ def _row_builder(threads: int):
         if status == "ok":
             out.update(judge(arrays, sc, g.goal))
             out.update(predict(service_model(arrays), sc, g.goal))
+            out.update(in_run(arrays, sc, g.goal))
         stem = (
             f"load/{slug(env['host'])}/{slug(g.target)}/{slug(g.runtime)}_{g.precision}_{sc.kind}_b{sc.max_batch}"
             f"_w{sc.max_wait_us:g}_d{g.goal.deadline_us:g}_r{out['offered_qps']:g}"

@@ -39,7 +39,7 @@ _LATENCY = ("n", "mean_us", "p50_us", "p99_us", "throughput_sps")
 _LOAD_RESULTS = (
     "n", "p50_us", "p99_us", "p99_lo_us", "p99_hi_us", "miss_rate", "miss_lo", "miss_hi", "achieved_qps",
     "issue_p50_us", "issue_p99_us", "issue_max_us", "growth", "mean_batch", "pred_p99_us", "pred_miss_rate",
-    "kept_up",
+    "kept_up", "call_p50_us", "b2b_p50_us", "pred_own_p99_us",
 )  # fmt: skip
 TABLES = {
     "bench": TableSchema(
