@@ -654,7 +654,7 @@ def peaks(rows: list[dict]) -> list[dict]:
             continue
         k = tuple(r[c] for c in ("host", "model", "runtime", "precision", "max_batch", "max_wait_us", "deadline_us"))
         best = out.get(k)
-        if r["passed"] and r["role"] != "fixed" and (best is None or r["offered_qps"] > best["offered_qps"]):
+        if r["passed"] and r["role"] == "search" and (best is None or r["offered_qps"] > best["offered_qps"]):
             out[k] = r
         out.setdefault(k, None)
     return [{"key": k, "row": v} for k, v in out.items()]

@@ -104,14 +104,13 @@ def section_load(inp: Inputs, figures: dict) -> str:
     conf = float(ok["confidence"].iloc[0])
     return (
         "## Sustainable load\n\n"
-        f"Open loop: Poisson arrivals, latency from each query's scheduled arrival, so queueing counts. The peak is "
-        f"the highest offered rate whose p99 met the deadline at {pct(conf)} confidence (LoadGen's early-stopping "
-        f"bound) with at most {pct(float(ok['miss_target'].iloc[0]))} late; every configuration, the curves and the "
-        f"queue model in [{'APPENDIX.md'}](APPENDIX.md#sustainable-load).\n\n"
+        "Open loop (Poisson arrivals; latency from each query's scheduled arrival, queueing included). Peak: the "
+        f"highest offered rate whose p99 met the deadline at {100 * conf:g}% confidence (LoadGen's early "
+        f"stopping), at most {100 * float(ok['miss_target'].iloc[0]):g}% late, its queue not building; detail in "
+        "[APPENDIX.md](APPENDIX.md#sustainable-load).\n\n"
         + table(summary_rows(inp))
         + (
-            "\n`N+`: the search reached the highest rate its runs could show as sustained (a trial's query cap "
-            "within 0.25 s), so the peak may be higher.\n"
+            "\n`N+`: the highest rate these runs could show (a trial's query cap in 0.25 s); it may be higher.\n"
             if any(p["ceiling"] for p in peaks(inp))
             else ""
         )
