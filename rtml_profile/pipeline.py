@@ -287,7 +287,7 @@ def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", 
     return AllResult(records, analyses, result, path, rows)
 
 
-def short_load(model_id: str = "2b", runtime: str = "ort-cpu", deadline_ms: float = 1.0) -> list[dict]:
+def short_load(model_id: str = "2b", runtime: str = "ort-cpu", deadline_ms: float = 10.0) -> list[dict]:
     """The pipeline's load run, kept short (about 10 s): the peak Poisson rate of one model within a deadline
     (4 bisection steps of 1 s) and 1.5x that rate; `rtml-profile load` runs longer searches."""
     from rtml_profile import load
