@@ -207,10 +207,7 @@ def drive_closed(call, sync, duration_s: float) -> dict:
         sync()
         lat.append(clock() - t0)
     lat = np.asarray(lat, np.int64)
-    return {
-        **_arrays(lat, np.zeros_like(lat), np.ones(len(lat), np.uint16), (clock() - start) / 1e9),
-        "call_us": lat / 1e3,
-    }
+    return _arrays(lat, np.zeros_like(lat), np.ones(len(lat), np.uint16), (clock() - start) / 1e9, lat)
 
 
 def _arrays(lat_ns, issue_ns, size, wall_s: float, call_ns) -> dict:
@@ -419,7 +416,7 @@ def capacity_qps(service: dict, max_batch: int) -> float:
 def min_duration(sc: Scenario, goal: Goal) -> Scenario:
     """The scenario run long enough (up to MAX_STRETCH_S) for the queries a p99 claim needs with none late."""
     need = 1.1 * stats.queries_needed(0, PERCENTILE, goal.confidence)
-    if sc.kind == "offline" or sc.offered_qps * sc.duration_s >= need:
+    if sc.kind not in ("server", "multi-stream") or sc.offered_qps * sc.duration_s >= need:
         return sc
     return dataclasses.replace(sc, duration_s=min(MAX_STRETCH_S, need / sc.offered_qps))
 

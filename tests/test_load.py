@@ -115,6 +115,18 @@ def test_generator_batches_what_waits(tiny_calls):
     assert (light["batch"] == 1).all() and np.median(light["us"]) >= 500  # each waited max_wait alone
 
 
+def test_every_scenario_runs_with_its_own_rule(tiny_calls):
+    calls = {b: tiny_calls[1] for b in range(1, 5)}
+    one = load.run_scenario(calls, lambda: None, load.Scenario("single-stream", duration_s=0.05))
+    assert len(one["us"]) > 10 and not one["issue_us"].any() and np.array_equal(one["us"], one["call_us"])
+    multi = load.run_scenario(calls, lambda: None, load.Scenario("multi-stream", rate=100, streams=3, duration_s=0.1))
+    assert len(multi["us"]) == 30 and (multi["batch"] == 1).all()
+    off = load.run_scenario(calls, lambda: None, load.Scenario("offline", queries=40, max_batch=4, max_wait_us=1e5))
+    assert len(off["us"]) == 40 and (off["batch"] == 4).all()
+    sc = load.Scenario("single-stream")
+    assert load.min_duration(sc, load.Goal()) is sc  # closed loop: nothing to stretch
+
+
 def test_verdict_and_scenario_checks():
     us = np.r_[np.full(990, 100.0), np.full(10, 5000.0)]
     v = load.verdict(us, load.Goal(deadline_us=1000, miss_target=0.02))
