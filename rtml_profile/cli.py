@@ -322,6 +322,80 @@ def _print_bench(rows: list[dict]):
 Tol = Annotated[Optional[list[str]], typer.Option(help="[OUTPUT=]VALUE (repeatable; default: per precision).")]
 
 
+def _floats(text: str | None, what: str) -> tuple[float, ...]:
+    if not text:
+        return ()
+    try:
+        out = tuple(float(t) for t in text.split(","))
+        assert all(v > 0 for v in out)
+    except (ValueError, AssertionError):
+        raise UserError(f"{what} takes positive numbers separated by commas, got {text!r}") from None
+    return out
+
+
+def _batching(text: str) -> list[tuple[int, float]]:
+    out = []
+    for part in text.split(","):
+        size, _, wait = part.strip().partition("@")
+        try:
+            out.append((int(size), float(wait or 0)))
+            assert out[-1][0] >= 1 and out[-1][1] >= 0
+        except (ValueError, AssertionError):
+            raise UserError(f"--batching takes MAX_BATCH@MAX_WAIT_US items like 1,8@500, got {part!r}") from None
+    return out
+
+
+@app.command("load")
+@friendly
+def load_cmd(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Zoo model id (repeatable).")],
+    runtime: Annotated[list[str], typer.Option("--runtime", "-r", help="Runtime (repeatable).")] = ["ort-cpu"],  # noqa: B006
+    precision: Annotated[list[str], typer.Option("--precision", "-p", help="Precision (repeatable).")] = ["fp32"],  # noqa: B006
+    scenario: Annotated[str, typer.Option(help="server, multi-stream, single-stream or offline.")] = "server",
+    deadline: Annotated[float, typer.Option(help="Deadline in ms (multi-stream: default the frame period).")] = 1.0,
+    miss_target: Annotated[float, typer.Option(help="Largest acceptable share of late queries.")] = 0.01,
+    confidence: Annotated[float, typer.Option(help="Confidence of the 'p99 within the deadline' claim.")] = 0.95,
+    batching: Annotated[
+        str, typer.Option(help="Dynamic batching settings MAX_BATCH@MAX_WAIT_US, comma-separated; 1 = off.")
+    ] = "1",
+    duration: Annotated[float, typer.Option(help="Seconds per trial (server, multi-stream, single-stream).")] = 2.0,
+    trials: Annotated[int, typer.Option(help="Bisection steps of the peak-rate search (server).")] = 6,
+    over: Annotated[str, typer.Option(help="Multiples of the peak run after the search, comma-separated.")] = "1.5",
+    rate: Annotated[
+        Optional[str], typer.Option(help="Fixed rates instead of a search (server: queries/s; multi-stream: fps).")
+    ] = None,
+    streams: Annotated[int, typer.Option(help="multi-stream: number of streams.")] = 4,
+    fps: Annotated[float, typer.Option(help="multi-stream: frames per second of each stream.")] = 30.0,
+    queries: Annotated[int, typer.Option(help="offline: number of queries issued at once.")] = 10000,
+    max_queries: Annotated[
+        int, typer.Option(help="server, multi-stream: end a trial after this many queries.")
+    ] = 20000,
+    threads: Annotated[
+        Optional[int], typer.Option(help="Intra-op threads (default: physical cores - 1, one is the generator's).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the arrival schedule.")] = 0,
+    results: Annotated[Path, typer.Option(help="Results folder (load.csv and samples/).")] = Path("reports/data"),
+):
+    """Open-loop load: the highest arrival rate whose p99 meets a deadline (server), or one scenario run;
+    per-query latencies from the scheduled arrival, the generator's own error, and the queue model's prediction."""
+    from rtml_profile import load
+
+    fixed = _floats(rate, "--rate")
+    multi = scenario == "multi-stream"
+    sc = load.Scenario(kind=scenario, rate=fps if multi else (fixed or (100.0,))[0], streams=streams,
+                       duration_s=duration, queries=queries, seed=seed, max_queries=max_queries)  # fmt: skip
+    deadline_ms = 1e3 / (fixed[0] if fixed else fps) if multi and deadline == 1.0 else deadline
+    req = load.Request(model, runtime, precision, sc, _batching(batching),
+                       load.Goal(deadline_ms * 1e3, miss_target, confidence),
+                       load.Search(trials=trials, over=_floats(over, "--over"), rates=fixed), threads, results,
+                       say=typer.echo)  # fmt: skip
+    rows = load.execute(req)
+    for line in load.peak_lines(rows):
+        typer.echo(line)
+    if not any(r["status"] == "ok" for r in rows):
+        raise UserError("nothing asked for could run: " + "; ".join(sorted({r["reason"] for r in rows})))
+
+
 @app.command()
 @friendly
 def profile(
@@ -394,6 +468,26 @@ def _finish_profile(res, results: Path, asked_runtimes):
         raise typer.Exit(1)
 
 
+@app.command()
+@friendly
+def compare(
+    old: Annotated[str, typer.Argument(help="Results folder, or a git revision (its reports/data).")],
+    new: Annotated[
+        Optional[str], typer.Argument(help="Results folder or git revision (default: ./reports/data).")
+    ] = None,
+    factor: Annotated[float, typer.Option(help="Fail when a row is significantly slower by this ratio.")] = 1.2,
+):
+    """Per row of bench.csv and load.csv: the latency ratio NEW/OLD and whether the raw samples make it real
+    (Mann-Whitney U at 0.001 and a 1.1x ratio); exits 1 when a row regressed beyond --factor."""
+    from rtml_profile import compare as cmp
+
+    res = cmp.compare(old, new or "reports/data", factor)
+    echo_table(res.rows, floatfmt=".4g") if res.rows else typer.echo("no rows in common")
+    typer.echo(res.summary())
+    if res.regressions:
+        raise typer.Exit(1)
+
+
 def _budgets(text: str | None) -> list[float]:
     from rtml_profile.report import DEFAULT_BUDGETS_MS
 
@@ -407,7 +501,10 @@ def _budgets(text: str | None) -> list[float]:
     return out
 
 
-Budget = Annotated[Optional[str], typer.Option(help="Frame budgets in ms, comma-separated (default 1,16.7,33.3).")]
+Budget = Annotated[
+    Optional[str],
+    typer.Option(help="Frame budgets in ms, comma-separated (default 1; other deadlines: `rtml-profile load`)."),
+]
 
 
 Threads = Annotated[Optional[int], typer.Option(help="Intra-op threads for CPU runtimes (default: physical cores).")]
@@ -537,6 +634,10 @@ def all_cmd(
                   max_time=max_time, budgets_ms=_budgets(budget), quiet=quiet, say=typer.echo)  # fmt: skip
     for r in res.records:
         _print_training(r)
+    from rtml_profile.load import peak_lines
+
+    for line in peak_lines(res.load or []):
+        typer.echo(line)
     _finish_bench(res.bench, Path("reports/data"), None)
     typer.echo(f"wrote {res.report} and its figures in {res.report.parent / 'figures'}")
 

@@ -232,6 +232,7 @@ class AllResult:
     analyses: list
     bench: object  # bench.RunResult
     report: Path
+    load: list = None  # load.csv rows of the short load run
 
 
 def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", batches: str | None = None,
@@ -256,5 +257,17 @@ def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", 
     say(f"analyzed {len(analyses)} models into {paths.DATA / paths.ANALYSIS_CSV}")
     result = bench.execute(request)
     say(f"benchmarked: {len(result.rows)} rows in {paths.DATA / paths.BENCH_CSV}")
+    rows = short_load()
+    say(f"load: {len(rows)} runs in {paths.DATA / 'load.csv'}")
     path = report.render(paths.DATA, paths.REPORT, budgets_ms or report.DEFAULT_BUDGETS_MS)
-    return AllResult(records, analyses, result, path)
+    return AllResult(records, analyses, result, path, rows)
+
+
+def short_load(model_id: str = "2b", runtime: str = "ort-cpu", deadline_ms: float = 10.0) -> list[dict]:
+    """The pipeline's load run, kept short (about 10 s): the peak Poisson rate of one model within a deadline
+    (4 bisection steps of 1 s) and 1.5x that rate; `rtml-profile load` runs longer searches."""
+    from rtml_profile import load
+
+    req = load.Request([model_id], [runtime], scenario=load.Scenario(duration_s=1.0),
+                       goal=load.Goal(deadline_ms * 1e3), search=load.Search(trials=4, over=(1.5,)))  # fmt: skip
+    return load.execute(req)

@@ -61,6 +61,23 @@ def upsert_rows(path, rows: list[dict], key: list[str], kind: str):
     return merged
 
 
+def record_with_samples(data_dir: Path, kind: str, row: dict, stem: str, arrays: dict | None):
+    """Persist one row of the keyed table `kind` (schema.FILES[kind] in `data_dir`) with its raw samples: the
+    samples file first (`arrays['us']` plus any other arrays, see write_samples), then the row, merged by key
+    under a lock. Samples files no row names any more are removed. Returns the row as written."""
+    data_dir = Path(data_dir)
+    path = data_dir / schema.FILES[kind]
+    row = dict(row)
+    if arrays is not None:
+        extra = {k: v for k, v in arrays.items() if k != "us"}
+        row["samples_file"], row["samples_sha256"] = write_samples(data_dir, stem, arrays["us"], **extra)
+    before = read_csv(path, kind)
+    merged = upsert_rows(path, [row], schema.KEYS[kind], kind)
+    for rel in set(before.get("samples_file", [])) - set(merged.get("samples_file", [])):
+        drop_unreferenced(data_dir, rel, merged)
+    return row
+
+
 @dataclass
 class Outcome:
     saved: bool  # False: an earlier good row was kept and this attempt recorded on it
@@ -84,17 +101,11 @@ class BenchStore:
         return read_csv(self.csv, "bench")
 
     def _write_samples(self, row: dict, samples_ns: np.ndarray) -> tuple[str, str]:
-        us = np.asarray(samples_ns, np.float64) / 1e3
-        data = np.asarray(us, np.float32)
-        digest = hashlib.sha256(data.tobytes()).hexdigest()
-        rel = (
-            f"{SAMPLES}/{slug(row['host'])}/{slug(row['model'])}/"
-            f"{slug(row['runtime'])}_{row['precision']}_{row['scope']}_b{row['batch']}.{digest[:12]}.npz"
+        stem = (
+            f"{slug(row['host'])}/{slug(row['model'])}/"
+            f"{slug(row['runtime'])}_{row['precision']}_{row['scope']}_b{row['batch']}"
         )
-        buf = io.BytesIO()
-        np.savez_compressed(buf, us=data)
-        atomic_write(self.dir / rel, buf.getvalue())
-        return rel, digest
+        return write_samples(self.dir, stem, np.asarray(samples_ns, np.float64) / 1e3)
 
     def record(self, row: dict, samples_ns: np.ndarray | None = None) -> Outcome:
         """Persist one row (and its samples) now; a degraded row never replaces a good one."""
@@ -124,10 +135,7 @@ class BenchStore:
         return outcome
 
     def _drop_unreferenced(self, rel, table):
-        if isinstance(rel, str) and rel and rel not in set(table.get("samples_file", [])):
-            p = self.dir / rel
-            if p.is_file() and SAMPLES in p.parts:
-                p.unlink()
+        drop_unreferenced(self.dir, rel, table)
 
     def load_samples(self, row: dict) -> np.ndarray | None:
         """The raw latency samples (microseconds) a row was computed from; None when it has none.
@@ -137,23 +145,54 @@ class BenchStore:
         return load_samples(self.dir, row)
 
 
+def write_samples(data_dir: Path, stem: str, us, **extra) -> tuple[str, str]:
+    """Write raw samples `us` (microseconds, float32) and any `extra` arrays of the same row to
+    samples/<stem>.<digest>.npz under `data_dir`, atomically; returns (relative path, sha256 of `us`).
+
+    The file is named by the digest of its latencies, so a row can name the exact samples it came from.
+    """
+    data = np.asarray(us, np.float32)
+    digest = hashlib.sha256(data.tobytes()).hexdigest()
+    rel = f"{SAMPLES}/{stem}.{digest[:12]}.npz"
+    buf = io.BytesIO()
+    np.savez_compressed(buf, us=data, **extra)
+    atomic_write(Path(data_dir) / rel, buf.getvalue())
+    return rel, digest
+
+
+def drop_unreferenced(data_dir: Path, rel, table):
+    """Remove the samples file `rel` when no row of `table` names it any more."""
+    if isinstance(rel, str) and rel and rel not in set(table.get("samples_file", [])):
+        p = Path(data_dir) / rel
+        if p.is_file() and SAMPLES in p.parts:
+            p.unlink()
+
+
 def load_samples(data_dir: Path, row: dict) -> np.ndarray | None:
+    arrays = load_sample_arrays(data_dir, row)
+    return None if arrays is None else arrays["us"]
+
+
+def load_sample_arrays(data_dir: Path, row: dict, table: str = paths.BENCH_CSV) -> dict | None:
+    """Every array of a row's samples file ('us': latencies in microseconds, plus any extra ones); None when the
+    row has none. A file that is missing, unreadable or whose digest differs from the row's raises UserError."""
     rel = row.get("samples_file")
     if not isinstance(rel, str) or not rel:
         return None
     path = Path(data_dir) / rel
     try:
-        with np.load(path) as z:
-            us = z["us"]
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        us = arrays["us"]
     except Exception as e:
         raise UserError(
-            f"{path} (raw samples of a bench.csv row) is missing or unreadable "
-            f"({type(e).__name__}); re-run that benchmark"
+            f"{path} (raw samples of a {table} row) is missing or unreadable ({type(e).__name__}); "
+            f"re-run that benchmark"
         ) from None
     want = row.get("samples_sha256")
     if isinstance(want, str) and want and hashlib.sha256(np.asarray(us, np.float32).tobytes()).hexdigest() != want:
-        raise UserError(f"{path} does not hold the samples its bench.csv row was computed from (digest differs)")
-    return us
+        raise UserError(f"{path} does not hold the samples its {table} row was computed from (digest differs)")
+    return arrays
 
 
 def _same_key(table, row):

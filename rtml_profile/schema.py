@@ -22,7 +22,10 @@ KEYS = {
     "bench": ["host", "model", "runtime", "precision", "scope", "batch"],
     "analysis": ["model", "batch", "node"],
     "checks": ["host", "model", "runtime", "precision", "output"],
-}
+    "load": ["host", "model", "runtime", "precision", "scenario", "max_batch", "max_wait_us", "deadline_us",
+             "offered_qps"],
+}  # fmt: skip
+FILES = {"bench": "bench.csv", "analysis": "analysis.csv", "load": "load.csv", "checks": "checks.csv"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,11 @@ _CHECK_STATS = (
     *("new_nonfinite", "worst_value", "worst_reference", "atol", "rtol", "bound", "checked"),
     *("top1", "top5", "decisive_rows", "top1_decisive", "min_agreement"),
 )
+_LOAD_RESULTS = (
+    "n", "p50_us", "p99_us", "p99_lo_us", "p99_hi_us", "miss_rate", "miss_lo", "miss_hi", "achieved_qps",
+    "issue_p50_us", "issue_p99_us", "issue_max_us", "growth", "mean_batch", "pred_p99_us", "pred_miss_rate",
+    "kept_up", "call_p50_us", "b2b_p50_us", "pred_own_p99_us",
+)  # fmt: skip
 TABLES = {
     "bench": TableSchema(
         columns={
@@ -68,12 +76,25 @@ TABLES = {
         },
         optional=frozenset(_CHECK_STATS),
     ),
+    # one row per load run (load.py): latencies are completion minus scheduled arrival, in microseconds
+    "load": TableSchema(
+        columns={
+            **{c: "str" for c in ("host", "model", "runtime", "precision", "scenario", "status", "role")},
+            "max_batch": "int",
+            **{c: "float" for c in ("max_wait_us", "deadline_us", "offered_qps")},
+            **{c: "float" for c in _LOAD_RESULTS},
+            "late": "int",
+        },
+        optional=frozenset({*_LOAD_RESULTS, "late", "role"}),
+        ok_required=frozenset({"n", "p50_us", "p99_us", "miss_rate", "issue_p99_us", "achieved_qps"}),
+    ),
 }
 # Columns a file must contain (the rest of `columns` is checked only when present: older files lack some).
 _MUST = {
     "bench": [*KEYS["bench"], "status"],
     "analysis": ["model", "batch", "node", "macs", "params"],
     "checks": [*KEYS["checks"], "ok"],
+    "load": [*KEYS["load"], "status"],
 }
 
 

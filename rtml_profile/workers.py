@@ -37,9 +37,9 @@ def _child(conn, spec: str):
     payload = conn.recv()
     if payload is None:
         return
-    groups, targets, settings, config = payload
+    groups, targets, settings, config, measure = payload
     for gi, g in enumerate(groups):
-        _measure_group(conn, cls, gi, g, targets[g.target], settings, config)
+        measure(conn, cls, gi, g, targets[g.target], settings, config)
     conn.send(("end",))
 
 
@@ -99,10 +99,15 @@ def _death(proc, current, groups) -> str:
     return f"the runtime's worker process {how}{where}; nothing after that was measured"
 
 
-def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, emit, on_checks=None):
+def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, emit, on_checks=None,
+                measure=_measure_group):  # fmt: skip
     """Probe and measure `groups` (all of runtime `name`) in a worker; `emit(group, scope, batch, status, reason,
-    samples_ns, extra, probe)` is called in this process for every configuration, as soon as it is known, and
-    `on_checks(group, records, host)` for a group's output-check records."""
+    samples, extra, probe)` is called in this process for every job, as soon as it is known, and
+    `on_checks(group, records, host)` for a group's output-check records.
+
+    `measure(conn, runtime_class, group_index, group, target, settings, config)` runs in the worker (a module-level
+    function, so it can be sent there); it sends ("start", job), then ("row", job, status, reason, samples, extra)
+    per job of `group.jobs()`, or ("unused", job) for a job it decided not to run (e.g. a search that converged)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(child, runtimes.target(name)), daemon=True)
@@ -117,7 +122,7 @@ def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, e
             for (_gi, s, b), g in list(pending.items()):
                 emit(g, s, b, "skipped", probe.reason, None, {}, probe)
             return
-        parent.send((groups, {g.target: targets[g.target] for g in groups}, settings, config))
+        parent.send((groups, {g.target: targets[g.target] for g in groups}, settings, config, measure))
         while pending:
             msg = parent.recv()
             if msg[0] == "start":
@@ -130,6 +135,8 @@ def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, e
                 _, job, status, reason, ns, extra = msg
                 emit(pending.pop(job), job[1], job[2], status, reason, ns, extra, probe)
                 current = None
+            elif msg[0] == "unused":
+                pending.pop(msg[1], None)
             elif msg[0] == "end":
                 break
     except (EOFError, ConnectionError):

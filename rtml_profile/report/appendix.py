@@ -1,4 +1,4 @@
-"""APPENDIX.md: the full grids (every host x configuration x batch), budgets with miss rates, and parity."""
+"""APPENDIX.md: the full grids (every host x configuration x batch), every load run, and parity."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from rtml_profile.report.common import (
     warn_mark,
 )
 from rtml_profile.report.fmt import duration_us, missing, pct, rate, sig, table
-from rtml_profile.report.inputs import CONFIG, Inputs, models, samples
+from rtml_profile.report.inputs import CONFIG, Inputs, models
+from rtml_profile.report.loadsec import appendix_load
 
 
 def latency_grid(inp: Inputs, mid: str) -> list[dict]:
@@ -27,23 +28,6 @@ def latency_grid(inp: Inputs, mid: str) -> list[dict]:
                 if r
                 else ""
             )
-        rows.append(row)
-    return rows
-
-
-def budget_rows(inp: Inputs, budgets_ms) -> list[dict]:
-    """Per configuration and budget: the largest batch whose p99 fits and the share of its calls that miss."""
-    rows = []
-    for (mid, host, *cfg), g in inp.ok.groupby(["model", "host", *CONFIG], sort=True):
-        g = g.sort_values("batch")
-        row = {"model": mid, "host": host_label(inp, host), **dict(zip(CONFIG, cfg))}
-        for b in budgets_ms:
-            fits = g[g["p99_us"] <= b * 1e3]
-            r = (fits.iloc[-1] if len(fits) else g.iloc[0]).to_dict()
-            s = samples(inp, r)
-            miss = "no samples" if s is None else f"{sig(100 * float((s > b * 1e3).mean()))}% miss"
-            top = "+" if len(fits) and r["batch"] == g["batch"].max() else ""
-            row[f"{sig(b)} ms"] = f"{r['batch']}{top} ({miss})" if len(fits) else f"none (batch 1: {miss})"
         rows.append(row)
     return rows
 
@@ -84,11 +68,7 @@ def render_appendix(inp: Inputs, budgets_ms) -> str:
                 f"\n## Latency of {mid}\n\n{table(latency_grid(inp, mid))}\n"
                 f"![{mid} latency vs batch](figures/latency_{mid}.png)\n"
             )
-    out.append(
-        "\n## Frame budgets\n\nPer configuration: the largest batch whose p99 fits the budget (`+`: the largest "
-        "tested), and the share of its timed calls slower than the budget (raw samples).\n\n"
-    )
-    out.append(table(budget_rows(inp, budgets_ms)))
+    out.append(appendix_load(inp))
     out.append(
         "\n## Accuracy and parity per runtime and precision\n\nThe whole evaluation set through each runtime "
         "against the PyTorch fp32 model: the metric change with its 95% interval, the largest output "

@@ -141,3 +141,33 @@ def accuracy_vs_latency(points: list[dict], label) -> bytes:
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)
+
+
+def load_curves(peaks: list[dict], label) -> bytes:
+    """The hockey stick: per model (columns), p99 per query (top) and the share of late queries (bottom)
+    against offered load; one colour per configuration, measured solid, the queue model dashed, the deadline
+    dotted."""
+    plt = _plt()
+    models = sorted({p["key"]["model"] for p in peaks})
+    fig, axes = plt.subplots(2, len(models), figsize=(3.6 * len(models), 6), squeeze=False)
+    for col, mid in enumerate(models):
+        top, bottom = axes[0][col], axes[1][col]
+        mine = [p for p in peaks if p["key"]["model"] == mid]
+        for i, p in enumerate(mine):
+            k, rows = p["key"], p["rows"]
+            x = [r["offered_qps"] for r in rows]
+            name = f"{k['runtime']} {k['precision']}" + ("" if int(k["max_batch"]) == 1 else f" b<={k['max_batch']}")
+            top.plot(x, [r["p99_us"] for r in rows], "-o", ms=3, color=f"C{i}", label=name)
+            pred = [r.get("pred_p99_us") for r in rows]
+            if all(v == v and v is not None for v in pred):
+                top.plot(x, pred, "--", color=f"C{i}", lw=1)
+            bottom.plot(x, [100 * r["miss_rate"] for r in rows], "-o", ms=3, color=f"C{i}")
+            top.axhline(k["deadline_us"], color="grey", ls=":", lw=1)
+        top.set(yscale="log", ylabel="p99 per query (us)", title=f"{mid} on the {label(mine[0]['key']['host'])}")
+        _plain_log(top, "y")
+        bottom.set(xlabel="offered load (queries/s)", ylabel="late queries (%)")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3, which="both")
+        top.legend(fontsize=7, title="dashed: queue model", title_fontsize=7)
+    fig.tight_layout()
+    return _png(fig)

@@ -23,6 +23,7 @@ class Inputs:
     bench: object = None  # DataFrame: every row of known models
     analysis_nodes: object = None  # DataFrame: every node row of analysis.csv at batch 1 (no TOTAL rows)
     profiles: dict = field(default_factory=dict)  # "limits" | "nodes" | "lifecycle" -> {host: record}
+    load: object = None  # DataFrame: load.csv rows (open-loop load runs) of known models
     _samples: dict = field(default_factory=dict)
 
     @property
@@ -71,11 +72,32 @@ def load_inputs(data_dir) -> Inputs:
     p = data_dir / "bench.csv"
     if p.exists():
         inp.bench = _bench(inp, schema.read_table(p, "bench", allow_empty=False))
-    if not (inp.records or inp.extras or inp.analysis is not None or inp.bench is not None):
+    p = data_dir / "load.csv"
+    if p.exists():
+        ld = schema.read_table(p, "load", allow_empty=False)
+        inp.load = ld[ld["model"].isin(list(zoo.MODELS))].reset_index(drop=True)
+    if not (inp.records or inp.extras or inp.analysis is not None or inp.bench is not None or inp.load is not None):
         raise UserError(
             f"{data_dir}: holds no result file (bench.csv, analysis.csv, train_<id>.json); is it the right folder?"
         )
+    for row in [] if inp.ok is None else inp.ok.to_dict("records"):  # every row's samples, read and checked once
+        samples(inp, row)
+    for row in [] if inp.load is None else inp.load[inp.load["status"] == "ok"].to_dict("records"):
+        _load_samples(inp, row)
     return inp
+
+
+def _load_samples(inp: Inputs, row: dict):
+    """A load.csv row's per-query samples, read and checked (the report states numbers derived from them)."""
+    from rtml_profile.results import load_sample_arrays
+
+    where = row.get("samples_file") or f"{inp.data_dir}/load.csv ({row['model']})"
+    try:
+        arrays = load_sample_arrays(inp.data_dir, row, "load.csv")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        raise UserError(f"{where}: not a readable samples file ({type(e).__name__})") from None
+    for k in ("us", "issue_us"):
+        schema.check_samples(arrays[k] if arrays and k in arrays else [], f"{where} [{k}]")
 
 
 def _bench(inp: Inputs, b):

@@ -1,0 +1,105 @@
+"""`rtml-profile compare OLD NEW`: what changed between two sets of results, row by row, and whether it is real.
+
+OLD and NEW are results folders, or git revisions whose committed reports/data is read (extracted with
+`git archive` into a temporary folder). Rows of bench.csv and load.csv are matched by their keys; for each pair
+the ratio NEW/OLD of a latency (bench: p50 per call; load: p99 per query) is printed with a verdict from the raw
+samples: slower or faster only when stats.is_faster says so (a one-sided Mann-Whitney U test at
+stats.FASTER_ALPHA and a median ratio of at least stats.FASTER_RATIO, as asv does), otherwise within noise. A row
+that is significantly slower by at least the user's factor is a regression.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rtml_profile import UserError, paths, schema, stats
+
+METRIC = {"bench": "p50_us", "load": "p99_us"}
+SHOWN = {"bench": ["model", "runtime", "precision", "scope", "batch"],
+         "load": ["model", "runtime", "precision", "scenario", "max_batch", "offered_qps"]}  # fmt: skip
+
+
+@dataclass
+class Comparison:
+    factor: float
+    rows: list[dict] = field(default_factory=list)
+    regressions: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        counts = {v: sum(1 for r in self.rows if r["verdict"] == v) for v in ("slower", "faster", "no change")}
+        return (
+            f"{len(self.rows)} rows compared: {counts['slower']} significantly slower, {counts['faster']} "
+            f"significantly faster, {counts['no change']} within noise; {len(self.regressions)} regressed by "
+            f"{self.factor:g}x or more"
+        )
+
+
+def _git(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+
+
+def resolve(spec: str, tmp: Path) -> Path:
+    """A results folder for `spec`: the folder itself, or a git revision's reports/data extracted into `tmp`."""
+    if Path(spec).is_dir():
+        return Path(spec)
+    if _git(["rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}"]).returncode != 0:
+        raise UserError(f"{spec!r} is neither a results folder nor a git revision of this repository")
+    top = _git(["rev-parse", "--show-toplevel"]).stdout.strip()
+    rel = (Path.cwd() / paths.DATA).resolve().relative_to(Path(top).resolve()).as_posix()
+    archive = tmp / f"{abs(hash(spec))}.tar"
+    done = _git(["-C", top, "archive", "--format=tar", f"--output={archive}", spec, rel])
+    if done.returncode != 0:
+        raise UserError(f"revision {spec} has no {rel} ({done.stderr.strip().splitlines()[-1][:120]})")
+    out = tmp / f"rev-{abs(hash(spec))}"
+    out.mkdir()
+    subprocess.run(["tar", "-xf", str(archive), "-C", str(out)], check=True)
+    return out / rel
+
+
+def compare(old: str, new: str, factor: float = 1.2) -> Comparison:
+    """Compare every keyed row present in both OLD and NEW (see the module's docstring)."""
+    if not factor > 1:
+        raise UserError(f"--factor must be a ratio above 1, got {factor}")
+    res = Comparison(factor)
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = resolve(old, Path(tmp)), resolve(new, Path(tmp))
+        for kind in ("bench", "load"):
+            for row in _pairs(a, b, kind):
+                res.rows.append(row)
+                if row["verdict"] == "slower" and row["ratio"] >= factor:
+                    res.regressions.append(row)
+    return res
+
+
+def _pairs(a: Path, b: Path, kind: str):
+    from rtml_profile.results import load_samples, read_csv
+
+    key = schema.KEYS[kind]
+    old, new = (read_csv(d / schema.FILES[kind], kind) for d in (a, b))
+    if not len(old) or not len(new):
+        return
+    old, new = old[old["status"] == "ok"], new[new["status"] == "ok"]
+    both = old.merge(new, on=key, suffixes=("_old", "_new"))
+    metric = METRIC[kind]
+    for _, r in both.iterrows():
+        o = {**{k: r[k] for k in key}, "samples_file": r["samples_file_old"], "samples_sha256": r["samples_sha256_old"]}
+        n = {**{k: r[k] for k in key}, "samples_file": r["samples_file_new"], "samples_sha256": r["samples_sha256_new"]}
+        so, sn = load_samples(a, o), load_samples(b, n)
+        ratio = float(r[f"{metric}_new"]) / float(r[f"{metric}_old"])
+        verdict = "no samples"
+        if so is not None and sn is not None:
+            verdict = "slower" if stats.is_faster(so, sn) else "faster" if stats.is_faster(sn, so) else "no change"
+        yield {
+            "table": kind,
+            **{k: r[k] for k in SHOWN[kind]},
+            f"old {metric}": float(r[f"{metric}_old"]),
+            f"new {metric}": float(r[f"{metric}_new"]),
+            "ratio": ratio,
+            "verdict": verdict,
+            "median ratio": float(np.median(sn) / np.median(so)) if so is not None and sn is not None else None,
+        }

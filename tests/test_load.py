@@ -1,0 +1,201 @@
+"""Real-time load: statistics behind the claims, the schedule, the queue model, the open-loop generator on a real
+ONNX Runtime session, the load/compare commands and the report section."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rtml_profile import UserError, load, queue_sim, schema, stats
+from rtml_profile.results import write_samples
+
+# ---------------------------------------------------------------- statistics
+
+
+def test_early_stopping_bound_matches_the_binomial_by_hand():
+    # with no late query, 0.99**n <= 0.05 first holds at n = 299 (0.99**298 = 0.0501, 0.99**299 = 0.0496)
+    assert stats.queries_needed(0, 99, 0.95) == 299
+    assert stats.percentile_within(299, 0, 99, 0.95) and not stats.percentile_within(298, 0, 99, 0.95)
+    assert stats.queries_needed(0, 99, 0.99) == 459  # 0.99**459 = 0.00995
+    # one late query needs more evidence, and 2% late never supports a p99 claim
+    assert stats.queries_needed(1, 99, 0.95) > 299
+    assert not stats.percentile_within(10_000, 200, 99, 0.95)
+
+
+def test_percentile_interval_covers_the_true_percentile():
+    rng = np.random.default_rng(1)
+    true_p99 = -np.log(0.01)  # exponential(1)
+    covered = 0
+    for _ in range(200):
+        lo, hi = stats.percentile_ci(rng.exponential(size=2000), 99, 0.95)
+        covered += lo <= true_p99 <= hi
+    assert covered >= 180  # 95% nominal; order-statistic intervals are conservative
+    lo, hi = stats.percentile_ci(rng.exponential(size=100), 99, 0.95)
+    assert np.isfinite(lo) and hi == np.inf  # 100 samples cannot bound a p99 from above
+
+
+# ---------------------------------------------------------------- schedule and queue model
+
+
+def test_schedules_are_seeded_and_have_their_rate():
+    sc = load.Scenario("server", rate=2000, duration_s=2.0, seed=3)
+    a, b = load.schedule(sc), load.schedule(sc)
+    assert np.array_equal(a, b) and np.all(np.diff(a) >= 0) and a[-1] < 2.0
+    assert abs(len(a) / 2.0 / 2000 - 1) < 0.05
+    assert not np.array_equal(a, load.schedule(load.Scenario("server", rate=2000, duration_s=2.0, seed=4)))
+    ms = load.schedule(load.Scenario("multi-stream", rate=30, streams=4, duration_s=1.0))
+    assert len(ms) == 120 and np.allclose(np.diff(ms), 1 / 120)
+    assert not load.schedule(load.Scenario("offline", queries=50)).any()
+
+
+def test_queue_model_matches_md1_waiting_time():
+    service = queue_sim.ServiceModel.from_us({1: np.full(100, 1000.0)})  # 1 ms, always
+    arrivals = load.schedule(load.Scenario("server", rate=500, duration_s=200, seed=0))
+    lat, size = queue_sim.simulate(arrivals, service)
+    # M/D/1 at utilisation 0.5: mean wait = rho / (2 mu (1 - rho)) = 0.5 ms, plus 1 ms of service
+    assert abs(lat.mean() - 1.5e-3) / 1.5e-3 < 0.03 and (size == 1).all()
+    two, _ = queue_sim.simulate(arrivals, service, replicas=2)
+    assert two.mean() < lat.mean() and two.min() >= 1e-3 - 1e-12
+
+
+def test_queue_model_batches_and_interpolates():
+    service = queue_sim.ServiceModel.from_us({1: np.full(10, 100.0), 9: np.full(10, 500.0)})
+    rng = np.random.default_rng(0)
+    assert service.draw(5, rng) == pytest.approx(300e-6) and service.draw(18, rng) == pytest.approx(1000e-6)
+    lat, size = queue_sim.simulate(np.zeros(36), service, max_batch=9, max_wait_s=1e-3)
+    assert (size == 9).all() and lat.max() == pytest.approx(4 * 500e-6)
+    # a lone query waits max_wait for company, then goes alone
+    lat, size = queue_sim.simulate(np.array([0.0]), service, max_batch=9, max_wait_s=2e-3)
+    assert size[0] == 1 and lat[0] == pytest.approx(2e-3 + 100e-6)
+
+
+# ---------------------------------------------------------------- the open-loop generator on a real session
+
+
+@pytest.fixture(scope="module")
+def tiny_calls():
+    from rtml_profile.runtimes.ort import _tiny_model, cpu_session
+
+    sess = cpu_session(_tiny_model(), threads=1)
+    x = np.ones((1, 4), np.float32)
+    return {1: lambda: sess.run(None, {"x": x})}
+
+
+def _slow(calls, us: float):
+    """A real session call that takes at least `us`, releasing the GIL while it waits (as ONNX Runtime does)."""
+
+    def call():
+        calls[1]()
+        time.sleep(us / 1e6)
+
+    return call
+
+
+def test_generator_is_open_loop_and_measures_from_the_schedule(tiny_calls):
+    # service ~400 us, arrivals every ~200 us: the queue must build, and latencies grow over the run
+    calls = {1: _slow(tiny_calls, 400)}
+    arrivals = load.schedule(load.Scenario("multi-stream", rate=5000, duration_s=0.2))
+    a = load.drive(calls, lambda: None, arrivals)
+    d, v = load.describe_run(a, load.Scenario()), load.verdict(a["us"], load.Goal(deadline_us=1e6))
+    assert len(a["us"]) == len(arrivals) and (a["issue_us"] >= 0).all() and (a["batch"] == 1).all()
+    assert v["growth"] > 3 and a["us"][-1] > 0.4 * 0.2e6  # the last query waited for about half the run
+    assert v["p99_within"] and not v["passed"]  # within a generous deadline, but the queue built: not sustained
+    assert d["achieved_qps"] < 3000
+
+
+def test_generator_batches_what_waits(tiny_calls):
+    calls = {b: _slow(tiny_calls, 300) for b in range(1, 9)}
+    a = load.drive(calls, lambda: None, np.zeros(64), max_batch=8, max_wait_us=50_000)
+    assert (a["batch"] == 8).all()
+    light = load.drive(calls, lambda: None, np.arange(10) * 0.02, max_batch=8, max_wait_us=500)
+    assert (light["batch"] == 1).all() and np.median(light["us"]) >= 500  # each waited max_wait alone
+
+
+def test_every_scenario_runs_with_its_own_rule(tiny_calls):
+    calls = {b: tiny_calls[1] for b in range(1, 5)}
+    one = load.run_scenario(calls, lambda: None, load.Scenario("single-stream", duration_s=0.05))
+    assert len(one["us"]) > 10 and not one["issue_us"].any() and np.array_equal(one["us"], one["call_us"])
+    multi = load.run_scenario(calls, lambda: None, load.Scenario("multi-stream", rate=100, streams=3, duration_s=0.1))
+    assert len(multi["us"]) == 30 and (multi["batch"] == 1).all()
+    off = load.run_scenario(calls, lambda: None, load.Scenario("offline", queries=40, max_batch=4, max_wait_us=1e5))
+    assert len(off["us"]) == 40 and (off["batch"] == 4).all()
+    sc = load.Scenario("single-stream")
+    assert load.min_duration(sc, load.Goal()) is sc  # closed loop: nothing to stretch
+
+
+def test_verdict_and_scenario_checks():
+    us = np.r_[np.full(990, 100.0), np.full(10, 5000.0)]
+    v = load.verdict(us, load.Goal(deadline_us=1000, miss_target=0.02))
+    assert v["late"] == 10 and v["miss_rate"] == 0.01 and not v["p99_within"] and not v["passed"]
+    assert load.verdict(np.full(400, 10.0), load.Goal(deadline_us=1000))["passed"]
+    with pytest.raises(UserError, match="scenario"):
+        load.Scenario("bursty").validate()
+    with pytest.raises(UserError, match="max-batch"):
+        load.Scenario(max_batch=0).validate()
+
+
+# ---------------------------------------------------------------- compare
+
+
+def _bench_dir(root, scale: float, seed: int):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for batch in (1, 64):
+        us = rng.normal(100 * batch, 3 * batch, 800).clip(1) * scale
+        rel, sha = write_samples(root, f"h/m/ort-cpu_fp32_compute_b{batch}", us)
+        rows.append({"host": "h", "model": "m", "runtime": "ort-cpu", "precision": "fp32", "scope": "compute",
+                     "batch": batch, "status": "ok", "n": 800, "mean_us": us.mean(), "p50_us": np.median(us),
+                     "p99_us": np.percentile(us, 99), "throughput_sps": batch / us.mean() * 1e6,
+                     "samples_file": rel, "samples_sha256": sha})  # fmt: skip
+    root.mkdir(exist_ok=True)
+    pd.DataFrame(rows).to_csv(root / "bench.csv", index=False)
+    return root
+
+
+def test_compare_flags_a_slowdown_and_not_a_rerun(cli, tmp_path):
+    old = _bench_dir(tmp_path / "old", 1.0, 0)
+    same = _bench_dir(tmp_path / "same", 1.0, 1)
+    slow = _bench_dir(tmp_path / "slow", 1.5, 2)
+    r = cli("compare", old, same)
+    assert r.exit_code == 0 and "0 significantly slower" in r.output and "2 within noise" in r.output
+    r = cli("compare", old, slow, "--factor", "1.3")
+    assert r.exit_code == 1 and "2 significantly slower" in r.output and "2 regressed by 1.3x" in r.output
+    assert cli("compare", old, slow, "--factor", "2").exit_code == 0  # real, but below the gate's factor
+    r = cli("compare", tmp_path / "nowhere", old)
+    assert r.exit_code == 2 and "neither a results folder nor a git revision" in r.output
+
+
+def test_load_table_schema_rejects_damage(tmp_path):
+    p = tmp_path / "load.csv"
+    p.write_text("host,model,runtime,precision,scenario,max_batch,max_wait_us,deadline_us,offered_qps,status\n"
+                 "h,2b,ort-cpu,fp32,server,one,0,1000,100,ok\n")  # fmt: skip
+    with pytest.raises(UserError, match="max_batch"):
+        schema.read_table(p, "load")
+
+
+# ---------------------------------------------------------------- the command on the trained project
+
+
+def test_load_command_search_rows_samples_and_report(cli, project, tmp_path, monkeypatch):
+    monkeypatch.chdir(project)
+    data = tmp_path / "data"
+    shutil.copytree(project / "reports" / "data", data)
+    r = cli("load", "-m", "1a", "--deadline", "5", "--duration", "0.3", "--trials", "3", "--batching", "1,4@200",
+            "--results", data)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert r.output.count("peak: 1a ort-cpu fp32") == 2
+    rows = schema.read_table(data / "load.csv", "load")
+    assert len(rows) >= 2 * 3 and (rows["status"] == "ok").all() and rows["pred_p99_us"].notna().all()
+    from rtml_profile.results import load_sample_arrays
+
+    arrays = load_sample_arrays(data, rows.iloc[0].to_dict(), "load.csv")
+    assert len(arrays["us"]) == rows.iloc[0]["n"] and len(arrays["issue_us"]) == len(arrays["us"])
+    from rtml_profile.report import render
+
+    out = render(data, tmp_path / "out" / "REPORT.md")
+    assert "## Sustainable load" in out.read_text() and (out.parent / "figures" / "load_curves.png").is_file()
+    assert "## Sustainable load" in (out.parent / "APPENDIX.md").read_text()
