@@ -25,6 +25,14 @@ DataDir = Annotated[
     typer.Option("--data-dir", help="Folder with Housing.csv and CIFAR-10 (default: $RTML_DATA_DIR, else ./data)."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (for scripts).")]
+CalibrationMethod = Annotated[
+    str, typer.Option("--calibration", help="Static INT8 calibration method: minmax, entropy or percentile.")
+]
+CalibrationRows = Annotated[
+    Optional[int],
+    typer.Option(help="Rows of the training split (seeded subset) that calibrate static INT8 (default 512 or all)."),
+]
+CalibrationSeed = Annotated[int, typer.Option(help="Seed of the calibration subset.")]
 
 
 def friendly(fn):
@@ -230,7 +238,11 @@ def bench(
     ] = None,
     precision: Annotated[
         Optional[list[str]],
-        typer.Option("--precision", "-p", help="fp32, tf32, fp16 or int8 (repeatable; default: all a runtime offers)."),
+        typer.Option(
+            "--precision",
+            "-p",
+            help="fp32, tf32, fp16, int8 or int8-static (repeatable; default: all a runtime offers).",
+        ),
     ] = None,
     scope: Annotated[
         Optional[list[str]],
@@ -247,12 +259,27 @@ def bench(
     results: Annotated[Path, typer.Option(help="Results folder (bench.csv and samples/; rows merged by key).")] = (
         Path("reports/data")
     ),
+    variant: Annotated[
+        Optional[list[str]],
+        typer.Option(help="A runtime variant, e.g. a torch.compile mode (repeatable; default: all it offers)."),
+    ] = None,
+    tune: Annotated[
+        bool, typer.Option(help="Also search each runtime's knobs (threads, graph optimization, spin) per batch.")
+    ] = False,
+    calibration: CalibrationMethod = "minmax",
+    calibration_rows: CalibrationRows = None,
+    calibration_seed: CalibrationSeed = 0,
     quiet: Quiet = False,
 ):
-    """Latency, throughput, accuracy and parity of the exported models on every runtime."""
+    """Latency, throughput, accuracy and parity of the exported models on every runtime.
+
+    Opt-in runtimes (torch-compile: slow to prepare) run only when named with --runtime."""
     from rtml_profile import bench as b
 
     req = b.Request(
+        variants=variant,
+        tune=tune,
+        calibration=b.CalibrationRequest(calibration, calibration_rows, calibration_seed),
         models=model,
         onnx=onnx,
         shapes=_parse_shapes(shape or []),
@@ -301,6 +328,7 @@ def _print_bench(rows: list[dict]):
                 "model": r["model"],
                 "runtime": r["runtime"],
                 "precision": r["precision"],
+                "variant": r.get("variant", ""),
                 "scope": r["scope"],
                 "batch": r["batch"],
                 "n": r["n"],
@@ -310,6 +338,7 @@ def _print_bench(rows: list[dict]):
                 "accuracy": acc,
                 "parity": parity,
                 "warnings": r["warnings"],
+                **_tuned(r),
             }
         )
     if table:
@@ -317,6 +346,14 @@ def _print_bench(rows: list[dict]):
     skipped = {(r["runtime"], r["precision"], r["status"], r["reason"]) for r in rows if r["status"] != "ok"}
     for rt, p, status, reason in sorted(skipped):
         typer.echo(f"{status}: {rt} {p}: {reason}")
+
+
+def _tuned(r: dict) -> dict:
+    """For a tuned row: the setting chosen and its gain over the default row (beyond noise or not)."""
+    if "tune_gain" not in r:
+        return {}
+    verdict = "faster beyond noise" if r["tune_beyond_noise"] else "no measurable gain"
+    return {"tuned": f"{r['settings']}: {r['tune_gain']:.3g}x ({verdict})"}
 
 
 def _budgets(text: str | None) -> list[float]:

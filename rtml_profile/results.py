@@ -89,7 +89,8 @@ class BenchStore:
         digest = hashlib.sha256(data.tobytes()).hexdigest()
         rel = (
             f"{SAMPLES}/{slug(row['host'])}/{slug(row['model'])}/"
-            f"{slug(row['runtime'])}_{row['precision']}_{row['scope']}_b{row['batch']}.{digest[:12]}.npz"
+            f"{slug(row['runtime'])}_{row['precision']}{_variant_part(row)}_{row['scope']}_b{row['batch']}"
+            f".{digest[:12]}.npz"
         )
         buf = io.BytesIO()
         np.savez_compressed(buf, us=data)
@@ -156,10 +157,15 @@ def load_samples(data_dir: Path, row: dict) -> np.ndarray | None:
     return us
 
 
+def _variant_part(row: dict) -> str:
+    v = row.get("variant") or ""
+    return f"_{slug(v)}" if v else ""
+
+
 def _same_key(table, row):
     mask = None
     for k in KEY:
-        m = table[k].astype(str) == str(row[k])
+        m = table[k].astype(str) == str(row.get(k, ""))
         mask = m if mask is None else (mask & m)
     return mask
 

@@ -17,7 +17,12 @@ from pathlib import Path
 
 from rtml_profile import UserError
 
-KEYS = {"bench": ["host", "model", "runtime", "precision", "scope", "batch"], "analysis": ["model", "batch", "node"]}
+KEYS = {
+    "bench": ["host", "model", "runtime", "precision", "variant", "scope", "batch"],
+    "analysis": ["model", "batch", "node"],
+    "precision_nodes": ["host", "model", "precision", "calibration_method", "node"],
+    "precision_fixes": ["host", "model", "precision", "calibration_method", "kept_fp32"],
+}
 
 
 @dataclass(frozen=True)
@@ -27,9 +32,14 @@ class TableSchema:
     columns: dict[str, str]
     optional: frozenset[str] = frozenset()  # may be empty in a row
     ok_required: frozenset[str] = frozenset()  # must be filled in rows whose status is "ok"
+    defaults: tuple[tuple[str, str], ...] = ()  # (column, value) for a column older files lack or leave blank
 
 
 _LATENCY = ("n", "mean_us", "p50_us", "p99_us", "throughput_sps")
+_PREPARE = ("load_s", "prepare_s", "compile_first_s", "compile_cold_s", "compile_cached_s", "calibration_rows",
+            "tune_gain", "tune_default_p50_us", "tune_tried")  # fmt: skip
+_NODE_NUM = ("order", "rel_error", "max_abs_error", "added_error", "tolerance")
+_FIX_NUM = ("excluded", "metric_value", "eval_rows", "p50_us", "fp32_metric_value", "fp32_p50_us", "prepare_s")
 TABLES = {
     "bench": TableSchema(
         columns={
@@ -37,6 +47,7 @@ TABLES = {
             "model": "str",
             "runtime": "str",
             "precision": "str",
+            "variant": "str",
             "scope": "str",
             "batch": "int",
             "status": "str",
@@ -55,12 +66,15 @@ TABLES = {
                     "parity_max_abs_diff",
                     "parity_tolerance",
                     "parity_class_agreement",
+                    *_PREPARE,
                 )
             },
         },
         optional=frozenset(
             {
                 *_LATENCY,
+                *_PREPARE,
+                "variant",
                 "std_us",
                 "cv",
                 "min_us",
@@ -75,11 +89,27 @@ TABLES = {
             }
         ),
         ok_required=frozenset(_LATENCY),
+        defaults=(("variant", ""),),
     ),
     "analysis": TableSchema(columns={"model": "str", "batch": "int", "node": "str", "macs": "float", "params": "int"}),
+    "precision_nodes": TableSchema(
+        columns={**{k: "str" for k in KEYS["precision_nodes"]}, "op": "str", **{c: "float" for c in _NODE_NUM}},
+        optional=frozenset({"added_error"}),
+        defaults=(("calibration_method", ""),),
+    ),
+    "precision_fixes": TableSchema(
+        columns={**{k: "str" for k in KEYS["precision_fixes"]}, **{c: "float" for c in _FIX_NUM}},
+        optional=frozenset({"metric_value", "eval_rows", "fp32_metric_value", "prepare_s"}),
+        defaults=(("calibration_method", ""), ("kept_fp32", "")),
+    ),
 }
 # Columns a file must contain (the rest of `columns` is checked only when present: older files lack some).
-_MUST = {"bench": [*KEYS["bench"], "status"], "analysis": ["model", "batch", "node", "macs", "params"]}
+_MUST = {
+    "bench": [*KEYS["bench"], "status"],
+    "analysis": ["model", "batch", "node", "macs", "params"],
+    "precision_nodes": [*KEYS["precision_nodes"], "op", *_NODE_NUM],
+    "precision_fixes": [*KEYS["precision_fixes"], *_FIX_NUM],
+}
 
 
 def read_table(path, kind: str, allow_empty: bool = True):
@@ -126,6 +156,8 @@ def _check_table(path: Path, df, kind: str):
     import pandas as pd
 
     schema = TABLES[kind]
+    for col, value in schema.defaults:
+        df[col] = df[col].fillna(value) if col in df.columns else value
     lacking = [c for c in _MUST[kind] if c not in df.columns]
     if lacking:
         raise UserError(

@@ -38,17 +38,43 @@ def _child(conn, spec: str):
     if payload is None:
         return
     groups, targets, settings, config = payload
+    done = {}  # samples measured so far, so a tuned row is compared with its default row
     for gi, g in enumerate(groups):
-        _measure_group(conn, cls, gi, g, targets[g.target], settings, config)
+        _measure_group(conn, cls, gi, g, targets[g.target], settings, config, done)
     conn.send(("end",))
 
 
-def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig):
+def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig, done: dict):
+    """Measure one group; a tuned group first searches its knobs per job (tune.py), then measures the best."""
+    from dataclasses import replace
+
+    from rtml_profile import tune
+    from rtml_profile.host import physical_cores
+    from rtml_profile.runtimes.base import base_variant
+
+    config = replace(config, variant=g.variant, calibration=target.calibration)
+    if base_variant(g.variant) == g.variant:
+        return _measure_jobs(conn, cls, gi, g, target, settings, config, g.jobs(), done)
+    for scope, batch in g.jobs():
+        conn.send(("start", (gi, scope, batch)))
+        try:
+            best, tried = tune.search(cls, target, g.precision, config, scope, target.inputs(batch), physical_cores())
+        except Exception as e:
+            conn.send(("row", (gi, scope, batch), "failed", f"tuning failed: {_reason(e)}", None, {}))
+            continue
+        search = "; ".join(f"{tune.describe(o)}: {p:.4g} us" for o, p in tried)
+        extra = {"tune_tried": len(tried), "tune_search": search}
+        _measure_jobs(conn, cls, gi, g, target, settings, replace(config, options=best), [(scope, batch)], done, extra)
+
+
+def _measure_jobs(conn, cls, gi, g, target, settings, config: RunConfig, jobs, done: dict, extra=None):
+    from rtml_profile import tune
     from rtml_profile.bench import accuracy, time_calls
+    from rtml_profile.runtimes.base import base_variant
 
     def fail_all(reason):
-        for scope, batch in g.jobs():
-            conn.send(("row", (gi, scope, batch), "failed", reason, None, {}))
+        for scope, batch in jobs:
+            conn.send(("row", (gi, scope, batch), "failed", reason, None, dict(extra or {})))
 
     t0 = time.perf_counter()
     try:
@@ -56,20 +82,26 @@ def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig):
         rt.load()
     except Exception as e:
         return fail_all(_reason(e))
-    extra = {"load_s": time.perf_counter() - t0}
+    extra = {**(extra or {}), "load_s": time.perf_counter() - t0, "settings": rt.settings()}
     try:
         try:
             extra.update(accuracy(rt, target))
         except Exception as e:
             extra["accuracy_status"] = f"failed: {_reason(e)}"
-        for scope, batch in g.jobs():
+        for scope, batch in jobs:
             conn.send(("start", (gi, scope, batch)))
             try:
                 call = rt.runner(scope, target.inputs(batch))
+                facts = rt.facts()
                 ns = time_calls(call, rt.synchronize, settings)
-                conn.send(("row", (gi, scope, batch), "ok", "", ns, extra))
             except Exception as e:
                 conn.send(("row", (gi, scope, batch), "failed", _reason(e), None, extra))
+                continue
+            done[(g.target, g.precision, g.variant, scope, batch)] = ns
+            row = {**extra, **facts}
+            if base_variant(g.variant) != g.variant:
+                row.update(tune.compare(ns, done.get((g.target, g.precision, base_variant(g.variant), scope, batch))))
+            conn.send(("row", (gi, scope, batch), "ok", "", ns, row))
     finally:
         try:
             rt.close()
@@ -92,7 +124,8 @@ def _death(proc, current, groups) -> str:
     where = ""
     if current is not None:
         g = groups[current[0]]
-        where = f" while measuring {g.target} {g.precision} {current[1]} batch {current[2]}"
+        what = " ".join(str(w) for w in (g.target, g.precision, g.variant, current[1]) if w)
+        where = f" while measuring {what} batch {current[2]}"
     return f"the runtime's worker process {how}{where}; nothing after that was measured"
 
 

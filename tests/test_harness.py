@@ -11,7 +11,17 @@ import pytest
 
 from rtml_profile import bench, runtimes
 from rtml_profile.results import BenchStore, load_samples
-from rtml_profile.runtimes.base import PRECISIONS, SCOPES, Capabilities, ModelRef, Probe, RunConfig, Runtime
+from rtml_profile.runtimes.base import (
+    CALIBRATED,
+    PRECISIONS,
+    SCOPES,
+    Calibration,
+    Capabilities,
+    ModelRef,
+    Probe,
+    RunConfig,
+    Runtime,
+)
 from rtml_profile.stats import LatencyStats
 
 FAST = bench.Settings(warmup_iters=2, warmup_s=0, min_iters=30, min_s=0, max_s=0.05)
@@ -92,7 +102,9 @@ def test_runtime_contract(name, tmp_path, monkeypatch):
     ref = ModelRef("tiny.onnx", tiny_onnx(tmp_path / "tiny.onnx"), None, None)
     x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
     for precision in cls.caps.precisions:
-        with cls(ref, precision, RunConfig(threads=1, max_batch=8)) as rt:
+        calib = Calibration(rows=8, source="test inputs", x=x) if precision in CALIBRATED else None
+        config = RunConfig(threads=1, max_batch=8, variant=cls.caps.variants[0], calibration=calib)
+        with cls(ref, precision, config) as rt:
             assert rt.input is not None and rt.input.fits(x)
             assert rt.predict(x).shape == (8, 3)
             for scope in cls.caps.scopes:
@@ -155,7 +167,9 @@ def test_a_crashing_runtime_costs_only_its_own_rows(fakes, onnx_target, tmp_path
     assert len(crashed) == 4 and set(crashed.status) == {"failed"}
     assert crashed.reason.str.contains("killed by signal SIGABRT while measuring tiny.onnx fp32").all()
     ort = rows[rows.runtime == "ort-cpu"]
-    assert len(ort) == 8 and set(ort.status) == {"ok"}  # fp32 and int8, 2 scopes x 2 batches
+    assert len(ort) == 12 and set(ort[ort.precision != "int8-static"].status) == {"ok"}  # 3 precisions x 2 x 2
+    static = ort[ort.precision == "int8-static"]  # an ONNX file has no training split to calibrate with
+    assert set(static.status) == {"skipped"} and static.reason.str.contains("needs calibration data").all()
     assert len(res.problems()) == 4
 
 

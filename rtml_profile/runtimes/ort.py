@@ -14,7 +14,19 @@ import numpy as np
 
 from rtml_profile import UserError, artifacts, paths
 from rtml_profile.batching import in_chunks
-from rtml_profile.runtimes.base import Capabilities, InputSpec, Probe, Runtime, cuda_ready, cuda_synchronize
+from rtml_profile.runtimes.base import (
+    CORES,
+    Capabilities,
+    InputSpec,
+    Knob,
+    Probe,
+    Runtime,
+    cuda_ready,
+    cuda_synchronize,
+)
+
+GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                "all": "ORT_ENABLE_ALL"}  # fmt: skip
 
 _DTYPES = {
     "tensor(float)": np.float32,
@@ -50,15 +62,25 @@ def _import_ort():
     return ort
 
 
-def _session(model, provider: str, provider_options: dict | None = None, threads: int | None = None):
-    """An InferenceSession whose first active provider must be `provider` (raises RuntimeError otherwise)."""
+def _session(
+    model,
+    provider: str,
+    provider_options: dict | None = None,
+    threads: int | None = None,
+    graph_optimization: str = "all",
+    spin_wait: bool | None = None,
+):
+    """An InferenceSession whose first active provider must be `provider` (raises RuntimeError otherwise).
+    `graph_optimization` is a key of GRAPH_LEVELS; `spin_wait` False stops idle intra-op threads spinning."""
     ort = _import_ort()
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[graph_optimization])
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    if spin_wait is not None:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
     providers = [(provider, provider_options or {})]
     if provider != "CPUExecutionProvider":
         providers.append("CPUExecutionProvider")
@@ -126,7 +148,11 @@ class _Ort(Runtime):
         src = self.onnx_file()
         if self.precision in self.native_precisions:
             return src
-        return artifacts.onnx_for_precision(src, self.precision, self.config.artifacts)
+        path = artifacts.onnx_for_precision(src, self.precision, self.config.artifacts, self.config.calibration)
+        self._facts.update(artifacts.prepare_cost(path))
+        if self.config.calibration is not None and self.precision in artifacts.CALIBRATED_KINDS:
+            self._facts.update(self.config.calibration.record())
+        return path
 
     def load(self):
         self.session = self._new_session()
@@ -137,8 +163,14 @@ class _Ort(Runtime):
 
     def _new_session(self, cuda_graph: bool = False):
         options = self.provider_options(self.precision, cuda_graph, self.config.artifacts)
+        cpu = self.caps.device == "cpu"
         return _session(
-            self.model_path(), self.provider, options, self.config.threads if self.caps.device == "cpu" else None
+            self.model_path(),
+            self.provider,
+            options,
+            self.option("threads") if cpu else None,
+            self.option("graph_optimization") or "all",
+            self.option("spin_wait") if cpu else None,
         )
 
     def _bind(self, session, x: np.ndarray):
@@ -183,7 +215,15 @@ class _Ort(Runtime):
 
 class OrtCPU(_Ort):
     name = "ort-cpu"
-    caps = Capabilities(device="cpu", precisions=("fp32", "int8"))
+    caps = Capabilities(
+        device="cpu",
+        precisions=("fp32", "int8", "int8-static"),
+        knobs=(
+            Knob("threads", (CORES,)),
+            Knob("graph_optimization", tuple(GRAPH_LEVELS), "all"),
+            Knob("spin_wait", (True, False), True),
+        ),
+    )
 
 
 class OrtCUDA(_Ort):

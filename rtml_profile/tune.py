@@ -1,0 +1,62 @@
+"""`bench --tune`: per model, runtime, precision, scope and batch, search the knobs a runtime declares
+(runtimes.base.Knob: ONNX Runtime's graph optimization level, intra-op threads 1..cores, spin-waiting; PyTorch's
+thread count) and return the best setting by p50.
+
+The search times every combination briefly (SEARCH) in the worker process that measures the runtime; the chosen
+setting is then measured with the run's full timing rule like any other row, and compared with the default row
+of the same run by its raw samples (stats.is_faster), so a gain inside the noise is reported as none.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import numpy as np
+
+from rtml_profile.runtimes.base import knob_values
+
+SEARCH = dict(warmup_iters=5, warmup_s=0.05, min_iters=100, min_s=0.1, max_s=0.3)
+
+
+def combinations(caps, cores: int) -> list[tuple[tuple[str, object], ...]]:
+    """Every combination of the knobs' values, as (name, value) pairs."""
+    names = [k.name for k in caps.knobs]
+    return [tuple(zip(names, vals)) for vals in itertools.product(*(knob_values(k, cores) for k in caps.knobs))]
+
+
+def search(cls, target, precision: str, config, scope: str, x: np.ndarray, cores: int):
+    """(best options, [(options, p50 us)] for every combination tried), each timed briefly on `x`."""
+    from rtml_profile.bench import Settings, time_calls
+
+    quick = Settings(**SEARCH)
+    tried = []
+    for options in combinations(cls.caps, cores):
+        rt = cls(target.ref, precision, replace(config, options=options))
+        rt.load()
+        try:
+            ns = time_calls(rt.runner(scope, x), rt.synchronize, quick)
+        finally:
+            rt.close()
+        tried.append((options, float(np.median(ns)) / 1e3))
+    best = min(tried, key=lambda t: t[1])[0]
+    return best, tried
+
+
+def describe(options) -> str:
+    from rtml_profile.runtimes.base import _show
+
+    return " ".join(f"{k}={_show(v)}" for k, v in options)
+
+
+def compare(tuned_ns, default_ns) -> dict:
+    """The tuned row's gain over the default row of the same run: p50 ratio and whether it is beyond noise."""
+    from rtml_profile import stats
+
+    if default_ns is None:
+        return {"tune_note": "no default row measured in this run to compare with"}
+    return {
+        "tune_default_p50_us": float(np.median(default_ns)) / 1e3,
+        "tune_gain": float(np.median(default_ns)) / float(np.median(tuned_ns)),
+        "tune_beyond_noise": bool(stats.is_faster(tuned_ns, default_ns)),
+    }
