@@ -356,6 +356,57 @@ def _tuned(r: dict) -> dict:
     return {"tuned": f"{r['settings']}: {r['tune_gain']:.3g}x ({verdict})"}
 
 
+@app.command()
+@friendly
+def precision(
+    model: Annotated[str, typer.Argument(help="Zoo model id (1a, 1b, 2a, 2b) or 'all'.")],
+    precision: Annotated[
+        Optional[list[str]],
+        typer.Option("--precision", "-p", help="fp16, int8 or int8-static (repeatable; default: all three)."),
+    ] = None,
+    calibration: Annotated[
+        Optional[list[str]],
+        typer.Option(help="int8-static calibration method: minmax, entropy, percentile (repeatable; default minmax)."),
+    ] = None,
+    calibration_rows: CalibrationRows = None,
+    calibration_seed: CalibrationSeed = 0,
+    keep: Annotated[int, typer.Option(help="Fixes keep the worst 1..N converted nodes in fp32.")] = 2,
+    rows: Annotated[int, typer.Option(help="Evaluation rows compared node by node (accuracy uses all).")] = 2000,
+    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: cores).")] = None,
+    note: Annotated[str, typer.Option(help="A note stored in every row (e.g. how the models were trained).")] = "",
+    data_dir: DataDir = None,
+    results: Annotated[Path, typer.Option(help="Results folder (precision_nodes.csv, precision_fixes.csv).")] = (
+        Path("reports/data")
+    ),
+):
+    """Where reduced precision breaks: per-node error of each fp16/int8 variant against fp32 (every intermediate
+    tensor exposed, as Polygraphy's "mark all"), the first node over its tolerance, and the accuracy and latency
+    with the worst nodes kept in fp32."""
+    from rtml_profile import precision as pr
+    from rtml_profile.zoo import resolve
+
+    req = pr.Request([s.id for s in resolve(model)], precision or list(pr.VARIANTS), calibration or ["minmax"],
+                     calibration_rows, calibration_seed, keep, rows, threads, data_dir, results, note)  # fmt: skip
+    res = pr.run(req)
+    _print_precision(res)
+    typer.echo(f"wrote {', '.join(map(str, res.written))}")
+
+
+def _print_precision(res):
+    for key in dict.fromkeys((r["model"], r["precision"], r["calibration_method"]) for r in res.nodes):
+        nodes = [r for r in res.nodes if (r["model"], r["precision"], r["calibration_method"]) == key]
+        first = next((r for r in nodes if r["first_exceeding"] == "yes"), None)
+        label = " ".join(k for k in key if k)
+        where = f"first node over its tolerance: {first['node']} ({first['op']})" if first else "no node over"
+        typer.echo(f"\n{label}: {where} (tolerance: relative L2 error {nodes[0]['tolerance']:g})")
+        echo_table([{k: r[k] for k in ("node", "op", "rel_error", "max_abs_error", "added_error", "converted")}
+                    for r in nodes])  # fmt: skip
+        fixes = [r for r in res.fixes if (r["model"], r["precision"], r["calibration_method"]) == key]
+        echo_table([{"kept in fp32": r["kept_fp32"] or "(none)", r["metric"]: r["metric_value"],
+                     "fp32": r["fp32_metric_value"], "p50 us (batch 1)": r["p50_us"], "fp32 p50 us": r["fp32_p50_us"],
+                     "ties fp32": r["ties_fp32"], "recommended": r["recommended"]} for r in fixes])  # fmt: skip
+
+
 def _budgets(text: str | None) -> list[float]:
     from rtml_profile.report import DEFAULT_BUDGETS_MS
 

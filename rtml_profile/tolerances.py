@@ -35,7 +35,14 @@ TOLERANCE: dict[tuple[str, str], Tolerance] = {
     ("tf32", "cuda"): Tolerance(1e-3, 1e-3, 0.999, "TF32 matrix units keep 10 mantissa bits"),
     ("fp16", "cuda"): Tolerance(5e-2, 2e-3, 0.99, "half precision: 11-bit mantissa"),
     ("int8", "cpu"): Tolerance(5e-2, 0.0, 0.95, "8-bit weights (and activations): judged by class agreement"),
+    ("int8-static", "cpu"): Tolerance(5e-2, 0.0, 0.95, "8-bit weights and calibrated activations: class agreement"),
 }
+
+# Per-node error (the precision analysis): relative L2 error ||variant - fp32|| / ||fp32|| of a node's output over
+# the compared rows. fp16 rounds to 11 bits (~5e-4 per value): 1% allows accumulation; 8-bit quantization steps
+# are ~0.4% of a tensor's range, so 5% (a signal-to-quantization-noise ratio of 26 dB) flags a node that breaks.
+NODE_TOLERANCE: dict[str, float] = {"fp16": 0.01, "int8": 0.05, "int8-static": 0.05}
+REGRESSION_TIE = 0.01  # an R^2 change this small counts as no change when picking nodes to keep in fp32
 
 EXPORT = TOLERANCE[("fp32", "cpu")]  # the ONNX export's own parity check (ONNX Runtime CPU vs PyTorch CPU)
 
@@ -45,4 +52,4 @@ def get(precision: str, device: str) -> Tolerance | None:
 
 
 def class_agreement_only(precision: str) -> bool:
-    return precision == "int8"
+    return precision in ("int8", "int8-static")
