@@ -110,6 +110,10 @@ class Target:
     reference: np.ndarray | None = None
     note: str = ""
     calibration: Calibration | None = None  # for calibrated precisions (int8-static): a training-split subset
+    provenance: dict = field(default_factory=dict)  # which weights: the ONNX file's digest, epochs trained
+
+    def row_facts(self) -> dict:
+        return dict(self.provenance)
 
     def input_bytes(self, batch: int) -> int:
         return batch * int(np.prod(self.row_shape)) * self.dtype.itemsize
@@ -124,6 +128,21 @@ class Target:
         if np.issubdtype(self.dtype, np.integer):
             return rng.integers(0, 2, shape).astype(self.dtype)
         return rng.standard_normal(shape).astype(self.dtype)
+
+
+def provenance(model_id: str) -> dict:
+    """{'weights': sha256 prefix of the exported ONNX, 'trained_epochs': from its training record}: rows made
+    from other weights than the committed training record's are told apart by these (see report.common)."""
+    import hashlib
+    import json
+
+    out = {"weights": hashlib.sha256(paths.onnx(model_id).read_bytes()).hexdigest()[:16]}
+    rec = paths.model_record(model_id)
+    try:
+        out["trained_epochs"] = int(json.loads(rec.read_text())["recipe"]["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return out
 
 
 DEFAULT_CALIBRATION_ROWS = 512
@@ -166,6 +185,7 @@ def zoo_target(
     if not path.is_file():
         raise UserError(paths.missing_export(model_id))
     t = Target(ModelRef(model_id, path, model_id, spec.in_features), (spec.in_features,))
+    t.provenance = provenance(model_id)
     if not with_accuracy and calibration is None:
         t.note = "accuracy not asked for (--no-accuracy)"
         return t
@@ -429,7 +449,7 @@ def run(
     with _progress(progress, sum(len(g.jobs()) for g in groups) + sum(len(g.jobs()) for g, _ in skips)) as bar:
 
         def emit(g, scope, batch, status, reason, ns=None, extra=None, probe=None):
-            row = row_of(g, scope, batch, status, reason, ns, extra or {}, probe)
+            row = row_of(g, scope, batch, status, reason, ns, extra or {}, probe, by_name[g.target].row_facts())
             outcome = store.record(row, ns)
             result.rows.append(row)
             if not outcome.saved:
@@ -470,7 +490,7 @@ def _row_builder(settings: Settings):
         )
     }
 
-    def row(g: Group, scope, batch, status, reason, ns, extra: dict, probe) -> dict:
+    def row(g: Group, scope, batch, status, reason, ns, extra: dict, probe, facts: dict) -> dict:
         device = runtimes.get(g.runtime).caps.device
         out = {
             "host": env["host"],
@@ -488,6 +508,7 @@ def _row_builder(settings: Settings):
             "what": SCOPE_MEANS.get(scope, ""),
             "status": status,
             "reason": reason,
+            **facts,
         }
         if status == "ok":
             out.update(LatencyStats(ns, batch).summary())

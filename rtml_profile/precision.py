@@ -202,7 +202,8 @@ def run(req: Request) -> Result:
         fp32 = evaluate(t.ref.onnx, t, req.threads)
         for precision, method in _variants(req):
             nodes, fixes = analyze_variant(t, precision, method, fp32, req)
-            base = {**common, "model": t.ref.name, "precision": precision, "calibration_method": method}
+            base = {**common, **t.row_facts(), "model": t.ref.name, "precision": precision,
+                    "calibration_method": method}  # fmt: skip
             res.nodes += [{**base, **r} for r in nodes]
             res.fixes += [{**base, **r} for r in fixes]
     for name, rows, kind in ((NODES_CSV, res.nodes, "precision_nodes"), (FIXES_CSV, res.fixes, "precision_fixes")):
