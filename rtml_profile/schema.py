@@ -37,7 +37,7 @@ class TableSchema:
 
 _LATENCY = ("n", "mean_us", "p50_us", "p99_us", "throughput_sps")
 _PREPARE = ("load_s", "prepare_s", "compile_first_s", "compile_cold_s", "compile_cached_s", "calibration_rows",
-            "tune_gain", "tune_default_p50_us", "tune_tried", "trained_epochs")  # fmt: skip
+            "tune_gain", "tune_default_p50_us", "tune_tried", "tune_s", "trained_epochs")  # fmt: skip
 _NODE_NUM = ("order", "rel_error", "max_abs_error", "added_error", "tolerance")
 _FIX_NUM = ("excluded", "metric_value", "eval_rows", "p50_us", "fp32_metric_value", "fp32_p50_us", "prepare_s")
 TABLES = {
@@ -169,7 +169,8 @@ def _check_table(path: Path, df, kind: str):
             continue
         raw = df[col]
         blank = raw.isna() | raw.astype(str).str.strip().eq("")
-        must = ~blank if col in schema.optional else pd.Series(True, index=df.index)
+        may_blank = col in schema.optional or col in dict(schema.defaults)
+        must = ~blank if may_blank else pd.Series(True, index=df.index)
         if col in schema.ok_required:
             must = must | ok
         bad = must & blank

@@ -57,13 +57,14 @@ def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig, done: 
         return _measure_jobs(conn, cls, gi, g, target, settings, config, g.jobs(), done)
     for scope, batch in g.jobs():
         conn.send(("start", (gi, scope, batch)))
+        t0 = time.perf_counter()
         try:
             best, tried = tune.search(cls, target, g.precision, config, scope, target.inputs(batch), physical_cores())
         except Exception as e:
             conn.send(("row", (gi, scope, batch), "failed", f"tuning failed: {_reason(e)}", None, {}))
             continue
         search = "; ".join(f"{tune.describe(o)}: {p:.4g} us" for o, p in tried)
-        extra = {"tune_tried": len(tried), "tune_search": search}
+        extra = {"tune_tried": len(tried), "tune_search": search, "tune_s": time.perf_counter() - t0}
         _measure_jobs(conn, cls, gi, g, target, settings, replace(config, options=best), [(scope, batch)], done, extra)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rtml_profile import UserError, schema, zoo
 
-CONFIG = ["runtime", "precision", "scope"]  # one way of running a model on a host
+CONFIG = ["runtime", "precision", "variant", "scope"]  # one way of running a model on a host
 
 
 @dataclass
@@ -21,6 +21,8 @@ class Inputs:
     extras: dict = field(default_factory=dict)  # file stem -> gpu_train_*.json / train_speed_*.json
     analysis: object = None  # DataFrame: the TOTAL row per model at batch 1
     bench: object = None  # DataFrame: every row of known models
+    nodes: object = None  # DataFrame: precision_nodes.csv (per-node error of reduced-precision variants)
+    fixes: object = None  # DataFrame: precision_fixes.csv (nodes kept in fp32: accuracy and latency)
     _samples: dict = field(default_factory=dict)
 
     @property
@@ -62,6 +64,11 @@ def load_inputs(data_dir) -> Inputs:
     p = data_dir / "bench.csv"
     if p.exists():
         inp.bench = _bench(inp, schema.read_table(p, "bench", allow_empty=False))
+    for attr, kind in (("nodes", "precision_nodes"), ("fixes", "precision_fixes")):
+        p = data_dir / f"{kind}.csv"
+        if p.exists():
+            t = schema.read_table(p, kind, allow_empty=False)
+            setattr(inp, attr, t[t["model"].isin(list(zoo.MODELS))].reset_index(drop=True))
     if not (inp.records or inp.extras or inp.analysis is not None or inp.bench is not None):
         raise UserError(
             f"{data_dir}: holds no result file (bench.csv, analysis.csv, train_<id>.json); is it the right folder?"
