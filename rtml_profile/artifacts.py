@@ -169,13 +169,16 @@ def _static_build(src: Path, dest: Path, calibration, exclude: tuple):
     name = next(i.name for i in onnx.load(str(src), load_external_data=False).graph.input)
     x = calibration.x
 
+    # equal batches: the histogram calibrators (Entropy, Percentile) stack per-batch outputs into one array
+    size = max(d for d in range(1, min(64, len(x)) + 1) if len(x) % d == 0)
+
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.chunks = iter(range(0, len(x), 64))
+            self.chunks = iter(range(0, len(x), size))
 
         def get_next(self):
             i = next(self.chunks, None)
-            return None if i is None else {name: x[i : i + 64]}
+            return None if i is None else {name: x[i : i + size]}
 
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp, _quiet_root_logger():
         pre = Path(tmp) / "pre.onnx"

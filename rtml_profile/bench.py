@@ -566,6 +566,22 @@ class Request:
     variants: list[str] | None = None
     tune: bool = False
     calibration: CalibrationRequest = field(default_factory=CalibrationRequest)
+    calibration_data: Path | None = None  # .npy rows that calibrate an --onnx file (zoo models use their split)
+
+
+def given_calibration(path: Path, req: CalibrationRequest, target: Target) -> Calibration:
+    """Calibration rows for an --onnx file from a .npy array of input rows (a seeded subset when fewer are asked)."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--calibration-data {path}: not a readable .npy array ({type(e).__name__})") from None
+    if x.ndim != len(target.row_shape) + 1 or tuple(x.shape[1:]) != tuple(target.row_shape):
+        raise UserError(
+            f"--calibration-data {path}: rows of shape {list(x.shape[1:])} do not fit the model's input "
+            f"rows {list(target.row_shape)}"
+        )
+    c = CalibrationRequest(req.method, req.rows, req.seed).take(path.name, x.astype(target.dtype))
+    return Calibration(c.method, c.rows, c.seed, f"{path} (given)", c.x)
 
 
 def default_runtimes() -> list[str]:
@@ -593,6 +609,12 @@ def execute(req: Request) -> RunResult:
     BenchStore(req.results).check()
     if req.onnx is not None:
         targets = [onnx_target(req.onnx, req.shapes)]
+        if req.calibration_data is not None:
+            targets[0].calibration = given_calibration(req.calibration_data, req.calibration, targets[0])
+        if targets[0].calibration is not None and _wants_calibration(req, names):
+            from rtml_profile.artifacts import check_quantizable
+
+            check_quantizable(Path(req.onnx))  # before anything is measured
     else:
         ids = (
             [s.id for s in zoo.resolve(req.models)]

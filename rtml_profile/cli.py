@@ -269,6 +269,9 @@ def bench(
     calibration: CalibrationMethod = "minmax",
     calibration_rows: CalibrationRows = None,
     calibration_seed: CalibrationSeed = 0,
+    calibration_data: Annotated[
+        Optional[Path], typer.Option(help="For --onnx: a .npy array of input rows that calibrates static INT8.")
+    ] = None,
     quiet: Quiet = False,
 ):
     """Latency, throughput, accuracy and parity of the exported models on every runtime.
@@ -280,6 +283,7 @@ def bench(
         variants=variant,
         tune=tune,
         calibration=b.CalibrationRequest(calibration, calibration_rows, calibration_seed),
+        calibration_data=calibration_data,
         models=model,
         onnx=onnx,
         shapes=_parse_shapes(shape or []),

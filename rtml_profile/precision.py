@@ -8,7 +8,10 @@ outputs stops ONNX Runtime from fusing across them, so the per-node errors descr
 accuracy and latency of each fix are measured on the unmarked model.
 
 Per node: relative L2 error ||variant - fp32|| / ||fp32|| and max |diff| over the compared rows, and the error it
-adds (its own minus the largest of its inputs'). Nodes the variant converted are ranked by the error they add;
+adds (its own minus the largest of its inputs'). A node's output is compared as its consumers see it: after the
+variant's Quantize/DequantizeLinear pair where it has one (the pairing ONNX Runtime's qdq_loss_debug uses), so
+the error of quantizing a node's output is charged to that node. Nodes the variant converted are ranked by the
+error they add;
 the fixes keep the worst 1..N of them in fp32 (`nodes_to_exclude` for the quantizers, `node_block_list` for the
 fp16 converter), each built through artifacts.derive and measured on the whole evaluation set.
 """
@@ -103,21 +106,25 @@ def node_errors(src: Path, variant: Path, precision: str, x: np.ndarray, threads
     """Per node of the source (graph order): its output's error in `variant` against fp32 on `x`."""
     import onnx
 
+    from onnxruntime.quantization.qdq_loss_debug import DEQUANT_OUTPUT_SUFFIX
+
     ref, got = activations(src, x, threads), activations(variant, x, threads)
     changed, tol = converted(src, variant), tolerances.NODE_TOLERANCE[precision]
     err: dict[str, float] = {}
     rows = []
     for i, n in enumerate(onnx.load(str(src), load_external_data=False).graph.node):
         out = n.output[0] if n.output else ""
-        if out not in ref or out not in got:
+        seen = out + DEQUANT_OUTPUT_SUFFIX if out + DEQUANT_OUTPUT_SUFFIX in got else out  # as consumers see it
+        if out not in ref or seen not in got:
             continue
-        a, b = ref[out].astype(np.float64), got[out].astype(np.float64)
+        a, b = ref[out].astype(np.float64), got[seen].astype(np.float64)
         err[out] = float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30))
         rows.append(
             {
                 "node": n.name or out,
                 "op": n.op_type,
                 "order": i,
+                "compared": seen,
                 "rel_error": err[out],
                 "max_abs_error": float(np.max(np.abs(a - b))),
                 "added_error": err[out] - max((err.get(t, 0.0) for t in n.input), default=0.0),

@@ -55,8 +55,9 @@ def compare(tuned_ns, default_ns) -> dict:
 
     if default_ns is None:
         return {"tune_note": "no default row measured in this run to compare with"}
+    p50_default, p50_tuned = (stats.LatencyStats(ns).percentile_us(50) for ns in (default_ns, tuned_ns))
     return {
-        "tune_default_p50_us": float(np.median(default_ns)) / 1e3,
-        "tune_gain": float(np.median(default_ns)) / float(np.median(tuned_ns)),
+        "tune_default_p50_us": p50_default,
+        "tune_gain": p50_default / p50_tuned,  # the rows' own p50s (nearest rank)
         "tune_beyond_noise": bool(stats.is_faster(tuned_ns, default_ns)),
     }
