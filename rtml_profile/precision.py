@@ -105,7 +105,6 @@ def converted(src: Path, variant: Path) -> set[str]:
 def node_errors(src: Path, variant: Path, precision: str, x: np.ndarray, threads: int | None) -> list[dict]:
     """Per node of the source (graph order): its output's error in `variant` against fp32 on `x`."""
     import onnx
-
     from onnxruntime.quantization.qdq_loss_debug import DEQUANT_OUTPUT_SUFFIX
 
     ref, got = activations(src, x, threads), activations(variant, x, threads)
