@@ -36,8 +36,20 @@ class TableSchema:
 
 
 _LATENCY = ("n", "mean_us", "p50_us", "p99_us", "throughput_sps")
-_PREPARE = ("load_s", "prepare_s", "compile_first_s", "compile_cold_s", "compile_cached_s", "calibration_rows",
-            "calibration_seed", "tune_gain", "tune_default_p50_us", "tune_tried", "tune_s", "trained_epochs")  # fmt: skip
+_PREPARE = (
+    "load_s",
+    "prepare_s",
+    "compile_first_s",
+    "compile_cold_s",
+    "compile_cached_s",
+    "calibration_rows",
+    "calibration_seed",
+    "tune_gain",
+    "tune_default_p50_us",
+    "tune_tried",
+    "tune_s",
+    "trained_epochs",
+)
 _NODE_NUM = ("order", "rel_error", "max_abs_error", "added_error", "tolerance")
 _FIX_NUM = ("excluded", "metric_value", "eval_rows", "p50_us", "fp32_metric_value", "fp32_p50_us", "prepare_s")
 TABLES = {
