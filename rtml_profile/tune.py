@@ -28,9 +28,10 @@ def combinations(caps, cores: int) -> list[tuple[tuple[str, object], ...]]:
 def search(cls, target, precision: str, config, scope: str, x: np.ndarray, cores: int):
     """(best options, [(options, p50 us)] for every combination tried), each timed briefly on `x`."""
     from rtml_profile.bench import Settings, time_calls
+    from rtml_profile.stats import is_faster
 
     quick = Settings(**SEARCH)
-    tried = []
+    tried, samples = [], {}
     for options in combinations(cls.caps, cores):
         rt = cls(target.ref, precision, replace(config, options=options))
         rt.load()
@@ -39,8 +40,23 @@ def search(cls, target, precision: str, config, scope: str, x: np.ndarray, cores
         finally:
             rt.close()
         tried.append((options, float(np.median(ns)) / 1e3))
+        samples[options] = ns
     best = min(tried, key=lambda t: t[1])[0]
+    default = defaults(cls, config, cores)
+    if default in samples and not is_faster(samples[best], samples[default]):
+        best = default  # a brief search's winner inside the noise is no reason to leave the defaults
     return best, tried
+
+
+def defaults(cls, config, cores: int) -> tuple:
+    """The knob values a runtime runs with untuned, as the (name, value) pairs `combinations` makes."""
+    from rtml_profile.runtimes.base import knob_value
+
+    plain = replace(config, options=())
+    return tuple(
+        (k.name, knob_value(cls.caps, plain, k.name) or (cores if k.name == "threads" else None))
+        for k in cls.caps.knobs
+    )
 
 
 def describe(options) -> str:

@@ -298,3 +298,12 @@ def test_torch_compile_times_compilation_apart_and_checks_parity(cli, housing, d
     assert (rows["compile_first_s"] >= rows["compile_cold_s"].min()).all()
     # compilation is not in the samples: no sample is near a compile's duration
     assert (rows["max_us"] / 1e6 < rows["compile_cached_s"] * 10).all() and (rows["p50_us"] < 1e4).all()
+
+
+def test_tune_defaults_are_one_of_the_combinations_searched():
+    from rtml_profile.runtimes.base import RunConfig
+
+    cls = runtimes.get("ort-cpu")
+    d = tune.defaults(cls, RunConfig(threads=2), 2)
+    assert d == (("threads", 2), ("graph_optimization", "all"), ("spin_wait", True))
+    assert d in tune.combinations(cls.caps, 2)

@@ -152,12 +152,7 @@ class Runtime:
 
     def option(self, name: str):
         """A knob's value: the tuned one when `bench --tune` chose it, else the knob's (or the harness's) default."""
-        chosen = dict(self.config.options)
-        if name in chosen:
-            return chosen[name]
-        if name == "threads":
-            return self.config.threads
-        return next((k.default for k in self.caps.knobs if k.name == name), None)
+        return knob_value(self.caps, self.config, name)
 
     def settings(self) -> str:
         """The knob values this instance runs with, as 'name=value' pairs (stored in each row to reproduce it)."""
@@ -215,6 +210,16 @@ def base_variant(variant: str) -> str:
     if variant == TUNED:
         return ""
     return variant.removesuffix("+" + TUNED)
+
+
+def knob_value(caps: Capabilities, config: RunConfig, name: str):
+    """The value of knob `name` under `config`: chosen by tuning, else the knob's (or the harness's) default."""
+    chosen = dict(config.options)
+    if name in chosen:
+        return chosen[name]
+    if name == "threads":
+        return config.threads
+    return next((k.default for k in caps.knobs if k.name == name), None)
 
 
 def knob_values(knob: Knob, cores: int) -> tuple:
