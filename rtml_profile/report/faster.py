@@ -20,6 +20,7 @@ from rtml_profile.report.common import (
 )
 from rtml_profile.report.fmt import duration_s, duration_us, sig, table
 from rtml_profile.report.inputs import Inputs, models
+from rtml_profile.runtimes.base import CALIBRATION_METHODS, base_variant
 
 CALIBRATED = ("int8-static",)
 
@@ -65,8 +66,8 @@ def prepare_text(r: dict) -> str:
     parts = []
     if _filled(r.get("compile_cold_s")):
         parts.append(
-            f"compile {duration_s(r['compile_cold_s'])} cold, {duration_s(r['compile_cached_s'])} cached "
-            f"(first in a process {duration_s(r.get('compile_first_s'))})"
+            f"compile {duration_s(r['compile_cold_s'])} (empty disk cache), {duration_s(r['compile_cached_s'])} "
+            f"cached; the worker's first {duration_s(r.get('compile_first_s'))}"
         )
     elif _filled(r.get("prepare_s")):
         what = "calibrate + quantize" if r["precision"] in CALIBRATED else "quantize/convert"
@@ -76,7 +77,7 @@ def prepare_text(r: dict) -> str:
     return "; ".join(parts) or "none"
 
 
-def best_rows(inp: Inputs) -> list[dict]:
+def best_rows(inp: Inputs, detail: bool = False) -> list[dict]:
     """Per model and host with the wider menu, at batch 1: the fastest path within fp32's accuracy against the
     fastest default-setting fp32 path, with the ratio and the Mann-Whitney verdict of their raw samples."""
     out = []
@@ -90,12 +91,12 @@ def best_rows(inp: Inputs) -> list[dict]:
         out.append(
             {
                 "model": mid,
-                "host": host_label(inp, host),
+                **({"host": host_label(inp, host)} if detail or len({h for _, h, _ in menu_groups(inp)}) > 1 else {}),
                 "fastest within fp32's metric": config(best),
                 "p50": duration_us(best["p50_us"]),
-                "vs fastest default fp32": f"{how_much(r, verdict)} ({config(base)}, {duration_us(base['p50_us'])})",
+                "vs fastest default fp32": f"{how_much(r, verdict)} vs {config(base)} {duration_us(base['p50_us'])}",
                 "change vs fp32 [95%]": change_vs_fp32(inp, best),
-                "prepare": prepare_text(best),
+                **({"prepare": prepare_text(best)} if detail else {}),
             }
         )
     return out
@@ -109,10 +110,12 @@ def prepare_summary(inp: Inputs) -> list[str]:
         parts = []
         c = g[g["compile_cold_s"].notna()] if "compile_cold_s" in g else g.iloc[0:0]
         if len(c):
+            own = c[c["variant"].map(lambda v: base_variant(v) == v)]  # a tuned search compiled these shapes before
+            first = c.groupby("model")["compile_first_s"].max()
             parts.append(
-                f"torch.compile {duration_s(c['compile_cold_s'].median())} cold and "
-                f"{duration_s(c['compile_cached_s'].median())} cached per batch size (a process's first compile, "
-                f"imports included: {duration_s(c['compile_first_s'].median())})"
+                f"torch.compile {duration_s(first.median())} for a fresh process's first compile, "
+                f"{duration_s(own['compile_cold_s'].median())} per new batch size, "
+                f"{duration_s(c['compile_cached_s'].median())} cached"
             )
         d = g[g["prepare_s"].notna() & ~g.index.isin(c.index)] if "prepare_s" in g else g.iloc[0:0]
         for prec, q in d.groupby("precision", sort=True):
@@ -122,7 +125,9 @@ def prepare_summary(inp: Inputs) -> list[str]:
         if len(t):
             parts.append(f"tuning search {duration_s(t['tune_s'].median())} per model, precision and batch")
         if parts:
-            out.append(f"Preparing on the {host_label(inp, host)} (medians): {'; '.join(parts)}.")
+            out.append(
+                f"Preparing ({host_label(inp, host)}, medians; never inside a latency sample): {'; '.join(parts)}."
+            )
     return out
 
 
@@ -137,29 +142,31 @@ def precision_rows(inp: Inputs, detail: bool = False) -> list[dict]:
     if inp.nodes is None or inp.fixes is None:
         return []
     out = []
+    order = {m: i for i, m in enumerate(["", *CALIBRATION_METHODS])}
+    first_method = {p: min(set(g["calibration_method"]), key=order.get) for p, g in inp.nodes.groupby("precision")}
     for (mid, host, prec, meth), n in inp.nodes.groupby(["model", "host", "precision", "calibration_method"]):
-        if not detail and zoo.get(mid).task != "classification":
-            continue
+        if not detail and (zoo.get(mid).task != "classification" or prec == "fp16" or meth != first_method[prec]):
+            continue  # the summary: classifiers, int8 and one calibration method
         first = n[n["first_exceeding"] == "yes"]
         f = inp.fixes[(inp.fixes["model"] == mid) & (inp.fixes["host"] == host) & (inp.fixes["precision"] == prec)
                       & (inp.fixes["calibration_method"] == meth)].sort_values("excluded")  # fmt: skip
         for fix in f.to_dict("records") if detail else f[f["excluded"] == 1].to_dict("records")[:1]:
-            out.append(_precision_row(inp, mid, host, prec, meth, n, first, fix))
+            out.append(_precision_row(inp, mid, host, prec, meth, n, first, fix, detail))
     return out
 
 
-def _precision_row(inp, mid, host, prec, meth, n, first, fix) -> dict:
+def _precision_row(inp, mid, host, prec, meth, n, first, fix, detail: bool) -> dict:
     v, ref, rows = fix["metric_value"], fix["fp32_metric_value"], int(fix["eval_rows"])
     return {
         "model": mid,
-        "host": host_label(inp, host),
+        **({"host": host_label(inp, host)} if detail else {}),
         "variant": f"{prec} {meth}".strip(),
         "first node over tolerance": f"{first.iloc[0]['node']} ({sig(first.iloc[0]['rel_error'])})"
         if len(first)
         else f"none (all <= {sig(n['tolerance'].iloc[0])})",
         "worst (added error)": _worst_nodes(n),
         "kept in fp32": fix["kept_fp32"] if _filled(fix["kept_fp32"]) else "(none)",
-        "metric (fp32)": f"{metric_value(mid, v)} ({metric_value(mid, ref)})",
+        **({"metric (fp32)": f"{metric_value(mid, v)} ({metric_value(mid, ref)})"} if detail else {}),
         "change [95%]": change(mid, v, rows, ref, rows)[0],
         "p50 b1 (fp32)": f"{duration_us(fix['p50_us'])} ({duration_us(fix['fp32_p50_us'])})",
     }
@@ -176,10 +183,7 @@ def training_note(inp: Inputs) -> str:
     if not notes:
         return ""
     which = ", ".join(f"{m} {e} epochs" for m, e in sorted(notes))
-    return (
-        f"Weights: {which} (not the committed recipe; latency does not depend on it): their metric changes are "
-        f"against fp32 on the same weights."
-    )
+    return f"Weights: {which} (not the committed recipe): metric changes are against fp32 on the same weights."
 
 
 def section_faster(inp: Inputs) -> str:
@@ -187,16 +191,20 @@ def section_faster(inp: Inputs) -> str:
     if not rows:
         return ""
     out = [
-        "## Faster paths\n\nPer model at batch 1: the fastest path (torch.compile, static INT8, tuned settings "
-        "included) whose metric stays within fp32's 95% interval, against the fastest fp32 path with default "
-        "settings; preparation is never inside a latency sample.\n\n",
+        f"## Faster paths\n\nAt batch 1 ({', '.join(sorted({host_label(inp, h) for _, h, _ in menu_groups(inp)}))}), "
+        "the fastest path (torch.compile, static INT8, tuned settings included) whose metric stays within fp32's "
+        "95% interval, against the fastest default-setting fp32 path:\n\n",
         table(rows),
     ]
     prec = precision_rows(inp)
     if prec:
+        col = "first node over tolerance"
+        none = all(r[col].startswith("none") for r in prec)
         out.append(
-            "\nWhere reduced precision breaks (per-node relative error against fp32, every intermediate tensor "
-            "exposed; fix: the node adding the most error kept in fp32):\n\n" + table(prec)
+            "\nWhere reduced precision breaks (per-node relative error against fp32, all tensors exposed"
+            + (", no node over its tolerance" if none else "")
+            + "; fix: the node adding the most error kept in fp32):\n\n"
+            + table([{k: v for k, v in r.items() if not (none and k == col)} for r in prec])
         )
     note = " ".join([*prepare_summary(inp), training_note(inp)]).strip()
     out.append(f"\n{note} Grids: [appendix](APPENDIX.md#faster-paths).\n")
@@ -241,7 +249,8 @@ def tuned_rows(inp: Inputs) -> list[dict]:
 def appendix_faster(inp: Inputs) -> str:
     if not menu_groups(inp) and inp.nodes is None:
         return ""
-    out = ["\n## Faster paths\n\nfp32, compute scope: every runtime and variant at batch 1 and the largest batch.\n\n"]
+    out = ["\n## Faster paths\n\nThe summary's picks with what preparing them cost:\n\n", table(best_rows(inp, True))]
+    out.append("\nfp32, compute scope: every runtime and variant at batch 1 and the largest batch.\n\n")
     out.append(table(fp32_grid(inp)))
     tuned = tuned_rows(inp)
     if tuned:
