@@ -215,63 +215,64 @@ def runtimes_cmd():
     echo_table(probe_all())
 
 
+Models = Annotated[
+    Optional[list[str]],
+    typer.Option("--model", "-m", help="Zoo model id (repeatable; default: every exported zoo model)."),
+]
+OnnxFile = Annotated[Optional[Path], typer.Option("--onnx", help="Benchmark any ONNX file instead of zoo models.")]
+Shapes = Annotated[
+    Optional[list[str]], typer.Option(help="NAME=D1,D2,... for an --onnx input with dynamic axes besides the batch.")
+]
+Runtimes = Annotated[
+    Optional[list[str]],
+    typer.Option("--runtime", "-r", help="Runtime (repeatable; default: all but opt-in ones, absent ones skipped)."),
+]
+Batches = Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes (default 1,16,64,256,1024).")]
+Precisions = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--precision", "-p", help="fp32, tf32, fp16, int8 or int8-static (repeatable; default: all a runtime offers)."
+    ),
+]
+Scopes = Annotated[
+    Optional[list[str]],
+    typer.Option(help="compute, end-to-end or cuda-graph (repeatable; default: all a runtime offers)."),
+]
+Threads = Annotated[Optional[int], typer.Option(help="Intra-op threads for CPU runtimes (default: physical cores).")]
+Results = Annotated[Path, typer.Option(help="Results folder (bench.csv and samples/; rows merged by key).")]
+Variants = Annotated[
+    Optional[list[str]],
+    typer.Option("--variant", help="A runtime variant, e.g. a torch.compile mode (repeatable; default: all)."),
+]
+Tune = Annotated[bool, typer.Option(help="Also search each runtime's knobs (threads, graph optimization, spin).")]
+CalibrationData = Annotated[
+    Optional[Path], typer.Option(help="For --onnx: a .npy array of input rows that calibrates static INT8.")
+]
+
+
 @app.command()
 @friendly
 def bench(
-    model: Annotated[
-        Optional[list[str]],
-        typer.Option("--model", "-m", help="Zoo model id (repeatable; default: every exported zoo model)."),
-    ] = None,
-    onnx: Annotated[Optional[Path], typer.Option(help="Benchmark any ONNX file instead of zoo models.")] = None,
-    shape: Annotated[
-        Optional[list[str]],
-        typer.Option(help="NAME=D1,D2,... for an --onnx input with dynamic axes besides the batch."),
-    ] = None,
-    runtime: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--runtime", "-r", help="Runtime (repeatable; default: all, unavailable ones recorded as skipped)."
-        ),
-    ] = None,
-    batch: Annotated[
-        Optional[str], typer.Option(help="Comma-separated batch sizes (default 1,16,64,256,1024).")
-    ] = None,
-    precision: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--precision",
-            "-p",
-            help="fp32, tf32, fp16, int8 or int8-static (repeatable; default: all a runtime offers).",
-        ),
-    ] = None,
-    scope: Annotated[
-        Optional[list[str]],
-        typer.Option(help="compute, end-to-end or cuda-graph (repeatable; default: all a runtime offers)."),
-    ] = None,
-    threads: Annotated[
-        Optional[int], typer.Option(help="Intra-op threads for CPU runtimes (default: physical cores).")
-    ] = None,
+    model: Models = None,
+    onnx: OnnxFile = None,
+    shape: Shapes = None,
+    runtime: Runtimes = None,
+    batch: Batches = None,
+    precision: Precisions = None,
+    scope: Scopes = None,
+    threads: Threads = None,
     min_iters: Annotated[int, typer.Option(help="Minimum timed calls per configuration.")] = 1000,
     min_time: Annotated[float, typer.Option(help="Minimum seconds per configuration.")] = 0.5,
     max_time: Annotated[float, typer.Option(help="Maximum seconds per configuration.")] = 5.0,
     accuracy: Annotated[bool, typer.Option(help="Run the whole evaluation set through each runtime.")] = True,
     data_dir: DataDir = None,
-    results: Annotated[Path, typer.Option(help="Results folder (bench.csv and samples/; rows merged by key).")] = (
-        Path("reports/data")
-    ),
-    variant: Annotated[
-        Optional[list[str]],
-        typer.Option(help="A runtime variant, e.g. a torch.compile mode (repeatable; default: all it offers)."),
-    ] = None,
-    tune: Annotated[
-        bool, typer.Option(help="Also search each runtime's knobs (threads, graph optimization, spin) per batch.")
-    ] = False,
+    results: Results = Path("reports/data"),
+    variant: Variants = None,
+    tune: Tune = False,
     calibration: CalibrationMethod = "minmax",
     calibration_rows: CalibrationRows = None,
     calibration_seed: CalibrationSeed = 0,
-    calibration_data: Annotated[
-        Optional[Path], typer.Option(help="For --onnx: a .npy array of input rows that calibrates static INT8.")
-    ] = None,
+    calibration_data: CalibrationData = None,
     quiet: Quiet = False,
 ):
     """Latency, throughput, accuracy and parity of the exported models on every runtime.
@@ -280,26 +281,12 @@ def bench(
     from rtml_profile import bench as b
 
     req = b.Request(
-        variants=variant,
-        tune=tune,
-        calibration=b.CalibrationRequest(calibration, calibration_rows, calibration_seed),
+        models=model, onnx=onnx, shapes=_parse_shapes(shape or []), runtimes=runtime, batches=batch,
+        precisions=precision, scopes=scope, threads=threads, min_iters=min_iters, min_time=min_time,
+        max_time=max_time, accuracy=accuracy, data_dir=data_dir, results=results, progress=not quiet,
+        variants=variant, tune=tune, calibration=b.CalibrationRequest(calibration, calibration_rows, calibration_seed),
         calibration_data=calibration_data,
-        models=model,
-        onnx=onnx,
-        shapes=_parse_shapes(shape or []),
-        runtimes=runtime,
-        batches=batch,
-        precisions=precision,
-        scopes=scope,
-        threads=threads,
-        min_iters=min_iters,
-        min_time=min_time,
-        max_time=max_time,
-        accuracy=accuracy,
-        data_dir=data_dir,
-        results=results,
-        progress=not quiet,
-    )
+    )  # fmt: skip
     _finish_bench(b.execute(req), results, runtime)
 
 

@@ -4,7 +4,6 @@ torch.compile, and the per-node precision analysis; bad settings end with one se
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -228,55 +227,37 @@ def test_tune_picks_a_setting_stores_it_and_compares_with_the_default(tmp_path, 
     assert not res.problems()
 
 
-@pytest.fixture(scope="module")
-def housing(tmp_path_factory, data_dir):
-    """A project with 1a trained briefly (Housing: seconds)."""
-    from typer.testing import CliRunner
-
-    from rtml_profile.cli import app
-
-    root = tmp_path_factory.mktemp("housing")
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        r = CliRunner().invoke(app, ["train-and-export", "1a", "--epochs", "3", "--data-dir", str(data_dir), "-q"])
-        assert r.exit_code == 0, r.output
-    finally:
-        os.chdir(old)
-    return root
-
-
 @pytest.mark.slow
-def test_calibration_rows_larger_than_the_split_exit_2(cli, housing, data_dir, monkeypatch):
-    monkeypatch.chdir(housing)
+def test_calibration_rows_larger_than_the_split_exit_2(cli, housing_project, data_dir, monkeypatch):
+    monkeypatch.chdir(housing_project)
     r = cli("bench", "-m", "1a", "-r", "ort-cpu", "-p", "int8-static", "--calibration-rows", "100000",
-            "--data-dir", data_dir, "--results", housing / "r")  # fmt: skip
+            "--data-dir", data_dir, "--results", housing_project / "refused")  # fmt: skip
     assert r.exit_code == 2 and "--calibration-rows 100000 is larger than 1a's training split" in r.output
-    assert len(r.output.strip().splitlines()) == 1 and not (housing / "r" / "bench.csv").exists()
+    assert len(r.output.strip().splitlines()) == 1 and not (housing_project / "refused" / "bench.csv").exists()
 
 
 @pytest.mark.slow
-def test_static_int8_rows_record_calibration_and_weights(cli, housing, data_dir, monkeypatch):
-    monkeypatch.chdir(housing)
+def test_static_int8_rows_record_calibration_and_weights(cli, housing_project, data_dir, monkeypatch):
+    monkeypatch.chdir(housing_project)
     r = cli("bench", "-m", "1a", "-r", "ort-cpu", "-p", "int8-static", "--batch", "1", "--scope", "compute",
             "--min-iters", "50", "--min-time", "0", "--max-time", "0.05", "--calibration", "entropy",
             "--calibration-rows", "100", "--calibration-seed", "3", "--data-dir", data_dir, "--results",
-            housing / "r", "-q")  # fmt: skip
+            housing_project / "r", "-q")  # fmt: skip
     assert r.exit_code == 0, r.output
-    row = schema.read_table(housing / "r" / "bench.csv", "bench").iloc[0]
+    row = schema.read_table(housing_project / "r" / "bench.csv", "bench").iloc[0]
     assert (row["calibration_method"], row["calibration_rows"], row["calibration_seed"]) == ("entropy", 100, 3)
     assert "training split" in row["calibration_source"] and row["prepare_s"] > 0
     assert row["trained_epochs"] == 3 and len(row["weights"]) == 16 and row["accuracy_status"] == "ok"
 
 
 @pytest.mark.slow
-def test_precision_command_writes_nodes_and_fixes(cli, housing, data_dir, monkeypatch):
-    monkeypatch.chdir(housing)
+def test_precision_command_writes_nodes_and_fixes(cli, housing_project, data_dir, monkeypatch):
+    monkeypatch.chdir(housing_project)
     r = cli("precision", "1a", "-p", "int8", "-p", "int8-static", "--keep", "1", "--note", "3 epochs",
-            "--data-dir", data_dir, "--results", housing / "r")  # fmt: skip
+            "--data-dir", data_dir, "--results", housing_project / "r")  # fmt: skip
     assert r.exit_code == 0, r.output
-    nodes = schema.read_table(housing / "r" / "precision_nodes.csv", "precision_nodes")
-    fixes = schema.read_table(housing / "r" / "precision_fixes.csv", "precision_fixes")
+    nodes = schema.read_table(housing_project / "r" / "precision_nodes.csv", "precision_nodes")
+    fixes = schema.read_table(housing_project / "r" / "precision_fixes.csv", "precision_fixes")
     assert set(nodes["precision"]) == {"int8", "int8-static"} and set(nodes["node"]) >= {"/0/Gemm"}
     assert set(fixes["excluded"]) == {0, 1} and (fixes["note"] == "3 epochs").all()
     assert fixes["metric_value"].notna().all() and (fixes["p50_us"] > 0).all()
@@ -284,15 +265,15 @@ def test_precision_command_writes_nodes_and_fixes(cli, housing, data_dir, monkey
 
 
 @pytest.mark.slow
-def test_torch_compile_times_compilation_apart_and_checks_parity(cli, housing, data_dir, monkeypatch):
-    monkeypatch.chdir(housing)
+def test_torch_compile_times_compilation_apart_and_checks_parity(cli, housing_project, data_dir, monkeypatch):
+    monkeypatch.chdir(housing_project)
     r = cli("bench", "-m", "1a", "-r", "torch-compile", "--variant", "default", "--batch", "1,4", "--scope",
             "compute", "--min-iters", "50", "--min-time", "0", "--max-time", "0.05", "--data-dir", data_dir,
-            "--results", housing / "c", "-q")  # fmt: skip
+            "--results", housing_project / "c", "-q")  # fmt: skip
     if "skipped: torch-compile" in r.output:
         pytest.skip(r.output.strip().splitlines()[-1])
     assert r.exit_code == 0, r.output
-    rows = schema.read_table(housing / "c" / "bench.csv", "bench")
+    rows = schema.read_table(housing_project / "c" / "bench.csv", "bench")
     assert list(rows["variant"]) == ["default", "default"] and (rows["parity_ok"].astype(str) == "True").all()
     assert (rows["compile_cold_s"] > 0).all() and (rows["compile_cached_s"] > 0).all()
     assert (rows["compile_first_s"] >= rows["compile_cold_s"].min()).all()

@@ -63,24 +63,6 @@ def onnx_target(tmp_path):
     return bench.onnx_target(tiny_onnx(tmp_path / "tiny.onnx"))
 
 
-@pytest.fixture(scope="module")
-def housing_project(tmp_path_factory, data_dir):
-    """A project with 1a trained briefly (Housing: seconds), for accuracy paths."""
-    from typer.testing import CliRunner
-
-    from rtml_profile.cli import app
-
-    root = tmp_path_factory.mktemp("housing")
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        r = CliRunner().invoke(app, ["train-and-export", "1a", "--epochs", "3", "--data-dir", str(data_dir), "-q"])
-        assert r.exit_code == 0, r.output
-    finally:
-        os.chdir(old)
-    return root
-
-
 # ---------------------------------------------------------------- the protocol, for every registered runtime
 
 

@@ -46,6 +46,7 @@ class Knob:
 
 
 CORES = "1..cores"
+THREAD_KNOBS = (Knob("threads", (CORES,)),)  # the intra-op thread count, 1 to the physical cores
 
 
 @dataclass(frozen=True)

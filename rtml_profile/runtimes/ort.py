@@ -15,7 +15,7 @@ import numpy as np
 from rtml_profile import UserError, artifacts, paths
 from rtml_profile.batching import in_chunks
 from rtml_profile.runtimes.base import (
-    CORES,
+    THREAD_KNOBS,
     Capabilities,
     InputSpec,
     Knob,
@@ -219,7 +219,7 @@ class OrtCPU(_Ort):
         device="cpu",
         precisions=("fp32", "int8", "int8-static"),
         knobs=(
-            Knob("threads", (CORES,)),
+            *THREAD_KNOBS,
             Knob("graph_optimization", tuple(GRAPH_LEVELS), "all"),
             Knob("spin_wait", (True, False), True),
         ),

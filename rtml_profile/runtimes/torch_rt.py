@@ -7,19 +7,10 @@ import numpy as np
 
 from rtml_profile import UserError
 from rtml_profile.batching import in_chunks
-from rtml_profile.runtimes.base import (
-    CORES,
-    Capabilities,
-    InputSpec,
-    Knob,
-    Probe,
-    Runtime,
-    base_variant,
-    cuda_ready,
-    cuda_synchronize,
-)
+from rtml_profile.runtimes import base
+from rtml_profile.runtimes.base import Capabilities, InputSpec, Probe, Runtime, cuda_ready, cuda_synchronize
 
-THREADS = (Knob("threads", (CORES,)),)
+THREADS = base.THREAD_KNOBS
 
 
 class _Torch(Runtime):
@@ -148,7 +139,7 @@ class _Compiled(_Torch):
         super().load()
         self.eager = self.net
         self._cache_root = tempfile.TemporaryDirectory(prefix="rtml-inductor-")
-        self.mode = base_variant(self.config.variant)
+        self.mode = base.base_variant(self.config.variant)
         self._facts["compile_mode"] = self.mode
 
     def _compile_call(self, xt) -> float:
