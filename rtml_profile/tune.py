@@ -65,12 +65,44 @@ def describe(options) -> str:
     return " ".join(f"{k}={_show(v)}" for k, v in options)
 
 
+ROUNDS = 6  # alternating rounds of tuned and default timing: slow drift of a shared machine hits both alike
+
+
+def interleaved(call_a, sync_a, call_b, sync_b, settings, rounds: int = ROUNDS):
+    """(samples of a, samples of b) timed in `rounds` alternating blocks, each with 1/rounds of `settings`."""
+    from dataclasses import replace as dc_replace
+
+    from rtml_profile.bench import time_calls
+
+    part = dc_replace(
+        settings,
+        min_iters=max(1, settings.min_iters // rounds),
+        max_iters=max(1, settings.max_iters // rounds),
+        min_s=settings.min_s / rounds,
+        max_s=settings.max_s / rounds,
+    )
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(time_calls(call_a, sync_a, part))
+        b.append(time_calls(call_b, sync_b, part))
+    return np.concatenate(a), np.concatenate(b)
+
+
+def against_default(cls, target, precision: str, default_config, scope: str, batch: int, call, rt, settings):
+    """The tuned call's samples and the default setting's, timed alternately in this process (see interleaved)."""
+    base = cls(target.ref, precision, replace(default_config, options=()))
+    base.load()
+    try:
+        call_b = base.runner(scope, target.inputs(batch))
+        return interleaved(call, rt.synchronize, call_b, base.synchronize, settings)
+    finally:
+        base.close()
+
+
 def compare(tuned_ns, default_ns) -> dict:
-    """The tuned row's gain over the default row of the same run: p50 ratio and whether it is beyond noise."""
+    """The tuned row's gain over the default setting timed alternately with it: p50 ratio, beyond noise or not."""
     from rtml_profile import stats
 
-    if default_ns is None:
-        return {"tune_note": "no default row measured in this run to compare with"}
     p50_default, p50_tuned = (stats.LatencyStats(ns).percentile_us(50) for ns in (default_ns, tuned_ns))
     return {
         "tune_default_p50_us": p50_default,

@@ -38,13 +38,12 @@ def _child(conn, spec: str):
     if payload is None:
         return
     groups, targets, settings, config = payload
-    done = {}  # samples measured so far, so a tuned row is compared with its default row
     for gi, g in enumerate(groups):
-        _measure_group(conn, cls, gi, g, targets[g.target], settings, config, done)
+        _measure_group(conn, cls, gi, g, targets[g.target], settings, config)
     conn.send(("end",))
 
 
-def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig, done: dict):
+def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig):
     """Measure one group; a tuned group first searches its knobs per job (tune.py), then measures the best."""
     from dataclasses import replace
 
@@ -54,7 +53,7 @@ def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig, done: 
 
     config = replace(config, variant=g.variant, calibration=target.calibration)
     if base_variant(g.variant) == g.variant:
-        return _measure_jobs(conn, cls, gi, g, target, settings, config, g.jobs(), done)
+        return _measure_jobs(conn, cls, gi, g, target, settings, config, g.jobs())
     for scope, batch in g.jobs():
         conn.send(("start", (gi, scope, batch)))
         t0 = time.perf_counter()
@@ -65,13 +64,15 @@ def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig, done: 
             continue
         search = "; ".join(f"{tune.describe(o)}: {p:.4g} us" for o, p in tried)
         extra = {"tune_tried": len(tried), "tune_search": search, "tune_s": time.perf_counter() - t0}
-        _measure_jobs(conn, cls, gi, g, target, settings, replace(config, options=best), [(scope, batch)], done, extra)
+        job = [(scope, batch)]
+        _measure_jobs(conn, cls, gi, g, target, settings, replace(config, options=best), job, extra, against=config)
 
 
-def _measure_jobs(conn, cls, gi, g, target, settings, config: RunConfig, jobs, done: dict, extra=None):
+def _measure_jobs(conn, cls, gi, g, target, settings, config: RunConfig, jobs, extra=None, against=None):
+    """Load once, run the accuracy pass, time every job. With `against` (the untuned config), each job is timed
+    in alternating rounds with the default setting (tune.interleaved), and the row says its gain over it."""
     from rtml_profile import tune
     from rtml_profile.bench import accuracy, time_calls
-    from rtml_profile.runtimes.base import base_variant
 
     def fail_all(reason):
         for scope, batch in jobs:
@@ -93,15 +94,16 @@ def _measure_jobs(conn, cls, gi, g, target, settings, config: RunConfig, jobs, d
             conn.send(("start", (gi, scope, batch)))
             try:
                 call = rt.runner(scope, target.inputs(batch))
-                facts = rt.facts()
-                ns = time_calls(call, rt.synchronize, settings)
+                row = {**extra, **rt.facts()}
+                if against is None:
+                    ns = time_calls(call, rt.synchronize, settings)
+                else:
+                    ns, default_ns = tune.against_default(cls, target, g.precision, against, scope, batch, call, rt,
+                                                          settings)  # fmt: skip
+                    row.update(tune.compare(ns, default_ns))
             except Exception as e:
                 conn.send(("row", (gi, scope, batch), "failed", _reason(e), None, extra))
                 continue
-            done[(g.target, g.precision, g.variant, scope, batch)] = ns
-            row = {**extra, **facts}
-            if base_variant(g.variant) != g.variant:
-                row.update(tune.compare(ns, done.get((g.target, g.precision, base_variant(g.variant), scope, batch))))
             conn.send(("row", (gi, scope, batch), "ok", "", ns, row))
     finally:
         try:

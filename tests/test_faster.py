@@ -220,8 +220,9 @@ def test_tune_picks_a_setting_stores_it_and_compares_with_the_default(tmp_path, 
     assert "graph_optimization=" in tuned["settings"] and "spin_wait=" in tuned["settings"]
     assert tuned["tune_search"].count(" us") == tuned["tune_tried"]  # every combination tried is kept
     default = rows[rows["variant"] == ""].iloc[0]
-    assert tuned["tune_default_p50_us"] == pytest.approx(default["p50_us"], rel=1e-6)  # against that very row
-    assert tuned["tune_gain"] == pytest.approx(default["p50_us"] / tuned["p50_us"], rel=1e-3)
+    # the gain is against the default setting timed in alternating rounds with the tuned one (drift hits both)
+    assert tuned["tune_gain"] == pytest.approx(tuned["tune_default_p50_us"] / tuned["p50_us"], rel=1e-9)
+    assert tuned["n"] >= FAST["min_iters"] // tune.ROUNDS * tune.ROUNDS
     assert str(tuned["tune_beyond_noise"]) in ("True", "False")
     assert default["settings"].endswith("graph_optimization=all spin_wait=on")
     assert not res.problems()

@@ -56,6 +56,17 @@ def within_fp32(inp: Inputs, row) -> bool | None:
     return change(row["model"], float(v), n, ref[0], ref[1])[1]
 
 
+def kept_defaults(rows, r: dict) -> bool:
+    """A tuned row whose search kept the default setting: a second measurement of the default, not a new path
+    (picking the faster of two measurements of one setting would pick noise)."""
+    v = r.get("variant") or ""
+    if base_variant(v) == v:
+        return False
+    same = rows[(rows["runtime"] == r["runtime"]) & (rows["precision"] == r["precision"])
+                & (rows["variant"] == base_variant(v)) & (rows["scope"] == r["scope"])]  # fmt: skip
+    return bool(len(same)) and str(same.iloc[0].get("settings")) == str(r.get("settings"))
+
+
 def _fastest(rows) -> dict | None:
     rows = rows.sort_values(["p50_us", "runtime", "precision", "variant", "scope"], kind="stable")
     return rows.iloc[0].to_dict() if len(rows) else None
@@ -84,7 +95,7 @@ def best_rows(inp: Inputs, detail: bool = False) -> list[dict]:
     for mid, host, g in menu_groups(inp):
         b1 = g[g["batch"] == 1]
         base = _fastest(b1[(b1["precision"] == "fp32") & (b1["variant"].fillna("") == "")])
-        best = _fastest(b1[[bool(within_fp32(inp, r)) for r in b1.to_dict("records")]])
+        best = _fastest(b1[[bool(within_fp32(inp, r)) and not kept_defaults(b1, r) for r in b1.to_dict("records")]])
         if not (base and best):
             continue
         r, verdict = speed_verdict(inp, best, base)
