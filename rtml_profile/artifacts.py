@@ -97,6 +97,9 @@ ONNX_PRECISIONS = {
 }
 CALIBRATED_KINDS = ("int8-static",)
 STATIC_INT8 = {"format": "QDQ", "per_channel": True, "activation_type": "QUInt8", "weight_type": "QInt8"}
+# Entropy: onnxruntime 1.31's quantize_static builds the entropy calibrator with num_bins = num_quantized_bins = 128
+# (its extra_options do not reach either), so the threshold search has one candidate, the full range: it returns
+# MinMax's ranges (the committed precision analysis shows identical scales and errors for both).
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 QUANTIZABLE_DOMAINS = ("", "ai.onnx")
 
