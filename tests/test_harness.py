@@ -300,7 +300,7 @@ def test_kill_9_at_random_moments_never_leaves_a_row_without_its_samples(tmp_pat
         keys = {tuple(str(r[k]) for k in ("runtime", "precision", "scope", "batch")) for r in rows}
         assert seen <= keys  # no row finished before a kill is ever lost
         seen = keys
-        for r in rows:  # and every row agrees with the samples it names
+        for r in (r for r in rows if r["status"] == "ok"):  # every measured row agrees with the samples it names
             us = store.load_samples(r)
             stats = LatencyStats(np.round(us.astype(np.float64) * 1e3).astype(np.int64), int(r["batch"]))
             assert stats.n == r["n"] and stats.percentile_us(50) == pytest.approx(r["p50_us"], rel=1e-4)
