@@ -93,28 +93,43 @@ def build_info(artifact: Path) -> dict:
     return read_json(p) if p.is_file() else {}
 
 
+def prepare_cost(artifact: Path) -> dict:
+    """What building `artifact` was and took: {'prepare_what', 'prepare_s'} from its build record."""
+    info = build_info(artifact)
+    s = info.get("settings", {})
+    return {"prepare_what": s.get("what") or s.get("how") or info.get("kind", ""), "prepare_s": info.get("build_s")}
+
+
 # ---------------------------------------------------------------- the kinds
 
 
-def _quantize_int8(src: Path, dest: Path):
-    import logging
+class _quiet_root_logger:
+    """onnxruntime.quantization warns through the root logger on every call (optional pre-processing etc.)."""
 
+    def __enter__(self):
+        import logging
+
+        self.root = logging.getLogger()
+        self.level = self.root.level
+        self.root.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        self.root.setLevel(self.level)
+
+
+def _quantize_int8(src: Path, dest: Path, exclude: tuple = ()):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # it warns about optional pre-processing on every call
-    try:
-        quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
+    with _quiet_root_logger():
+        quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
 
 
-def _half(src: Path, dest: Path):
+def _half(src: Path, dest: Path, exclude: tuple = ()):
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dest))
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, node_block_list=list(exclude) or None)
+    onnx.save(model, str(dest))
 
 
 ONNX_PRECISIONS = {
@@ -122,16 +137,112 @@ ONNX_PRECISIONS = {
     "int8": (_quantize_int8, "onnxruntime.quantization.quantize_dynamic: int8 weights, activations quantized per call"),
     "fp16": (_half, "onnxruntime's float16 converter, fp32 inputs/outputs kept (casts inside the graph)"),
 }
+CALIBRATED_KINDS = ("int8-static",)
+STATIC_INT8 = {"format": "QDQ", "per_channel": True, "activation_type": "QUInt8", "weight_type": "QInt8"}
+# Entropy: onnxruntime 1.31's quantize_static builds the entropy calibrator with num_bins = num_quantized_bins = 128
+# (its extra_options do not reach either), so the threshold search has one candidate, the full range: it returns
+# MinMax's ranges (the committed precision analysis shows identical scales and errors for both).
+_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+QUANTIZABLE_DOMAINS = ("", "ai.onnx")
 
 
-def onnx_for_precision(src: Path, precision: str, folder: Path = paths.DERIVED) -> Path:
-    """The ONNX file to run at `precision`: the source itself for fp32/tf32, else a derived file."""
+def onnx_for_precision(
+    src: Path, precision: str, folder: Path = paths.DERIVED, calibration=None, exclude: tuple = ()
+) -> Path:
+    """The ONNX file to run at `precision`: the source itself for fp32/tf32, else a derived file. `exclude`
+    names nodes kept in fp32; int8-static needs `calibration` (runtimes.base.Calibration)."""
     if precision in ("fp32", "tf32"):
         return Path(src)
+    if precision in CALIBRATED_KINDS:
+        return static_int8(Path(src), calibration, folder, exclude)
     if precision not in ONNX_PRECISIONS:
-        raise UserError(f"no ONNX conversion to {precision}; known: {', '.join(ONNX_PRECISIONS)}")
+        raise UserError(f"no ONNX conversion to {precision}; known: {', '.join([*ONNX_PRECISIONS, *CALIBRATED_KINDS])}")
     builder, what = ONNX_PRECISIONS[precision]
-    return derive(Path(src), precision, {"how": what}, builder, folder=folder)
+    settings = {"how": what, **({"nodes_to_exclude": sorted(exclude)} if exclude else {})}
+    return derive(Path(src), precision, settings, lambda s, d: builder(s, d, tuple(exclude)), folder=folder)
+
+
+def check_quantizable(src: Path):
+    """Raise UserError (one sentence) for a graph the static quantizer cannot handle: ops outside the standard
+    ONNX domain (custom or contrib ops, which its pre-processing cannot infer shapes for) or non-float inputs."""
+    import onnx
+
+    graph = onnx.load(str(src), load_external_data=False).graph
+    odd = sorted({f"{n.op_type} (domain {n.domain})" for n in graph.node if n.domain not in QUANTIZABLE_DOMAINS})
+    if odd:
+        raise UserError(f"{src.name}: the static INT8 quantizer cannot handle the op(s) {', '.join(odd)}")
+    init = {i.name for i in graph.initializer}
+    for inp in graph.input:
+        if inp.name not in init and inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            raise UserError(f"{src.name}: input {inp.name!r} is not float32, so it cannot be calibrated for INT8")
+
+
+def static_int8(src: Path, calibration, folder: Path = paths.DERIVED, exclude: tuple = ()) -> Path:
+    """ONNX Runtime static INT8 (QDQ, per-channel weights): quant_pre_process, then quantize_static calibrated on
+    `calibration.x` with `calibration.method`. Keyed by the source, every setting and the calibration data's
+    digest; the calibration facts are recorded in the artifact's JSON."""
+    if calibration is None or calibration.x is None:
+        raise UserError("int8-static needs calibration data (a seeded subset of a zoo model's training split)")
+    if calibration.method not in _METHODS:
+        raise UserError(f"unknown calibration method {calibration.method!r}; valid: {', '.join(_METHODS)}")
+    check_quantizable(Path(src))
+    what = (
+        f"quant_pre_process + quantize_static (QDQ, per-channel weights, {STATIC_INT8['activation_type']} "
+        f"activations) calibrated ({calibration.method}) on {calibration.rows} rows"
+    )
+    settings = {**STATIC_INT8, **calibration.record(), "what": what, "nodes_to_exclude": sorted(exclude)}
+
+    def build(s: Path, d: Path):
+        _static_build(s, d, calibration, tuple(exclude))
+
+    return derive(Path(src), "int8-static", settings, build, folder=folder)
+
+
+def _static_build(src: Path, dest: Path, calibration, exclude: tuple):
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = next(i.name for i in onnx.load(str(src), load_external_data=False).graph.input)
+    x = calibration.x
+
+    # equal batches: the histogram calibrators (Entropy, Percentile) stack per-batch outputs into one array
+    size = max(d for d in range(1, min(64, len(x)) + 1) if len(x) % d == 0)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.chunks = iter(range(0, len(x), size))
+
+        def get_next(self):
+            i = next(self.chunks, None)
+            return None if i is None else {name: x[i : i + size]}
+
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp, _quiet_root_logger():
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            quant_pre_process(str(src), str(pre))
+            quantize_static(
+                str(pre),
+                str(dest),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=STATIC_INT8["per_channel"],
+                activation_type=getattr(QuantType, STATIC_INT8["activation_type"]),
+                weight_type=getattr(QuantType, STATIC_INT8["weight_type"]),
+                calibrate_method=getattr(CalibrationMethod, _METHODS[calibration.method]),
+                nodes_to_exclude=list(exclude),
+            )
+        except Exception as e:  # noqa: BLE001  the quantizer raises many types; the user gets one sentence
+            line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"static INT8 quantization of {src.name} failed: {line}") from None
 
 
 def trt_engine(

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import UserError, metrics, paths, runtimes, tolerances, zoo
-from rtml_profile.runtimes.base import PRECISIONS, SCOPES, ModelRef
+from rtml_profile.runtimes.base import CALIBRATED, CALIBRATION_METHODS, PRECISIONS, SCOPES, TUNED, Calibration, ModelRef
 
 DEFAULT_BATCHES = (1, 16, 64, 256, 1024)
 RESULTS = paths.DATA / paths.BENCH_CSV
@@ -109,9 +109,18 @@ class Target:
     info: dict | None = None
     reference: np.ndarray | None = None
     note: str = ""
+    calibration: Calibration | None = None  # for calibrated precisions (int8-static): a training-split subset
+    provenance: dict = field(default_factory=dict)  # which weights: the ONNX file's digest, epochs trained
+
+    def row_facts(self) -> dict:
+        return dict(self.provenance)
 
     def input_bytes(self, batch: int) -> int:
         return batch * int(np.prod(self.row_shape)) * self.dtype.itemsize
+
+    def calibration_row(self) -> tuple[tuple, np.dtype]:
+        """(one row's shape, dtype) that calibration rows for a statically quantized precision must have."""
+        return tuple(self.row_shape), self.dtype
 
     def evaluate(self, rt) -> dict:
         """Columns for this target's rows from one loaded runtime (the zoo: accuracy and parity); a list under
@@ -130,7 +139,56 @@ class Target:
         return rng.standard_normal(shape).astype(self.dtype)
 
 
-def zoo_target(model_id: str, data_dir=None, with_accuracy: bool = True) -> Target:
+def provenance(model_id: str) -> dict:
+    """{'weights': sha256 prefix of the exported ONNX, 'trained_epochs': from its training record}: rows made
+    from other weights than the committed training record's are told apart by these (see report.common)."""
+    import hashlib
+    import json
+
+    out = {"weights": hashlib.sha256(paths.onnx(model_id).read_bytes()).hexdigest()[:16]}
+    rec = paths.model_record(model_id)
+    try:
+        out["trained_epochs"] = int(json.loads(rec.read_text())["recipe"]["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return out
+
+
+DEFAULT_CALIBRATION_ROWS = 512
+
+
+@dataclass(frozen=True)
+class CalibrationRequest:
+    """How to calibrate statically quantized precisions: method, rows of the training split, seed."""
+
+    method: str = "minmax"
+    rows: int | None = None  # None: DEFAULT_CALIBRATION_ROWS, or the whole split when it is smaller
+    seed: int = 0
+
+    def check(self) -> CalibrationRequest:
+        if self.method not in CALIBRATION_METHODS:
+            raise UserError(
+                f"unknown calibration method {self.method!r}; valid methods: {', '.join(CALIBRATION_METHODS)}"
+            )
+        if self.rows is not None and (isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows <= 0):
+            raise UserError(f"--calibration-rows must be a positive number of training rows, got {self.rows}")
+        return self
+
+    def take(self, model_id: str, x_train: np.ndarray) -> Calibration:
+        """A seeded subset of `x_train` (never the evaluation set); UserError when it asks for more rows."""
+        if self.rows is not None and self.rows > len(x_train):
+            raise UserError(
+                f"--calibration-rows {self.rows} is larger than {model_id}'s training split ({len(x_train)} rows)"
+            )
+        rows = self.rows or min(DEFAULT_CALIBRATION_ROWS, len(x_train))
+        idx = np.sort(np.random.default_rng(self.seed).choice(len(x_train), rows, replace=False))
+        source = f"{model_id} training split, seeded subset (numpy default_rng({self.seed}).choice)"
+        return Calibration(self.method, rows, self.seed, source, np.ascontiguousarray(x_train[idx]))
+
+
+def zoo_target(
+    model_id: str, data_dir=None, with_accuracy: bool = True, calibration: CalibrationRequest | None = None
+) -> Target:
     spec = zoo.get(model_id)
     path = paths.onnx(model_id)
     if not path.is_file():
@@ -139,7 +197,8 @@ def zoo_target(model_id: str, data_dir=None, with_accuracy: bool = True) -> Targ
 
     load_onnx(path)  # a damaged export is one sentence now, not failed rows later
     t = Target(ModelRef(model_id, path, model_id, spec.in_features), (spec.in_features,))
-    if not with_accuracy:
+    t.provenance = provenance(model_id)
+    if not with_accuracy and calibration is None:
         t.note = "accuracy not asked for (--no-accuracy)"
         return t
     import torch
@@ -156,6 +215,11 @@ def zoo_target(model_id: str, data_dir=None, with_accuracy: bool = True) -> Targ
         return t
     if trained_on.get("sha256") != ds.info["sha256"]:
         t.note = "the evaluation data differs from the data this checkpoint was trained on (sha256 mismatch)"
+    if calibration is not None:
+        t.calibration = calibration.take(model_id, ds.x_train)
+    if not with_accuracy:
+        t.note = "accuracy not asked for (--no-accuracy)"
+        return t
     t.x_eval, t.y_eval, t.info = ds.x_val, ds.y_val, ds.info
     t.reference = predict(model, torch.as_tensor(ds.x_val)).numpy()
     return t
@@ -255,32 +319,50 @@ class Group:
     precision: str
     scopes: list[str]
     batches: list[int]
+    variant: str = ""  # a runtime's own variant (compile mode), or a tuned one (see runtimes.base.TUNED)
 
     def jobs(self) -> list[tuple[str, int]]:
         return [(s, b) for s in self.scopes for b in self.batches]
 
 
-def plan(targets: list[Target], runtime_names: list[str], batches: list[int], precisions=None, scopes=None):
-    """(groups to measure, [(group, reason)] that cannot run by the runtimes' declared capabilities)."""
+def tuned_name(variant: str) -> str:
+    return f"{variant}+{TUNED}" if variant else TUNED
+
+
+def _skip_reason(name, caps, t: Target, p: str, sc, scopes) -> str:
+    if t.ref.model_id is None and not caps.takes_onnx:
+        return f"{name} runs zoo checkpoints only, not an ONNX file"
+    if p not in caps.precisions:
+        return f"{name} does not offer {p} (it offers {', '.join(caps.precisions)})"
+    if not sc:
+        return f"{name} has no scope {', '.join(scopes)} (it has {', '.join(caps.scopes)})"
+    if p in CALIBRATED and t.calibration is None:
+        return f"{p} needs calibration data from a zoo model's training split, which {t.ref.name} does not have"
+    return ""
+
+
+def plan(targets: list[Target], runtime_names: list[str], batches: list[int], precisions=None, scopes=None,
+         variants=None, tune: bool = False):  # fmt: skip
+    """(groups to measure, [(group, reason)] that cannot run by the runtimes' declared capabilities). `variants`
+    filters the variants of runtimes that have some; `tune` adds a tuned group after each group of a runtime
+    with knobs (measured after it, in the same worker, so its gain is computed against it)."""
     groups, skips = [], []
     for name in runtime_names:
         caps = runtimes.get(name).caps
+        mine = [v for v in caps.variants if not v or not variants or v in variants]
         for t in targets:
             for p in precisions or caps.precisions:
                 sc = [s for s in (scopes or caps.scopes) if s in caps.scopes]
-                g = Group(t.ref.name, name, p, sc or list(scopes or caps.scopes), list(batches))
-                reason = ""
-                if t.ref.model_id is None and not caps.takes_onnx:
-                    reason = f"{name} runs zoo checkpoints only, not an ONNX file"
-                elif p not in caps.precisions:
-                    reason = f"{name} does not offer {p} (it offers {', '.join(caps.precisions)})"
-                elif not sc:
-                    reason = f"{name} has no scope {', '.join(scopes)} (it has {', '.join(caps.scopes)})"
-                (skips.append((g, reason)) if reason else groups.append(g))
+                for v in mine:
+                    g = Group(t.ref.name, name, p, sc or list(scopes or caps.scopes), list(batches), v)
+                    reason = _skip_reason(name, caps, t, p, sc, scopes)
+                    (skips.append((g, reason)) if reason else groups.append(g))
+                    if tune and caps.knobs and not reason:
+                        groups.append(Group(g.target, name, p, g.scopes, g.batches, tuned_name(v)))
     return groups, skips
 
 
-def check_request(runtime_names: list[str], precisions, scopes):
+def check_request(runtime_names: list[str], precisions, scopes, variants=None):
     for n in runtime_names:
         runtimes.target(n)
     for s in scopes or []:
@@ -289,6 +371,11 @@ def check_request(runtime_names: list[str], precisions, scopes):
     for p in precisions or []:
         if p not in PRECISIONS:
             raise UserError(f"unknown precision {p!r}; valid precisions: {', '.join(PRECISIONS)}")
+    offered = {v: n for n in runtime_names for v in runtimes.get(n).caps.variants if v}
+    for v in variants or []:
+        if v not in offered:
+            have = ", ".join(f"{v} ({n})" for v, n in offered.items()) or "none (no asked runtime has variants)"
+            raise UserError(f"unknown variant {v!r} (e.g. a torch.compile mode); the asked runtimes offer: {have}")
 
 
 # ---------------------------------------------------------------- the run
@@ -304,14 +391,16 @@ class RunResult:
         keys = {"host": host, "model": g.target, "runtime": g.runtime, "precision": g.precision}
         self.checks += [{**keys, **r} for r in records]
 
-    def problems(self, asked_runtimes: list[str] | None = None) -> list[str]:
+    def problems(self, asked_runtimes: list[str] | None = None, asked_precisions: list[str] | None = None) -> list[str]:
         """What could not be measured as asked: failed rows, failed accuracy passes, and skipped runtimes the
-        user named explicitly (a default run that finds no GPU is not a failure)."""
+        user named explicitly (a default run that finds no GPU is not a failure; nor is a calibrated precision,
+        not named with --precision, skipped for a model without calibration data)."""
         out = []
         for r in self.rows:
             what = f"{r['model']} {r['runtime']} {r['precision']} {r['scope']} batch {r['batch']}"
+            unasked = r["precision"] in CALIBRATED and r["precision"] not in (asked_precisions or [])
             if r["status"] == "failed" or (
-                r["status"] == "skipped" and asked_runtimes and r["runtime"] in asked_runtimes
+                r["status"] == "skipped" and asked_runtimes and r["runtime"] in asked_runtimes and not unasked
             ):
                 out.append(f"{what}: {r['status']}: {r['reason']}")
             elif str(r.get("accuracy_status", "")).startswith("failed"):
@@ -328,21 +417,24 @@ def run(
     settings: Settings | None = None,
     progress: bool = True,
     data_dir: Path = paths.DATA,
+    variants=None,
+    tune: bool = False,
 ) -> RunResult:
-    """Benchmark every target on every planned (runtime, precision, scope, batch), one worker process per
-    runtime; every row is persisted in `data_dir` as soon as it is measured. Returns the rows of this run."""
+    """Benchmark every target on every planned (runtime, precision, variant, scope, batch), one worker process per
+    runtime; every row is persisted in `data_dir` as soon as it is measured. Returns the rows of this run.
+    `tune` adds, per model, runtime with knobs, precision and batch, the best knob setting found (see tune.py)."""
     from rtml_profile import workers
     from rtml_profile.host import physical_cores
     from rtml_profile.results import BenchStore
     from rtml_profile.runtimes.base import RunConfig
 
-    check_request(runtime_names, precisions, scopes)
+    check_request(runtime_names, precisions, scopes, variants)
     settings = (settings or Settings()).validate()
     settings.threads = settings.threads or physical_cores()
     store = BenchStore(data_dir)
     store.check()  # an output problem is found before measuring, not after
     check_memory(targets, batches)
-    groups, skips = plan(targets, runtime_names, batches, precisions, scopes)
+    groups, skips = plan(targets, runtime_names, batches, precisions, scopes, variants, tune)
     row_shapes = [tuple(t.row_shapes.items()) for t in targets if getattr(t, "row_shapes", None)]
     if len(row_shapes) > 1:
         raise UserError("models with dynamic non-batch axes are measured one per run")
@@ -353,12 +445,12 @@ def run(
     with _progress(progress, sum(len(g.jobs()) for g in groups) + sum(len(g.jobs()) for g, _ in skips)) as bar:
 
         def emit(g, scope, batch, status, reason, ns=None, extra=None, probe=None):
-            row = row_of(g, scope, batch, status, reason, ns, extra or {}, probe)
+            row = row_of(g, scope, batch, status, reason, ns, extra or {}, probe, by_name[g.target].row_facts())
             outcome = store.record(row, ns)
             result.rows.append(row)
             if not outcome.saved:
                 result.kept.append(f"{g.target} {g.runtime} {g.precision} {scope} batch {batch}: {outcome.note}")
-            bar.advance(f"{g.target} {g.runtime} {g.precision}")
+            bar.advance(f"{g.target} {g.runtime} {g.precision} {g.variant}".rstrip())
 
         for g, reason in skips:
             for scope, batch in g.jobs():
@@ -398,13 +490,14 @@ def _row_builder(settings: Settings):
         )
     }
 
-    def row(g: Group, scope, batch, status, reason, ns, extra: dict, probe) -> dict:
+    def row(g: Group, scope, batch, status, reason, ns, extra: dict, probe, facts: dict) -> dict:
         device = runtimes.get(g.runtime).caps.device
         out = {
             "host": env["host"],
             "model": g.target,
             "runtime": g.runtime,
             "precision": g.precision,
+            "variant": g.variant,
             "device": device,
             "threads": settings.threads if device == "cpu" else "",
             "runtime_version": probe.version if probe else "",
@@ -415,6 +508,7 @@ def _row_builder(settings: Settings):
             "what": SCOPE_MEANS.get(scope, ""),
             "status": status,
             "reason": reason,
+            **facts,
         }
         if status == "ok":
             out.update(LatencyStats(ns, batch).summary())
@@ -470,14 +564,45 @@ class Request:
     data_dir: Path | None = None
     results: Path = paths.DATA
     progress: bool = True
+    variants: list[str] | None = None
+    tune: bool = False
+    calibration: CalibrationRequest = field(default_factory=CalibrationRequest)
+    calibration_data: Path | None = None  # .npy rows that calibrate an --onnx file (zoo models use their split)
+
+
+def given_calibration(path: Path, req: CalibrationRequest, target: Target) -> Calibration:
+    """Calibration rows for an --onnx file from a .npy array of input rows (a seeded subset when fewer are asked)."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--calibration-data {path}: not a readable .npy array ({type(e).__name__})") from None
+    row_shape, dtype = target.calibration_row()
+    if x.ndim != len(row_shape) + 1 or tuple(x.shape[1:]) != row_shape:
+        raise UserError(
+            f"--calibration-data {path}: rows of shape {list(x.shape[1:])} do not fit the model's input "
+            f"rows {list(row_shape)}"
+        )
+    c = CalibrationRequest(req.method, req.rows, req.seed).take(path.name, x.astype(dtype))
+    return Calibration(c.method, c.rows, c.seed, f"{path} (given)", c.x)
+
+
+def default_runtimes() -> list[str]:
+    """Every registered runtime except the opt-in ones (slow to prepare: named with --runtime to run)."""
+    return [n for n in runtimes.names() if not runtimes.get(n).caps.opt_in]
+
+
+def _wants_calibration(req: Request, names: list[str]) -> bool:
+    asked = req.precisions or [p for n in names for p in runtimes.get(n).caps.precisions]
+    return any(p in CALIBRATED for p in asked)
 
 
 def execute(req: Request) -> RunResult:
     """Validate `req`, build its targets and run it (see `run`)."""
-    names = req.runtimes or runtimes.names()
+    names = req.runtimes or default_runtimes()
     if req.onnx is not None and req.models:
         raise UserError("give either --model or --onnx, not both")
-    check_request(names, req.precisions, req.scopes)
+    check_request(names, req.precisions, req.scopes, req.variants)
+    req.calibration.check()
     batches = parse_batches(req.batches)
     settings = Settings(min_iters=req.min_iters, min_s=req.min_time, max_s=req.max_time, threads=req.threads)
     settings.validate()
@@ -486,6 +611,12 @@ def execute(req: Request) -> RunResult:
     BenchStore(req.results).check()
     if req.onnx is not None:
         targets = [onnx_target(req.onnx, req.shapes, req.input_ranges)]
+        if req.calibration_data is not None:
+            targets[0].calibration = given_calibration(req.calibration_data, req.calibration, targets[0])
+        if targets[0].calibration is not None and _wants_calibration(req, names):
+            from rtml_profile.artifacts import check_quantizable
+
+            check_quantizable(Path(req.onnx))  # before anything is measured
     else:
         ids = (
             [s.id for s in zoo.resolve(req.models)]
@@ -498,8 +629,10 @@ def execute(req: Request) -> RunResult:
             if not paths.onnx(i).is_file():
                 raise UserError(paths.missing_export(i))
         check_memory([Target(ModelRef(i), (zoo.get(i).in_features,)) for i in ids], batches)
-        targets = [zoo_target(i, req.data_dir, with_accuracy=req.accuracy) for i in ids]
-    return run(targets, names, batches, req.precisions, req.scopes, settings, req.progress, req.results)
+        calib = req.calibration if _wants_calibration(req, names) else None
+        targets = [zoo_target(i, req.data_dir, req.accuracy, calib) for i in ids]
+    return run(targets, names, batches, req.precisions, req.scopes, settings, req.progress, req.results,
+               req.variants, req.tune)  # fmt: skip
 
 
 def probe_all() -> list[dict]:
@@ -515,7 +648,9 @@ def probe_all() -> list[dict]:
                 "version": p.version,
                 "device": cls.caps.device,
                 "precisions": ",".join(cls.caps.precisions),
+                "variants": ",".join(v for v in cls.caps.variants if v),
                 "scopes": ",".join(cls.caps.scopes),
+                "opt-in": "yes" if cls.caps.opt_in else "",
                 "reason": p.reason,
             }
         )

@@ -25,6 +25,14 @@ DataDir = Annotated[
     typer.Option("--data-dir", help="Folder with Housing.csv and CIFAR-10 (default: $RTML_DATA_DIR, else ./data)."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (for scripts).")]
+CalibrationMethod = Annotated[
+    str, typer.Option("--calibration", help="Static INT8 calibration method: minmax, entropy or percentile.")
+]
+CalibrationRows = Annotated[
+    Optional[int],
+    typer.Option(help="Rows of the training split (seeded subset) that calibrate static INT8 (default 512 or all)."),
+]
+CalibrationSeed = Annotated[int, typer.Option(help="Seed of the calibration subset.")]
 
 
 def friendly(fn):
@@ -224,62 +232,86 @@ def runtimes_cmd():
     echo_table(rows, title="\nParity against the PyTorch fp32 CPU reference (rtml_profile/tolerances.py):")
 
 
+Models = Annotated[
+    Optional[list[str]],
+    typer.Option("--model", "-m", help="Zoo model id (repeatable; default: every exported zoo model)."),
+]
+OnnxFile = Annotated[Optional[Path], typer.Option("--onnx", help="Benchmark any ONNX file instead of zoo models.")]
+Runtimes = Annotated[
+    Optional[list[str]],
+    typer.Option("--runtime", "-r", help="Runtime (repeatable; default: all but opt-in ones, absent ones skipped)."),
+]
+Batches = Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes (default 1,16,64,256,1024).")]
+Precisions = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--precision", "-p", help="fp32, tf32, fp16, int8 or int8-static (repeatable; default: all a runtime offers)."
+    ),
+]
+Scopes = Annotated[
+    Optional[list[str]],
+    typer.Option(help="compute, end-to-end or cuda-graph (repeatable; default: all a runtime offers)."),
+]
+BenchResults = Annotated[Path, typer.Option(help="Results folder (bench.csv and samples/; rows merged by key).")]
+Variants = Annotated[
+    Optional[list[str]],
+    typer.Option("--variant", help="A runtime variant, e.g. a torch.compile mode (repeatable; default: all)."),
+]
+Tune = Annotated[bool, typer.Option(help="Also search each runtime's knobs (threads, graph optimization, spin).")]
+CalibrationData = Annotated[
+    Optional[Path], typer.Option(help="For --onnx: a .npy array of input rows that calibrates static INT8.")
+]
+
+
 @app.command()
 @friendly
 def bench(
-    model: Annotated[
-        Optional[list[str]],
-        typer.Option("--model", "-m", help="Zoo model id (repeatable; default: every exported zoo model)."),
-    ] = None,
-    onnx: Annotated[Optional[Path], typer.Option(help="Benchmark any ONNX file instead of zoo models.")] = None,
+    model: Models = None,
+    onnx: OnnxFile = None,
     shape: Shape = None,
     input_range: InputRange = None,
-    runtime: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--runtime", "-r", help="Runtime (repeatable; default: all, unavailable ones recorded as skipped)."
-        ),
-    ] = None,
-    batch: Annotated[
-        Optional[str], typer.Option(help="Comma-separated batch sizes (default 1,16,64,256,1024).")
-    ] = None,
-    precision: Annotated[
-        Optional[list[str]],
-        typer.Option("--precision", "-p", help="fp32, tf32, fp16 or int8 (repeatable; default: all a runtime offers)."),
-    ] = None,
-    scope: Annotated[
-        Optional[list[str]],
-        typer.Option(help="compute, end-to-end or cuda-graph (repeatable; default: all a runtime offers)."),
-    ] = None,
+    runtime: Runtimes = None,
+    batch: Batches = None,
+    precision: Precisions = None,
+    scope: Scopes = None,
     threads: Threads = None,
     min_iters: MinIters = 1000,
     min_time: MinTime = 0.5,
     max_time: MaxTime = 5.0,
     accuracy: Annotated[bool, typer.Option(help="Run the whole evaluation set through each runtime.")] = True,
     data_dir: DataDir = None,
-    results: Annotated[Path, typer.Option(help="Results folder (bench.csv and samples/; rows merged by key).")] = (
-        Path("reports/data")
-    ),
+    results: BenchResults = Path("reports/data"),
+    variant: Variants = None,
+    tune: Tune = False,
+    calibration: CalibrationMethod = "minmax",
+    calibration_rows: CalibrationRows = None,
+    calibration_seed: CalibrationSeed = 0,
+    calibration_data: CalibrationData = None,
     quiet: Quiet = False,
 ):
-    """Latency, throughput, accuracy and parity of the exported models on every runtime."""
+    """Latency, throughput, accuracy and parity of the exported models on every runtime.
+
+    Opt-in runtimes (torch-compile: slow to prepare) run only when named with --runtime."""
     from rtml_profile import bench as b
 
-    req = b.Request(models=model, onnx=onnx, shapes=_parse_shapes(shape or []), input_ranges=input_range,
-                    runtimes=runtime, batches=batch, precisions=precision, scopes=scope, threads=threads,
-                    min_iters=min_iters, min_time=min_time, max_time=max_time, accuracy=accuracy, data_dir=data_dir,
-                    results=results, progress=not quiet)  # fmt: skip
-    _finish_bench(b.execute(req), results, runtime)
+    req = b.Request(
+        models=model, onnx=onnx, shapes=_parse_shapes(shape or []), input_ranges=input_range, runtimes=runtime,
+        batches=batch, precisions=precision, scopes=scope, threads=threads, min_iters=min_iters, min_time=min_time,
+        max_time=max_time, accuracy=accuracy, data_dir=data_dir, results=results, progress=not quiet,
+        variants=variant, tune=tune, calibration=b.CalibrationRequest(calibration, calibration_rows, calibration_seed),
+        calibration_data=calibration_data,
+    )  # fmt: skip
+    _finish_bench(b.execute(req), results, runtime, precision)
 
 
-def _finish_bench(res, results: Path, asked_runtimes):
+def _finish_bench(res, results: Path, asked_runtimes, asked_precisions=None):
     _print_bench(res.rows)
     typer.echo(f"saved {sum(1 for _ in res.rows) - len(res.kept)} rows in {results / 'bench.csv'}")
     for k in res.kept:
         typer.echo(f"kept: {k}", err=True)
     if not any(r["status"] == "ok" for r in res.rows):
         raise UserError("nothing asked for could run: " + "; ".join(sorted({r["reason"] for r in res.rows})))
-    problems = res.problems(asked_runtimes)
+    problems = res.problems(asked_runtimes, asked_precisions)
     if problems:
         typer.echo(
             f"error: {len(problems)} configuration(s) could not be measured as asked; first: {problems[0]}", err=True
@@ -301,6 +333,7 @@ def _print_bench(rows: list[dict]):
                 "model": r["model"],
                 "runtime": r["runtime"],
                 "precision": r["precision"],
+                "variant": r.get("variant", ""),
                 "scope": r["scope"],
                 "batch": r["batch"],
                 "n": r["n"],
@@ -310,6 +343,7 @@ def _print_bench(rows: list[dict]):
                 "accuracy": acc,
                 "parity": parity,
                 "warnings": r["warnings"],
+                **_tuned(r),
             }
         )
     if table:
@@ -317,6 +351,14 @@ def _print_bench(rows: list[dict]):
     skipped = {(r["runtime"], r["precision"], r["status"], r["reason"]) for r in rows if r["status"] != "ok"}
     for rt, p, status, reason in sorted(skipped):
         typer.echo(f"{status}: {rt} {p}: {reason}")
+
+
+def _tuned(r: dict) -> dict:
+    """For a tuned row: the setting chosen and its gain over the default row (beyond noise or not)."""
+    if "tune_gain" not in r:
+        return {}
+    verdict = "faster beyond noise" if r["tune_beyond_noise"] else "no measurable gain"
+    return {"tuned": f"{r['settings']}: {r['tune_gain']:.3g}x ({verdict})"}
 
 
 Tol = Annotated[Optional[list[str]], typer.Option(help="[OUTPUT=]VALUE (repeatable; default: per precision).")]
@@ -443,10 +485,10 @@ def profile(
     settings = b.Settings(warmup_iters=3, min_iters=min_iters, min_s=min_time, max_s=max_time, threads=threads)
     req = pf.Request(target, opts, image_size, weights, runtime, precision, scope, batch, settings, results, out,
                      progress=not quiet)  # fmt: skip
-    _finish_profile(pf.run(req), results, runtime)
+    _finish_profile(pf.run(req), results, runtime, precision)
 
 
-def _finish_profile(res, results: Path, asked_runtimes):
+def _finish_profile(res, results: Path, asked_runtimes, asked_precisions=None):
     t = res.analysis.totals
     typer.echo(f"{res.source.name} ({res.source.key}): {t['macs']:,.0f} MACs/sample ({t['macs'] / 1e9:.4g} G), "
                f"{t['params']:,} parameters")  # fmt: skip
@@ -458,7 +500,7 @@ def _finish_profile(res, results: Path, asked_runtimes):
             + ("ok" if c["ok"] else f"FAIL: {c['problem']}{where}")
         )
     typer.echo(f"wrote {res.appendix}, {res.record} and rows in {results}")
-    failed, problems = res.failed_checks(), res.bench.problems(asked_runtimes)
+    failed, problems = res.failed_checks(), res.bench.problems(asked_runtimes, asked_precisions)
     if failed or problems or not any(r["status"] == "ok" for r in res.bench.rows):
         f = failed[0] if failed else None
         first = f"output check {f['runtime']} {f['precision']} {f['output']}: {f['problem']}" if f else None
@@ -486,6 +528,57 @@ def compare(
     typer.echo(res.summary())
     if res.regressions:
         raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def precision(
+    model: Annotated[str, typer.Argument(help="Zoo model id (1a, 1b, 2a, 2b) or 'all'.")],
+    precision: Annotated[
+        Optional[list[str]],
+        typer.Option("--precision", "-p", help="fp16, int8 or int8-static (repeatable; default: all three)."),
+    ] = None,
+    calibration: Annotated[
+        Optional[list[str]],
+        typer.Option(help="int8-static calibration method: minmax, entropy, percentile (repeatable; default minmax)."),
+    ] = None,
+    calibration_rows: CalibrationRows = None,
+    calibration_seed: CalibrationSeed = 0,
+    keep: Annotated[int, typer.Option(help="Fixes keep the worst 1..N converted nodes in fp32.")] = 2,
+    rows: Annotated[int, typer.Option(help="Evaluation rows compared node by node (accuracy uses all).")] = 2000,
+    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: cores).")] = None,
+    note: Annotated[str, typer.Option(help="A note stored in every row (e.g. how the models were trained).")] = "",
+    data_dir: DataDir = None,
+    results: Annotated[Path, typer.Option(help="Results folder (precision_nodes.csv, precision_fixes.csv).")] = (
+        Path("reports/data")
+    ),
+):
+    """Where reduced precision breaks: per-node error of each fp16/int8 variant against fp32 (every intermediate
+    tensor exposed, as Polygraphy's "mark all"), the first node over its tolerance, and the accuracy and latency
+    with the worst nodes kept in fp32."""
+    from rtml_profile import precision as pr
+    from rtml_profile.zoo import resolve
+
+    req = pr.Request([s.id for s in resolve(model)], precision or list(pr.VARIANTS), calibration or ["minmax"],
+                     calibration_rows, calibration_seed, keep, rows, threads, data_dir, results, note)  # fmt: skip
+    res = pr.run(req)
+    _print_precision(res)
+    typer.echo(f"wrote {', '.join(map(str, res.written))}")
+
+
+def _print_precision(res):
+    for key in dict.fromkeys((r["model"], r["precision"], r["calibration_method"]) for r in res.nodes):
+        nodes = [r for r in res.nodes if (r["model"], r["precision"], r["calibration_method"]) == key]
+        first = next((r for r in nodes if r["first_exceeding"] == "yes"), None)
+        label = " ".join(k for k in key if k)
+        where = f"first node over its tolerance: {first['node']} ({first['op']})" if first else "no node over"
+        typer.echo(f"\n{label}: {where} (tolerance: relative L2 error {nodes[0]['tolerance']:g})")
+        echo_table([{k: r[k] for k in ("node", "op", "rel_error", "max_abs_error", "added_error", "converted")}
+                    for r in nodes])  # fmt: skip
+        fixes = [r for r in res.fixes if (r["model"], r["precision"], r["calibration_method"]) == key]
+        echo_table([{"kept in fp32": r["kept_fp32"] or "(none)", r["metric"]: r["metric_value"],
+                     "fp32": r["fp32_metric_value"], "p50 us (batch 1)": r["p50_us"], "fp32 p50 us": r["fp32_p50_us"],
+                     "ties fp32": r["ties_fp32"], "recommended": r["recommended"]} for r in fixes])  # fmt: skip
 
 
 def _budgets(text: str | None) -> list[float]:

@@ -20,7 +20,7 @@ import numpy as np
 from rtml_profile import UserError, paths, schema, stats
 
 METRIC = {"bench": "p50_us", "load": "p99_us"}
-SHOWN = {"bench": ["model", "runtime", "precision", "scope", "batch"],
+SHOWN = {"bench": ["model", "runtime", "precision", "variant", "scope", "batch"],
          "load": ["model", "runtime", "precision", "scenario", "max_batch", "offered_qps"]}  # fmt: skip
 
 

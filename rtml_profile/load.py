@@ -534,6 +534,7 @@ class Request:
 
 def check(req: Request) -> list[LoadGroup]:
     from rtml_profile import bench, runtimes, zoo
+    from rtml_profile.runtimes.base import CALIBRATED
 
     bench.check_request(req.runtimes, req.precisions, [SCOPE])
     for m in req.models:
@@ -548,6 +549,9 @@ def check(req: Request) -> list[LoadGroup]:
         caps = runtimes.get(g.runtime).caps
         if g.precision not in caps.precisions or SCOPE not in caps.scopes:
             raise UserError(f"{g.runtime} does not run {g.precision} in the {SCOPE} scope")
+        if "" not in caps.variants or g.precision in CALIBRATED:
+            raise UserError(f"load runs runtimes without variants and uncalibrated precisions, not {g.runtime} "
+                            f"{g.precision}")  # fmt: skip
     bench.Settings(threads=req.threads).validate()
     from rtml_profile.files import check_writable
 

@@ -103,7 +103,7 @@ class BenchStore:
     def _write_samples(self, row: dict, samples_ns: np.ndarray) -> tuple[str, str]:
         stem = (
             f"{slug(row['host'])}/{slug(row['model'])}/"
-            f"{slug(row['runtime'])}_{row['precision']}_{row['scope']}_b{row['batch']}"
+            f"{slug(row['runtime'])}_{row['precision']}{_variant_part(row)}_{row['scope']}_b{row['batch']}"
         )
         return write_samples(self.dir, stem, np.asarray(samples_ns, np.float64) / 1e3)
 
@@ -195,10 +195,15 @@ def load_sample_arrays(data_dir: Path, row: dict, table: str = paths.BENCH_CSV) 
     return arrays
 
 
+def _variant_part(row: dict) -> str:
+    v = row.get("variant") or ""
+    return f"_{slug(v)}" if v else ""
+
+
 def _same_key(table, row):
     mask = None
     for k in KEY:
-        m = table[k].astype(str) == str(row[k])
+        m = table[k].astype(str) == str(row.get(k, ""))
         mask = m if mask is None else (mask & m)
     return mask
 

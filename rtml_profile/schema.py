@@ -19,13 +19,22 @@ from pathlib import Path
 from rtml_profile import UserError
 
 KEYS = {
-    "bench": ["host", "model", "runtime", "precision", "scope", "batch"],
+    "bench": ["host", "model", "runtime", "precision", "variant", "scope", "batch"],
     "analysis": ["model", "batch", "node"],
     "checks": ["host", "model", "runtime", "precision", "output"],
     "load": ["host", "model", "runtime", "precision", "scenario", "max_batch", "max_wait_us", "deadline_us",
              "offered_qps"],
+    "precision_nodes": ["host", "model", "precision", "calibration_method", "node"],
+    "precision_fixes": ["host", "model", "precision", "calibration_method", "kept_fp32"],
 }  # fmt: skip
-FILES = {"bench": "bench.csv", "analysis": "analysis.csv", "load": "load.csv", "checks": "checks.csv"}
+FILES = {
+    "bench": "bench.csv",
+    "analysis": "analysis.csv",
+    "load": "load.csv",
+    "checks": "checks.csv",
+    "precision_nodes": "precision_nodes.csv",
+    "precision_fixes": "precision_fixes.csv",
+}
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ class TableSchema:
     columns: dict[str, str]
     optional: frozenset[str] = frozenset()  # may be empty in a row
     ok_required: frozenset[str] = frozenset()  # must be filled in rows whose status is "ok"
+    defaults: tuple[tuple[str, str], ...] = ()  # (column, value) for a column older files lack or leave blank
 
 
 _LATENCY = ("n", "mean_us", "p50_us", "p99_us", "throughput_sps")
@@ -50,6 +60,22 @@ _LOAD_RESULTS = (
     "issue_p50_us", "issue_p99_us", "issue_max_us", "growth", "mean_batch", "pred_p99_us", "pred_miss_rate",
     "kept_up", "call_p50_us", "b2b_p50_us", "pred_own_p99_us",
 )  # fmt: skip
+_PREPARE = (
+    "load_s",
+    "prepare_s",
+    "compile_first_s",
+    "compile_cold_s",
+    "compile_cached_s",
+    "calibration_rows",
+    "calibration_seed",
+    "tune_gain",
+    "tune_default_p50_us",
+    "tune_tried",
+    "tune_s",
+    "trained_epochs",
+)
+_NODE_NUM = ("order", "rel_error", "max_abs_error", "added_error", "tolerance")
+_FIX_NUM = ("excluded", "metric_value", "eval_rows", "p50_us", "fp32_metric_value", "fp32_p50_us", "prepare_s")
 TABLES = {
     "bench": TableSchema(
         columns={
@@ -57,14 +83,17 @@ TABLES = {
             "model": "str",
             "runtime": "str",
             "precision": "str",
+            "variant": "str",
             "scope": "str",
             "batch": "int",
             "status": "str",
             **{c: "float" for c in _LATENCY},
             **{c: "float" for c in _STATS},
+            **{c: "float" for c in _PREPARE},
         },
-        optional=frozenset({*_LATENCY, *_STATS}),
+        optional=frozenset({*_LATENCY, *_STATS, *_PREPARE, "variant"}),
         ok_required=frozenset(_LATENCY),
+        defaults=(("variant", ""),),
     ),
     "analysis": TableSchema(columns={"model": "str", "batch": "int", "node": "str", "macs": "float", "params": "int"}),
     # output checks of profiled models; statistics are empty where the output could not be compared at all
@@ -88,6 +117,16 @@ TABLES = {
         optional=frozenset({*_LOAD_RESULTS, "late", "role"}),
         ok_required=frozenset({"n", "p50_us", "p99_us", "miss_rate", "issue_p99_us", "achieved_qps"}),
     ),
+    "precision_nodes": TableSchema(
+        columns={**{k: "str" for k in KEYS["precision_nodes"]}, "op": "str", **{c: "float" for c in _NODE_NUM}},
+        optional=frozenset({"added_error"}),
+        defaults=(("calibration_method", ""),),
+    ),
+    "precision_fixes": TableSchema(
+        columns={**{k: "str" for k in KEYS["precision_fixes"]}, **{c: "float" for c in _FIX_NUM}},
+        optional=frozenset({"metric_value", "eval_rows", "fp32_metric_value", "prepare_s"}),
+        defaults=(("calibration_method", ""), ("kept_fp32", "")),
+    ),
 }
 # Columns a file must contain (the rest of `columns` is checked only when present: older files lack some).
 _MUST = {
@@ -95,6 +134,8 @@ _MUST = {
     "analysis": ["model", "batch", "node", "macs", "params"],
     "checks": [*KEYS["checks"], "ok"],
     "load": [*KEYS["load"], "status"],
+    "precision_nodes": [*KEYS["precision_nodes"], "op", *_NODE_NUM],
+    "precision_fixes": [*KEYS["precision_fixes"], *_FIX_NUM],
 }
 
 
@@ -142,6 +183,8 @@ def _check_table(path: Path, df, kind: str):
     import pandas as pd
 
     schema = TABLES[kind]
+    for col, value in schema.defaults:
+        df[col] = df[col].fillna(value) if col in df.columns else value
     lacking = [c for c in _MUST[kind] if c not in df.columns]
     if lacking:
         raise UserError(
@@ -153,7 +196,8 @@ def _check_table(path: Path, df, kind: str):
             continue
         raw = df[col]
         blank = raw.isna() | raw.astype(str).str.strip().eq("")
-        must = ~blank if col in schema.optional else pd.Series(True, index=df.index)
+        may_blank = col in schema.optional or col in dict(schema.defaults)
+        must = ~blank if may_blank else pd.Series(True, index=df.index)
         if col in schema.ok_required:
             must = must | ok
         bad = must & blank

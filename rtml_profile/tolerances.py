@@ -58,6 +58,16 @@ TOLERANCE: dict[tuple[str, str], Tolerance] = {
         stat="p99",
         check_rtol=0.5,
     ),
+    # static int8: activation scales fixed from calibration data; checked like dynamic int8
+    ("int8-static", "cpu"): Tolerance(
+        5e-2,
+        0.0,
+        0.95,
+        "8-bit weights and calibrated activations: class agreement",
+        agreement_only=True,
+        stat="p99",
+        check_rtol=0.5,
+    ),
 }
 
 OUTPUT_CHECK_RULE = (
@@ -69,6 +79,12 @@ OUTPUT_CHECK_RULE = (
     "nothing about the runtime). int8's rtol of 0.5 catches a broken conversion (wrong scales, layout or sign: errors "
     "of the output's own size), not int8's accuracy cost, which needs real data and a task metric."
 )
+
+# Per-node error (the precision analysis): relative L2 error ||variant - fp32|| / ||fp32|| of a node's output over
+# the compared rows. fp16 rounds to 11 bits (~5e-4 per value): 1% allows accumulation; 8-bit quantization steps
+# are ~0.4% of a tensor's range, so 5% (a signal-to-quantization-noise ratio of 26 dB) flags a node that breaks.
+NODE_TOLERANCE: dict[str, float] = {"fp16": 0.01, "int8": 0.05, "int8-static": 0.05}
+REGRESSION_TIE = 0.01  # an R^2 change this small counts as no change when picking nodes to keep in fp32
 
 EXPORT = TOLERANCE[("fp32", "cpu")]  # the ONNX export's own parity check (ONNX Runtime CPU vs PyTorch CPU)
 

@@ -44,11 +44,39 @@ def _child(conn, spec: str):
 
 
 def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig):
+    """Measure one group; a tuned group first searches its knobs per job (tune.py), then measures the best."""
+    from dataclasses import replace
+
+    from rtml_profile import tune
+    from rtml_profile.host import physical_cores
+    from rtml_profile.runtimes.base import base_variant
+
+    config = replace(config, variant=g.variant, calibration=target.calibration)
+    if base_variant(g.variant) == g.variant:
+        return _measure_jobs(conn, cls, gi, g, target, settings, config, g.jobs())
+    for scope, batch in g.jobs():
+        conn.send(("start", (gi, scope, batch)))
+        t0 = time.perf_counter()
+        try:
+            best, tried = tune.search(cls, target, g.precision, config, scope, target.inputs(batch), physical_cores())
+        except Exception as e:
+            conn.send(("row", (gi, scope, batch), "failed", f"tuning failed: {_reason(e)}", None, {}))
+            continue
+        search = "; ".join(f"{tune.describe(o)}: {p:.4g} us" for o, p in tried)
+        extra = {"tune_tried": len(tried), "tune_search": search, "tune_s": time.perf_counter() - t0}
+        job = [(scope, batch)]
+        _measure_jobs(conn, cls, gi, g, target, settings, replace(config, options=best), job, extra, against=config)
+
+
+def _measure_jobs(conn, cls, gi, g, target, settings, config: RunConfig, jobs, extra=None, against=None):
+    """Load once, run the accuracy pass, time every job. With `against` (the untuned config), each job is timed
+    in alternating rounds with the default setting (tune.interleaved), and the row says its gain over it."""
+    from rtml_profile import tune
     from rtml_profile.bench import time_calls
 
     def fail_all(reason):
-        for scope, batch in g.jobs():
-            conn.send(("row", (gi, scope, batch), "failed", reason, None, {}))
+        for scope, batch in jobs:
+            conn.send(("row", (gi, scope, batch), "failed", reason, None, dict(extra or {})))
 
     t0 = time.perf_counter()
     try:
@@ -56,23 +84,30 @@ def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig):
         rt.load()
     except Exception as e:
         return fail_all(_reason(e))
-    extra = {"load_s": time.perf_counter() - t0}
+    extra = {**(extra or {}), "load_s": time.perf_counter() - t0, "settings": rt.settings()}
     try:
         try:
             extra.update(target.evaluate(rt))
         except Exception as e:
             extra["accuracy_status"] = f"failed: {_reason(e)}"
         checks = extra.pop("checks", None)
-        if checks:
+        if checks and not g.variant:  # checks.csv has no variant in its key: the default variant's checks stand
             conn.send(("checks", gi, checks))
-        for scope, batch in g.jobs():
+        for scope, batch in jobs:
             conn.send(("start", (gi, scope, batch)))
             try:
                 call = rt.runner(scope, target.inputs(batch))
-                ns = time_calls(call, rt.synchronize, settings)
-                conn.send(("row", (gi, scope, batch), "ok", "", ns, extra))
+                row = {**extra, **rt.facts()}
+                if against is None:
+                    ns = time_calls(call, rt.synchronize, settings)
+                else:
+                    ns, default_ns = tune.against_default(cls, target, g.precision, against, scope, batch, call, rt,
+                                                          settings)  # fmt: skip
+                    row.update(tune.compare(ns, default_ns))
             except Exception as e:
                 conn.send(("row", (gi, scope, batch), "failed", _reason(e), None, extra))
+                continue
+            conn.send(("row", (gi, scope, batch), "ok", "", ns, row))
     finally:
         try:
             rt.close()
@@ -95,7 +130,8 @@ def _death(proc, current, groups) -> str:
     where = ""
     if current is not None:
         g = groups[current[0]]
-        where = f" while measuring {g.target} {g.precision} {current[1]} batch {current[2]}"
+        what = " ".join(str(w) for w in (g.target, g.precision, getattr(g, "variant", ""), current[1]) if w)
+        where = f" while measuring {what} batch {current[2]}"
     return f"the runtime's worker process {how}{where}; nothing after that was measured"
 
 

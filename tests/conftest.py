@@ -100,6 +100,24 @@ def project(tmp_path_factory, data_dir):
     return root
 
 
+@pytest.fixture(scope="session")
+def housing_project(tmp_path_factory, data_dir):
+    """A project with 1a trained briefly (Housing: seconds), for accuracy paths."""
+    from typer.testing import CliRunner
+
+    from rtml_profile.cli import app
+
+    root = tmp_path_factory.mktemp("housing")
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        r = CliRunner().invoke(app, ["train-and-export", "1a", "--epochs", "3", "--data-dir", str(data_dir), "-q"])
+        assert r.exit_code == 0, r.output
+    finally:
+        os.chdir(old)
+    return root
+
+
 def pytest_collection_modifyitems(items):
     """Every test that needs the trained `project` (CIFAR models trained and benchmarked) is slow."""
     for item in items:

@@ -120,6 +120,7 @@ def test_transformer_with_external_weights_end_to_end(cli, workdir):
     assert set(zip(c.precision, c.output)) == {(p, o) for p in ("fp32", "int8") for o in ("hidden", "logits")}
     assert c.ok.all() and (c[c.output == "logits"].top1 >= 0).all() and c[c.output == "hidden"].top1.isna().all()
     b = _rows(workdir / "reports/data", "bench.csv", key)
+    b = _without_uncalibrated(b)
     assert set(b.status) == {"ok"} and len(b) == 8 and (b.check_status == "ok").all()
     a = _rows(workdir / "reports/data", "analysis.csv", key)
     macs = a[a.node == "TOTAL"].macs.iloc[0]
@@ -202,11 +203,19 @@ def test_macs_agree_with_torchvision_published_figures_at_224(cli, workdir, name
     assert abs(macs / published - 1) < 0.03
 
 
+def _without_uncalibrated(rows):
+    """`rows` less int8-static, which an ONNX file without training data cannot calibrate: those must be skipped
+    rows that say so."""
+    static = rows[rows.precision == "int8-static"]
+    assert set(static.status) <= {"skipped"} and static.reason.str.contains("needs calibration data").all()
+    return rows[rows.precision != "int8-static"]
+
+
 @pytest.mark.slow
 def test_bench_onnx_takes_several_inputs_and_outputs(cli, workdir):
     path = two_inputs(workdir / "two.onnx")
     r = cli("bench", "--onnx", path, "--shape", "a=1,3,4", *QUICK[:4], "--min-iters", "5", "--max-time", "0.1", "-q")
     assert r.exit_code == 0, r.output
-    rows = pd.read_csv("reports/data/bench.csv")
+    rows = _without_uncalibrated(pd.read_csv("reports/data/bench.csv"))
     assert set(rows.status) == {"ok"} and set(rows.scope) == {"compute", "end-to-end"}  # IO binding of 2 in, 2 out
     assert rows.model.str.startswith("onnx:two@").all()

@@ -75,6 +75,8 @@ def test_every_model_every_runtime(project, bench_rows, model_id, runtime, preci
     probe = runtimes.get(runtime).probe()
     if not probe.available:
         pytest.skip(probe.reason)
+    if runtimes.get(runtime).caps.opt_in:
+        pytest.skip(f"{runtime} is opt-in (compiles per model and batch); test_faster runs it on a trained model")
     rows = bench_rows[
         (bench_rows.model == model_id) & (bench_rows.runtime == runtime) & (bench_rows.precision == precision)
     ]

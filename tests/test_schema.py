@@ -24,8 +24,18 @@ def test_committed_data_pass_and_extra_columns_are_kept(tmp_path):
         (schema.read_speed if "speed" in p.name else schema.read_record)(p)
     for p in DATA.glob("samples/*/*.npz"):
         assert all(v.ndim == 1 for v in schema.read_samples(p).values())
-    assert schema.KEYS["bench"] == ["host", "model", "runtime", "precision", "scope", "batch"]
+    assert schema.KEYS["bench"] == ["host", "model", "runtime", "precision", "variant", "scope", "batch"]
     assert schema.KEYS["analysis"] == ["model", "batch", "node"]
+
+
+def test_bench_table_without_variants_reads_as_the_plain_configuration(tmp_path):
+    """Files written before variants existed (and blank cells) read as variant '' (a runtime's only setting)."""
+    b = schema.read_table(DATA / "bench.csv", "bench")
+    old = b.drop(columns=["variant"])
+    old.to_csv(tmp_path / "bench.csv", index=False)
+    again = schema.read_table(tmp_path / "bench.csv", "bench")
+    assert len(again) == len(b) and set(again["variant"]) <= set(b["variant"]) | {""}
+    assert not again["variant"].isna().any()
 
 
 def test_missing_or_empty_table_is_an_empty_frame_with_the_schema_columns(tmp_path):
@@ -48,10 +58,10 @@ def _bench_copy(tmp_path) -> Path:
     "damage, message",
     [
         (lambda t: t + "garbage\n", rf"line {_NEXT} has an empty value in column 'model'"),
-        (lambda t: t + "a,b,c,d,e,f,g\n", rf"line {_NEXT} has an invalid int value in column 'batch'|empty value"),
+        (lambda t: t + "a,b,c,d,e,f,g,h\n", rf"line {_NEXT} has an invalid int value in column 'batch'|empty value"),
         (lambda t: t + "x," * 80 + "\n", r"not a readable CSV table"),
         (lambda t: t.replace("host,model,", "hst,model,", 1), r"lacks the column\(s\) host"),
-        (lambda t: "\n".join(line.rsplit(",", 49)[0] for line in t.splitlines()[:3]), r"lacks the column"),
+        (lambda t: "\n".join(",".join(line.split(",")[:3]) for line in t.splitlines()[:3]), r"lacks the column"),
     ],
 )
 def test_damaged_bench_is_one_sentence_naming_the_file(tmp_path, damage, message):

@@ -74,6 +74,14 @@ class ModelTarget(bench.Target):
             batch * int(np.prod(r)) * t.np_dtype.itemsize for t, r in zip(self.io_inputs, self.shapes.rows.values())
         )
 
+    def calibration_row(self) -> tuple[tuple, np.dtype]:
+        if len(self.io_inputs) != 1:
+            raise UserError(
+                f"{self.ref.onnx}: calibration rows (--calibration-data) feed a one-input model; this one has "
+                f"{len(self.io_inputs)} inputs"
+            )
+        return tuple(int(d) for d in next(iter(self.shapes.rows.values()))), np.dtype(self.io_inputs[0].np_dtype)
+
     def evaluate(self, rt) -> dict:
         row = {"accuracy_status": "not measured", "accuracy_note": self.note}
         if self.check is None:

@@ -119,13 +119,15 @@ def measure_isolated(name: str, target, precision: str, threads: int) -> dict:
 
 
 def run(models, runtime_names=None, threads=None, save=True, data_dir=None) -> list[dict]:
-    """Lifecycle of every model x runtime x precision the runtime offers; merged into lifecycle_<host>.json."""
+    """Lifecycle of every model x runtime x precision the runtime offers (calibrated ones, which need calibration
+    data, are left to bench); merged into lifecycle_<host>.json."""
     from rtml_profile import paths, zoo
-    from rtml_profile.bench import zoo_target
+    from rtml_profile.bench import default_runtimes, zoo_target
     from rtml_profile.host import physical_cores
     from rtml_profile.profile import save_entries
+    from rtml_profile.runtimes.base import CALIBRATED
 
-    names = runtime_names or runtimes.names()
+    names = runtime_names or default_runtimes()  # opt-in runtimes (slow to prepare) only when named
     for n in names:
         runtimes.target(n)
     if threads is not None and threads < 1:
@@ -135,7 +137,8 @@ def run(models, runtime_names=None, threads=None, save=True, data_dir=None) -> l
     for mid in [s.id for s in zoo.resolve(models)]:
         target = zoo_target(mid, with_accuracy=False)
         for name in names:
-            out += [measure_isolated(name, target, p, threads) for p in runtimes.get(name).caps.precisions]
+            precisions = [p for p in runtimes.get(name).caps.precisions if p not in CALIBRATED]  # bench measures those
+            out += [measure_isolated(name, target, p, threads) for p in precisions]
     if save:
         save_entries("lifecycle", out, ("model", "runtime", "precision"), data_dir or paths.DATA)
     return out

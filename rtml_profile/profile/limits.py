@@ -178,6 +178,8 @@ def floors(threads: int) -> list[dict]:
     out = []
     for name in runtimes.names():
         cls = runtimes.get(name)
+        if cls.caps.opt_in or "" not in cls.caps.variants:  # slow to prepare (compiles): not a per-call floor
+            continue
         probe = cls.probe()
         for scope in cls.caps.scopes:
             what = {"kind": "floor", "runtime": name, "scope": scope, "device": cls.caps.device}

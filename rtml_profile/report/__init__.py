@@ -46,6 +46,7 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
     from rtml_profile.report.appendix import render_appendix
     from rtml_profile.report.cost import section_cost
     from rtml_profile.report.decide import section_decision
+    from rtml_profile.report.faster import section_faster
     from rtml_profile.report.findings import section_findings
     from rtml_profile.report.hw2sec import section_hw2
     from rtml_profile.report.loadsec import section_load
@@ -60,13 +61,18 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
             "MACs are multiply-accumulates per sample; latencies are per call on one batch.\n"
         ),
         section_decision(inp, budgets_ms),
+        section_faster(inp),
         section_findings(inp),
         section_load(inp, figures),
         section_training(inp),
         section_cost(inp, figures),
         section_where(inp, figures),
         section_skipped(inp),
-        section_hw2(inp),
+        "## HW2's figures beside the measurements\n\nHW2's printed parameters, MACs, losses, accuracies and "
+        "training times beside the measured ones, with what each difference comes from: "
+        "[appendix](APPENDIX.md#hw2s-figures-beside-the-measurements).\n"
+        if section_hw2(inp)
+        else "",
         _models_line(inp),
     ]
     report = "\n".join(p.rstrip("\n") + "\n" for p in parts if p)

@@ -36,7 +36,7 @@ def parity_rows(inp: Inputs) -> list[dict]:
     ok = inp.ok
     ok = ok[ok["metric_value"].notna()]
     rows = []
-    for (mid, host, rt, prec), g in ok.groupby(["model", "host", "runtime", "precision"], sort=True):
+    for (mid, host, rt, prec, var), g in ok.groupby(["model", "host", "runtime", "precision", "variant"], sort=True):
         r = g.iloc[0].to_dict()
         agree = r.get("parity_class_agreement")
         rows.append(
@@ -44,7 +44,7 @@ def parity_rows(inp: Inputs) -> list[dict]:
                 "model": mid,
                 "host": host_label(inp, host),
                 "runtime": rt,
-                "precision": prec,
+                "precision": f"{prec} {var}".strip(),
                 "change vs fp32 [95%]": change_vs_fp32(inp, r),
                 "max abs diff": sig(r.get("parity_max_abs_diff")),
                 "tolerance": sig(r.get("parity_tolerance")),
@@ -75,4 +75,10 @@ def render_appendix(inp: Inputs, budgets_ms) -> str:
         "difference and the tolerance it had to meet, and the share of identical predicted classes.\n\n"
     )
     out.append(table(parity_rows(inp)))
+    from rtml_profile.report.faster import appendix_faster
+    from rtml_profile.report.hw2sec import section_hw2
+
+    out.append(appendix_faster(inp))
+    hw2 = section_hw2(inp)
+    out.append("\n" + hw2 if hw2 else "")
     return "".join(out)

@@ -32,7 +32,24 @@ def host_label(inp: Inputs, host: str) -> str:
 
 
 def config(row) -> str:
-    return f"{row['runtime']} {row['precision']} {row['scope']}"
+    v = row.get("variant") if hasattr(row, "get") else row["variant"]
+    return f"{row['runtime']} {row['precision']}{f' {v}' if _filled(v) else ''} {row['scope']}"
+
+
+def on_record(inp: Inputs, row) -> bool:
+    """Did the row run the weights of the committed training record? (Rows that do not say are taken to.)"""
+    e, r = row.get("trained_epochs"), inp.records.get(row["model"])
+    return not _filled(e) or r is None or int(float(e)) == int(r["recipe"]["epochs"])
+
+
+def plain(rows):
+    """Rows of a runtime's only (or default) setting: no variant, not tuned, the committed record's weights."""
+    if "variant" not in rows:
+        return rows
+    keep = rows["variant"].fillna("").eq("")
+    if "trained_epochs" in rows:
+        keep &= rows["trained_epochs"].isna()
+    return rows[keep]
 
 
 def metric_name(mid: str) -> str:
@@ -72,9 +89,19 @@ def change(mid: str, new: float, n_new, ref: float, n_ref) -> tuple[str, bool | 
     return f"{points(d)} [{signed(100 * lo)}, {signed(100 * hi)}]{', tie' if tie else ''}", tie
 
 
+def same_weights_fp32(inp: Inputs, row):
+    """(fp32 metric, rows) measured on the row's own weights by the precision analysis, or None."""
+    f = inp.fixes
+    if f is None or "weights" not in f or not _filled(row.get("weights")):
+        return None
+    m = f[(f["host"] == row["host"]) & (f["model"] == row["model"]) & (f["weights"] == row["weights"])]
+    return None if m.empty else (float(m.iloc[0]["fp32_metric_value"]), int(m.iloc[0]["eval_rows"]))
+
+
 def change_vs_fp32(inp: Inputs, row) -> str:
-    """The row's metric change against the PyTorch fp32 model (its training record), with its interval."""
-    ref = reference(inp, row["model"])
+    """The row's metric change against the PyTorch fp32 model (its training record; for rows from other
+    weights, fp32 on those same weights), with its interval."""
+    ref = reference(inp, row["model"]) if on_record(inp, row) else same_weights_fp32(inp, row)
     v = row.get("metric_value")
     if ref is None or not _filled(v):
         return "n/a"

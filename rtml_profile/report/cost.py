@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rtml_profile import stats, zoo
-from rtml_profile.report.common import config, host_label
+from rtml_profile.report.common import config, host_label, on_record
 from rtml_profile.report.fmt import duration_us, pct, table
 from rtml_profile.report.inputs import Inputs
 
@@ -16,7 +16,8 @@ def cost_points(inp: Inputs) -> list[dict]:
     cls = [m for m in zoo.MODELS if zoo.get(m).task == "classification"]
     rows = ok[(ok["batch"] == 1) & ok["model"].isin(cls) & ok["metric_value"].notna() & ok["eval_rows"].notna()]
     pts = []
-    for _, g in rows.groupby(["host", "model", "runtime", "precision"], sort=True):
+    rows = rows[[on_record(inp, r) for r in rows.to_dict("records")]] if len(rows) else rows
+    for _, g in rows.groupby(["host", "model", "runtime", "precision", "variant"], sort=True):
         best = g.sort_values(["p99_us", "scope"], kind="stable").iloc[0].to_dict()
         pts.append({**best, "value": float(best["metric_value"]), "n": int(best["eval_rows"])})
     return pts

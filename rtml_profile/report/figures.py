@@ -79,7 +79,7 @@ def latency(rows, title: str, label) -> bytes:
     precs = sorted(rows["precision"].unique())
     styles = dict(zip(sorted(rows["scope"].unique()), ["-", "--", ":", "-."] * 4))
     for ax, ((host, rt), g) in zip(axes.flat, panels):
-        for (prec, scope), line in g.groupby(["precision", "scope"], sort=True):
+        for (prec, var, scope), line in g.groupby(["precision", "variant", "scope"], sort=True):
             line = line.sort_values("batch")
             ax.plot(
                 line["batch"],
@@ -88,7 +88,7 @@ def latency(rows, title: str, label) -> bytes:
                 marker="o",
                 ms=3,
                 color=f"C{precs.index(prec)}",
-                label=f"{prec} {scope}",
+                label=f"{prec} {var} {scope}".replace("  ", " "),
             )
         ax.set(
             xscale="log",

@@ -14,6 +14,7 @@ from rtml_profile.report.common import (
     how_much,
     metric_name,
     metric_value,
+    plain,
     reference,
     speed_verdict,
 )
@@ -84,7 +85,9 @@ def _best(g, batch, precision=None):
     return (
         None
         if g.empty
-        else g.sort_values([key, *CONFIG], ascending=[batch == 1, True, True, True], kind="stable").iloc[0].to_dict()
+        else g.sort_values([key, *CONFIG], ascending=[batch == 1] + [True] * len(CONFIG), kind="stable")
+        .iloc[0]
+        .to_dict()
     )
 
 
@@ -128,7 +131,7 @@ def precision_pairs(inp: Inputs):
     if ok is None or ok.empty:
         return []
     out = {}
-    for (host, rt, scope), g in ok.groupby(["host", "runtime", "scope"], sort=True):
+    for (host, rt, scope), g in plain(ok).groupby(["host", "runtime", "scope"], sort=True):
         if REFERENCE not in set(g["precision"]):
             continue
         for p in sorted(set(g["precision"]) - {REFERENCE}):
@@ -138,7 +141,7 @@ def precision_pairs(inp: Inputs):
 
 
 def precision_effect(inp: Inputs, p, host, rt, scope) -> str:
-    ok = inp.ok
+    ok = plain(inp.ok)
     g = ok[(ok["host"] == host) & (ok["runtime"] == rt) & (ok["scope"] == scope)]
     speed, acc = [], []
     for mid in models(inp):

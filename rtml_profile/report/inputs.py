@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rtml_profile import UserError, schema, zoo
 
-CONFIG = ["runtime", "precision", "scope"]  # one way of running a model on a host
+CONFIG = ["runtime", "precision", "variant", "scope"]  # one way of running a model on a host
 
 
 @dataclass
@@ -24,6 +24,8 @@ class Inputs:
     analysis_nodes: object = None  # DataFrame: every node row of analysis.csv at batch 1 (no TOTAL rows)
     profiles: dict = field(default_factory=dict)  # "limits" | "nodes" | "lifecycle" -> {host: record}
     load: object = None  # DataFrame: load.csv rows (open-loop load runs) of known models
+    nodes: object = None  # DataFrame: precision_nodes.csv (per-node error of reduced-precision variants)
+    fixes: object = None  # DataFrame: precision_fixes.csv (nodes kept in fp32: accuracy and latency)
     _samples: dict = field(default_factory=dict)
 
     @property
@@ -76,6 +78,11 @@ def load_inputs(data_dir) -> Inputs:
     if p.exists():
         ld = schema.read_table(p, "load", allow_empty=False)
         inp.load = ld[ld["model"].isin(list(zoo.MODELS))].reset_index(drop=True)
+    for attr, kind in (("nodes", "precision_nodes"), ("fixes", "precision_fixes")):
+        p = data_dir / f"{kind}.csv"
+        if p.exists():
+            t = schema.read_table(p, kind, allow_empty=False)
+            setattr(inp, attr, t[t["model"].isin(list(zoo.MODELS))].reset_index(drop=True))
     if not (inp.records or inp.extras or inp.analysis is not None or inp.bench is not None or inp.load is not None):
         raise UserError(
             f"{data_dir}: holds no result file (bench.csv, analysis.csv, train_<id>.json); is it the right folder?"

@@ -14,6 +14,8 @@ from rtml_profile import UserError
 REGISTRY: dict[str, str] = {
     "torch-cpu": "rtml_profile.runtimes.torch_rt:TorchCPU",
     "torch-cuda": "rtml_profile.runtimes.torch_rt:TorchCUDA",
+    "torch-compile": "rtml_profile.runtimes.torch_rt:TorchCompile",
+    "torch-compile-cuda": "rtml_profile.runtimes.torch_rt:TorchCompileCUDA",
     "ort-cpu": "rtml_profile.runtimes.ort:OrtCPU",
     "ort-cuda": "rtml_profile.runtimes.ort:OrtCUDA",
     "ort-trt": "rtml_profile.runtimes.ort:OrtTensorRT",

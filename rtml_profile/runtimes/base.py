@@ -27,7 +27,10 @@ import numpy as np
 from rtml_profile import UserError, paths
 
 SCOPES = ("compute", "end-to-end", "cuda-graph")
-PRECISIONS = ("fp32", "tf32", "fp16", "int8")
+PRECISIONS = ("fp32", "tf32", "fp16", "int8", "int8-static")
+CALIBRATED = ("int8-static",)  # precisions built from calibration data (a seeded subset of the training split)
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+TUNED = "tuned"  # the variant `bench --tune` adds beside a runtime's own ("<variant>+tuned" when it has one)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,19 @@ class Probe:
     available: bool
     reason: str = ""
     version: str = ""
+
+
+@dataclass(frozen=True)
+class Knob:
+    """A setting `bench --tune` searches. `values` may hold CORES: every thread count from 1 to the physical cores."""
+
+    name: str
+    values: tuple
+    default: object = None  # None: the harness's own default (for threads: RunConfig.threads)
+
+
+CORES = "1..cores"
+THREAD_KNOBS = (Knob("threads", (CORES,)),)  # the intra-op thread count, 1 to the physical cores
 
 
 @dataclass(frozen=True)
@@ -49,11 +65,41 @@ class Capabilities:
     # per-node profiler this runtime offers under RunConfig(profile_nodes=True), and what its node times are
     # ("" = none); node_times() returns its trace
     node_profiler: str = ""
+    variants: tuple[str, ...] = ("",)  # settings that make rows of their own (torch.compile modes); "" = none
+    opt_in: bool = False  # slow to prepare (compiles): measured only when named with --runtime
+    knobs: tuple[Knob, ...] = ()  # what `bench --tune` searches
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibration data for a statically quantized precision: a seeded subset of a training split."""
+
+    method: str = "minmax"
+    rows: int = 512
+    seed: int = 0
+    source: str = ""
+    x: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def digest(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(np.ascontiguousarray(self.x).tobytes()).hexdigest()[:16] if self.x is not None else ""
+
+    def record(self) -> dict:
+        """What a result row says about the calibration (method, subset size, seed, data digest and source)."""
+        return {
+            "calibration_method": self.method,
+            "calibration_rows": self.rows,
+            "calibration_seed": self.seed,
+            "calibration_sha256": self.digest(),
+            "calibration_source": self.source,
+        }
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything about how to run that is not the model: CPU threads, the batch range, where artifacts go."""
+    """Everything about how to run that is not the model: CPU threads, the batch range, where artifacts go, the
+    variant (e.g. a compile mode), tuned knob values and calibration data."""
 
     threads: int | None = None  # intra-op threads for CPU runtimes (None: the runtime's default)
     min_batch: int = 1
@@ -63,6 +109,9 @@ class RunConfig:
     # one sample's shape per input, ((name, (d1, d2, ...)), ...), where the model leaves non-batch axes dynamic
     # (named dimensions resolved by --shape); runtimes that fix shapes ahead of time build them from this
     row_shapes: tuple = ()
+    variant: str = ""
+    options: tuple[tuple[str, object], ...] = ()  # (knob, value) pairs chosen by `bench --tune`
+    calibration: Calibration | None = None
 
 
 Feeds = dict  # input name -> numpy array, one entry per model input
@@ -123,9 +172,17 @@ class Runtime:
     def __init__(self, model: ModelRef, precision: str = "fp32", config: RunConfig | None = None):
         if precision not in self.caps.precisions:
             raise UserError(f"{self.name} does not offer {precision} (it offers {', '.join(self.caps.precisions)})")
-        self.model, self.precision, self.config = model, precision, config or RunConfig()
+        config = config or RunConfig()
+        base = base_variant(config.variant)
+        if base not in self.caps.variants:
+            offered = ", ".join(v for v in self.caps.variants if v) or "none"
+            raise UserError(f"{self.name} has no variant {base!r} (its variants: {offered})")
+        if precision in CALIBRATED and (config.calibration is None or config.calibration.x is None):
+            raise UserError(f"{precision} needs calibration data (a seeded subset of a zoo model's training split)")
+        self.model, self.precision, self.config = model, precision, config
         self.inputs: list[InputSpec] = []  # set by load(), in the model's order
         self.outputs: list[str] = []  # output names, set by load(), in the model's order
+        self._facts: dict = {}
 
     @property
     def input(self) -> InputSpec | None:
@@ -146,6 +203,18 @@ class Runtime:
         for spec in self.inputs:
             spec.check(self.model.name, x[spec.name])
         return {n: x[n] for n in want}
+
+    def option(self, name: str):
+        """A knob's value: the tuned one when `bench --tune` chose it, else the knob's (or the harness's) default."""
+        return knob_value(self.caps, self.config, name)
+
+    def settings(self) -> str:
+        """The knob values this instance runs with, as 'name=value' pairs (stored in each row to reproduce it)."""
+        return " ".join(f"{k.name}={_show(self.option(k.name))}" for k in self.caps.knobs)
+
+    def facts(self) -> dict:
+        """Facts to store with the next result row (what preparing the model cost: compile, calibrate, quantize)."""
+        return dict(self._facts)
 
     @classmethod
     def probe(cls) -> Probe:
@@ -197,6 +266,31 @@ class Runtime:
                 paths.missing_export(self.model.model_id) if self.model.model_id else f"no ONNX file at {src}"
             )
         return Path(src)
+
+
+def _show(v) -> str:
+    return {True: "on", False: "off", None: "default"}.get(v, str(v)) if isinstance(v, (bool, type(None))) else str(v)
+
+
+def base_variant(variant: str) -> str:
+    """The runtime's own variant under a tuned one ('default+tuned' -> 'default', 'tuned' -> '')."""
+    if variant == TUNED:
+        return ""
+    return variant.removesuffix("+" + TUNED)
+
+
+def knob_value(caps: Capabilities, config: RunConfig, name: str):
+    """The value of knob `name` under `config`: chosen by tuning, else the knob's (or the harness's) default."""
+    chosen = dict(config.options)
+    if name in chosen:
+        return chosen[name]
+    if name == "threads":
+        return config.threads
+    return next((k.default for k in caps.knobs if k.name == name), None)
+
+
+def knob_values(knob: Knob, cores: int) -> tuple:
+    return tuple(range(1, cores + 1)) if knob.values == (CORES,) else knob.values
 
 
 def cuda_ready() -> Probe:

@@ -15,8 +15,10 @@ import numpy as np
 from rtml_profile import UserError, artifacts, paths
 from rtml_profile.batching import feeds_in_chunks, in_chunks
 from rtml_profile.runtimes.base import (
+    THREAD_KNOBS,
     Capabilities,
     InputSpec,
+    Knob,
     NodeTrace,
     Probe,
     Runtime,
@@ -25,6 +27,9 @@ from rtml_profile.runtimes.base import (
     empty_onnx,
     node_trace,
 )
+
+GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                "all": "ORT_ENABLE_ALL"}  # fmt: skip
 
 _DTYPES = {
     "tensor(float)": np.float32,
@@ -60,19 +65,30 @@ def _import_ort():
     return ort
 
 
-def _session(model, provider: str, provider_options: dict | None = None, threads: int | None = None, trace=None):
+def _session(
+    model,
+    provider: str,
+    provider_options: dict | None = None,
+    threads: int | None = None,
+    trace=None,
+    graph_optimization: str = "all",
+    spin_wait: bool | None = None,
+):
     """An InferenceSession whose first active provider must be `provider` (raises RuntimeError otherwise); with
-    `trace` (a file prefix), ONNX Runtime's profiler writes a Chrome-trace JSON there (end_profiling())."""
+    `trace` (a file prefix), ONNX Runtime's profiler writes a Chrome-trace JSON there (end_profiling()).
+    `graph_optimization` is a key of GRAPH_LEVELS; `spin_wait` False stops idle intra-op threads spinning."""
     ort = _import_ort()
     opts = ort.SessionOptions()
     if trace:
         opts.enable_profiling = True
         opts.profile_file_prefix = str(trace)
     opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[graph_optimization])
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    if spin_wait is not None:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
     providers = [(provider, provider_options or {})]
     if provider != "CPUExecutionProvider":
         providers.append("CPUExecutionProvider")
@@ -142,7 +158,11 @@ class _Ort(Runtime):
         src = self.onnx_file()
         if self.precision in self.native_precisions:
             return src
-        return artifacts.onnx_for_precision(src, self.precision, self.config.artifacts)
+        path = artifacts.onnx_for_precision(src, self.precision, self.config.artifacts, self.config.calibration)
+        self._facts.update(artifacts.prepare_cost(path))
+        if self.config.calibration is not None and self.precision in artifacts.CALIBRATED_KINDS:
+            self._facts.update(self.config.calibration.record())
+        return path
 
     def load(self):
         self._trace = None
@@ -160,8 +180,16 @@ class _Ort(Runtime):
 
     def _new_session(self, cuda_graph: bool = False):
         options = self.provider_options(self.precision, cuda_graph, self.config.artifacts)
-        threads = self.config.threads if self.caps.device == "cpu" else None
-        return _session(self.model_path(), self.provider, options, threads, None if cuda_graph else self._trace)
+        cpu = self.caps.device == "cpu"
+        return _session(
+            self.model_path(),
+            self.provider,
+            options,
+            self.option("threads") if cpu else None,
+            None if cuda_graph else self._trace,
+            self.option("graph_optimization") or "all",
+            self.option("spin_wait") if cpu else None,
+        )
 
     def artifact(self) -> Path | None:
         path = self.model_path()
@@ -247,7 +275,16 @@ def parse_ort_trace(events: list) -> NodeTrace:
 
 class OrtCPU(_Ort):
     name = "ort-cpu"
-    caps = Capabilities(device="cpu", precisions=("fp32", "int8"), node_profiler=ORT_PROFILER)
+    caps = Capabilities(
+        device="cpu",
+        precisions=("fp32", "int8", "int8-static"),
+        node_profiler=ORT_PROFILER,
+        knobs=(
+            *THREAD_KNOBS,
+            Knob("graph_optimization", tuple(GRAPH_LEVELS), "all"),
+            Knob("spin_wait", (True, False), True),
+        ),
+    )
 
 
 class OrtCUDA(_Ort):

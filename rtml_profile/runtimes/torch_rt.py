@@ -1,4 +1,5 @@
-"""PyTorch eager (CPU and CUDA), and CUDA-graph replay of the whole forward on CUDA. Runs zoo checkpoints."""
+"""PyTorch eager (CPU and CUDA), CUDA-graph replay of the whole forward on CUDA, and torch.compile (inductor) on
+both. Runs zoo checkpoints."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 
 from rtml_profile import UserError, paths
 from rtml_profile.batching import in_chunks
+from rtml_profile.runtimes import base
 from rtml_profile.runtimes.base import (
     Capabilities,
     InputSpec,
@@ -18,6 +20,8 @@ from rtml_profile.runtimes.base import (
 )
 
 RUN = "model_run"  # the record_function range around one forward when profiling
+
+THREADS = base.THREAD_KNOBS
 
 
 class _Torch(Runtime):
@@ -38,8 +42,8 @@ class _Torch(Runtime):
 
         if self.model.model_id is None and not self.model.empty:
             raise UserError(f"{self.name} runs zoo checkpoints only; {self.model.name} is an ONNX file")
-        if self.caps.device == "cpu" and self.config.threads:
-            torch.set_num_threads(self.config.threads)  # this process runs one runtime only (see bench's workers)
+        if self.caps.device == "cpu" and self.option("threads"):
+            torch.set_num_threads(self.option("threads"))  # this process runs one runtime only (see bench's workers)
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         net = (
             torch.nn.Sequential(*[torch.nn.ReLU() for _ in range(self.model.empty)])
@@ -149,6 +153,7 @@ class TorchCPU(_Torch):
         needs_checkpoint=True,
         takes_onnx=False,
         node_profiler="torch.profiler: host time per leaf module (record_function ranges)",
+        knobs=THREADS,
     )
 
 
@@ -170,3 +175,123 @@ class TorchCUDA(_Torch):
         import torch
 
         torch.cuda.empty_cache()
+
+
+_FIRST: dict = {}  # the worker process's first compile (later ones reuse inductor's in-memory kernel caches)
+
+
+class _Compiled(_Torch):
+    """torch.compile with the inductor backend; the variant is the compile mode. Compilation happens on the first
+    call at each input shape (dynamic=False: one graph per batch size, no guard re-checks in the timed loop) and is
+    timed apart from the latency samples: per row, `compile_cold_s` (after torch._dynamo.reset, with an empty
+    on-disk cache; the process may hold compiled kernels in memory from earlier shapes or instances) and
+    `compile_cached_s` (reset again, same on-disk cache); `compile_first_s` is the worker process's first compile
+    (inductor's imports and C++ builds included: the cost of a cold start)."""
+
+    @classmethod
+    def probe(cls) -> Probe:
+        base = super().probe()
+        if not base.available:
+            return base
+        import torch
+
+        if cls.caps.device == "cuda":
+            try:
+                import triton  # noqa: F401
+            except ImportError as e:
+                return Probe(False, f"inductor needs Triton on CUDA ({e})")
+            return Probe(True, "", torch.__version__)
+        return _compiler_runs(torch.__version__)
+
+    def load(self):
+        import tempfile
+
+        super().load()
+        self.eager = self.net
+        self._cache_root = tempfile.TemporaryDirectory(prefix="rtml-inductor-")
+        self.mode = base.base_variant(self.config.variant)
+        self._facts["compile_mode"] = self.mode
+
+    def _compile_call(self, xt) -> float:
+        """Compile anew (after a dynamo reset) and run once on `xt`; seconds taken, device synchronized."""
+        import time
+
+        import torch
+
+        torch._dynamo.reset()
+        self.net = torch.compile(self.eager, backend="inductor", mode=self.mode, dynamic=False, fullgraph=True)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            self.net(xt)
+        self.synchronize()
+        return time.perf_counter() - t0
+
+    def _compile_for(self, x: np.ndarray):
+        import os
+        import tempfile
+
+        xt = self._to_device(x)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(dir=self._cache_root.name)  # cold: empty cache
+        cold = self._compile_call(xt)
+        _FIRST.setdefault("compile_first_s", cold)  # this process's first compile: imports and C++ builds
+        self._facts.update(_FIRST)
+        cached = self._compile_call(xt)
+        self._facts.update(compile_cold_s=cold, compile_cached_s=cached, prepare_s=cold,
+                           prepare_what=f"torch.compile (inductor, mode {self.mode}) at this batch size")  # fmt: skip
+
+    def runner(self, scope: str, x):
+        x = self.feeds(x)[self.input.name]  # checked; the zoo's checkpoints take one input
+        self._compile_for(x)
+        return super().runner(scope, x)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if "compile_cold_s" not in self._facts:
+            self._compile_for(x[: min(len(x), 1024)])
+        return super().predict(x)
+
+    def close(self):
+        super().close()
+        self.eager = None
+        self._cache_root.cleanup()
+
+
+def _compiler_runs(version: str) -> Probe:
+    """Inductor on the CPU compiles C++: is the compiler it would use here, and does it run?"""
+    import subprocess
+
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        cxx = get_cpp_compiler()
+        subprocess.run([cxx, "--version"], check=True, capture_output=True, timeout=30)
+    except Exception as e:  # noqa: BLE001  a missing or broken compiler shows up in many ways
+        return Probe(False, f"inductor needs a C++ compiler on the CPU, and none runs here ({type(e).__name__}: {e})")
+    return Probe(True, "", version)
+
+
+class TorchCompile(_Compiled):
+    name = "torch-compile"
+    caps = Capabilities(
+        device="cpu",
+        precisions=("fp32",),
+        needs_checkpoint=True,
+        takes_onnx=False,
+        variants=("default", "max-autotune-no-cudagraphs"),
+        opt_in=True,
+        knobs=THREADS,
+    )
+
+
+class TorchCompileCUDA(_Compiled):
+    name = "torch-compile-cuda"
+    caps = Capabilities(
+        device="cuda",
+        precisions=("fp32", "fp16"),
+        needs_checkpoint=True,
+        takes_onnx=False,
+        variants=("default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune"),
+        opt_in=True,
+    )
+
+    def synchronize(self):
+        cuda_synchronize()
