@@ -132,6 +132,8 @@ class BenchStore:
             atomic_write(self.csv, table.to_csv(index=False))
             if outcome.saved and old is not None:
                 self._drop_unreferenced(old.get("samples_file"), table)
+            elif not outcome.saved:  # the kept row still cites its own samples; this attempt's are cited by none
+                self._drop_unreferenced(row.get("samples_file"), table)
         return outcome
 
     def _drop_unreferenced(self, rel, table):

@@ -80,9 +80,20 @@ class LatencyStats:
             "max_us": float(self._sorted[-1]) / 1e3,
         }
         row.update({f"p{p}_us": self.percentile_us(p) for p in PERCENTILES})
+        row.update(self.percentile_intervals())
         row["throughput_sps"] = self.throughput
         row["warnings"] = "; ".join(self.warnings())
         return row
+
+    def percentile_intervals(self, level: float | None = None) -> dict:
+        """95% (or `level`) distribution-free intervals of every printed percentile, from the order statistics
+        (see percentile_ci); a side the samples cannot bound is infinite."""
+        us = self._sorted / 1e3
+        out = {}
+        for p in PERCENTILES:
+            lo, hi = percentile_ci(us, p, level or CONFIDENCE)
+            out[f"p{p}_lo_us"], out[f"p{p}_hi_us"] = lo, hi
+        return out
 
     def miss_rate(self, budget_us: float) -> float:
         """Fraction of calls slower than `budget_us` (a missed frame deadline)."""
