@@ -37,7 +37,6 @@ ZERO_COST_OPS = {
     "Cast",
     "Dropout",
 }
-KEY = ["model", "batch", "node"]  # one row of analysis.csv
 BATCH_NAMES = {"batch", "batch_size", "n", "N", "b"}
 
 
@@ -391,5 +390,5 @@ def run(target: str, batch: int = 1, shapes=None, save: bool = True, data_dir: P
         checks = torch_cross_check(model_id, a) if model_id else []
         out.append(Result(model_id, path, a, checks, hw2_comparison(model_id, a) if model_id else None))
     if save:
-        upsert_rows(table, [row for r in out for row in tidy_rows(r.analysis)], key=KEY, kind="analysis")
+        upsert_rows(table, [row for r in out for row in tidy_rows(r.analysis)], "analysis")
     return out

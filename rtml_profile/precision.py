@@ -192,7 +192,6 @@ def run(req: Request) -> Result:
     from rtml_profile.files import check_writable
     from rtml_profile.host import environment, physical_cores
     from rtml_profile.results import now, upsert_rows
-    from rtml_profile.schema import KEYS
 
     req.check()
     check_writable(Path(req.results))
@@ -213,7 +212,7 @@ def run(req: Request) -> Result:
             res.nodes += [{**base, **r} for r in nodes]
             res.fixes += [{**base, **r} for r in fixes]
     for name, rows, kind in ((NODES_CSV, res.nodes, "precision_nodes"), (FIXES_CSV, res.fixes, "precision_fixes")):
-        upsert_rows(Path(req.results) / name, rows, KEYS[kind], kind)
+        upsert_rows(Path(req.results) / name, rows, kind)
         res.written.append(Path(req.results) / name)
     return res
 

@@ -23,7 +23,6 @@ import numpy as np
 
 from rtml_profile import UserError, paths, schema
 from rtml_profile.files import atomic_write, check_writable, locked
-from rtml_profile.paths import DATA  # noqa: F401  (old import site; paths.DATA is the home)
 
 KEY = schema.KEYS["bench"]
 ATTEMPT = ["attempt_status", "attempt_reason", "attempt_at"]
@@ -44,21 +43,29 @@ def read_csv(path: Path, kind: str):
     return schema.read_table(path, kind)
 
 
-def upsert_rows(path, rows: list[dict], key: list[str], kind: str):
-    """Merge `rows` into the CSV at `path` under a lock; a new row replaces an old one with the same key.
+def upsert_rows(path, rows: list[dict], kind: str):
+    """Merge `rows` into the `kind` table at `path` under a lock; a new row replaces an old one with the same key
+    (schema.KEYS[kind]).
 
     Rows of other keys (another host, another model) are kept, so concurrent writers and other hosts never
     lose rows. Returns the merged DataFrame.
     """
+    return _upsert(Path(path), rows, kind)[1]
+
+
+def _upsert(path: Path, rows: list[dict], kind: str):
+    """(table before, table after) of one locked read-merge-write of `path`."""
     import pandas as pd
 
-    path = Path(path)
+    key = schema.KEYS[kind]
     with locked(path):
         old = read_csv(path, kind)
         merged = pd.concat([old, pd.DataFrame(rows)], ignore_index=True) if len(old) else pd.DataFrame(rows)
         merged = merged.drop_duplicates(subset=key, keep="last").sort_values(key, kind="stable")
         atomic_write(path, merged.to_csv(index=False))
-    return merged
+        for rel in set(old.get("samples_file", [])) - set(merged.get("samples_file", [])):
+            drop_unreferenced(path.parent, rel, merged)  # samples files no row names any more
+    return old, merged
 
 
 def record_with_samples(data_dir: Path, kind: str, row: dict, stem: str, arrays: dict | None):
@@ -66,15 +73,11 @@ def record_with_samples(data_dir: Path, kind: str, row: dict, stem: str, arrays:
     samples file first (`arrays['us']` plus any other arrays, see write_samples), then the row, merged by key
     under a lock. Samples files no row names any more are removed. Returns the row as written."""
     data_dir = Path(data_dir)
-    path = data_dir / schema.FILES[kind]
     row = dict(row)
     if arrays is not None:
         extra = {k: v for k, v in arrays.items() if k != "us"}
         row["samples_file"], row["samples_sha256"] = write_samples(data_dir, stem, arrays["us"], **extra)
-    before = read_csv(path, kind)
-    merged = upsert_rows(path, [row], schema.KEYS[kind], kind)
-    for rel in set(before.get("samples_file", [])) - set(merged.get("samples_file", [])):
-        drop_unreferenced(data_dir, rel, merged)
+    _upsert(data_dir / schema.FILES[kind], [row], kind)
     return row
 
 
@@ -130,14 +133,10 @@ class BenchStore:
                 outcome = Outcome(True)
             table = table.sort_values(KEY, kind="stable")
             atomic_write(self.csv, table.to_csv(index=False))
-            if outcome.saved and old is not None:
-                self._drop_unreferenced(old.get("samples_file"), table)
-            elif not outcome.saved:  # the kept row still cites its own samples; this attempt's are cited by none
-                self._drop_unreferenced(row.get("samples_file"), table)
+            # a replaced row's samples, or a rejected attempt's (the kept row still cites its own)
+            drop_unreferenced(self.dir, (old or {}).get("samples_file") if outcome.saved else row.get("samples_file"),
+                              table)  # fmt: skip
         return outcome
-
-    def _drop_unreferenced(self, rel, table):
-        drop_unreferenced(self.dir, rel, table)
 
     def load_samples(self, row: dict) -> np.ndarray | None:
         """The raw latency samples (microseconds) a row was computed from; None when it has none.
@@ -235,4 +234,4 @@ def save_checks(data_dir: Path, records: list[dict]):
     """Merge output-check records into <data_dir>/checks.csv (one row per host x model x runtime x precision x
     output; a new check replaces the old one with the same key)."""
     rows = [{**r, "timestamp": r.get("timestamp") or now()} for r in records]
-    return upsert_rows(Path(data_dir) / paths.CHECKS_CSV, rows, key=schema.KEYS["checks"], kind="checks")
+    return upsert_rows(Path(data_dir) / paths.CHECKS_CSV, rows, "checks")

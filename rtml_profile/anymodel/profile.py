@@ -247,7 +247,7 @@ def run(req: Request) -> Profile:
     read_csv(results / paths.ANALYSIS_CSV, "analysis")
     check_writable(Path(req.reports))
     analysis = an.analyze(src.path, batch=t.shapes.fixed_batch or 1, shapes=_analysis_shapes(t), name=src.key)
-    upsert_rows(results / paths.ANALYSIS_CSV, an.tidy_rows(analysis), key=an.KEY, kind="analysis")
+    upsert_rows(results / paths.ANALYSIS_CSV, an.tidy_rows(analysis), "analysis")
     res = bench.run([t], names, batches, req.precisions, req.scopes, req.settings, req.progress, results)
     record = write_record(src, t, analysis, results)
     from rtml_profile.report.models import render_model
