@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rtml_profile import UserError, paths
 from rtml_profile.files import atomic_path, locked, read_json, write_json
+from rtml_profile.runtimes.base import CALIBRATED
 
 
 def external_data_files(src: Path) -> list[Path]:
@@ -137,7 +138,6 @@ ONNX_PRECISIONS = {
     "int8": (_quantize_int8, "onnxruntime.quantization.quantize_dynamic: int8 weights, activations quantized per call"),
     "fp16": (_half, "onnxruntime's float16 converter, fp32 inputs/outputs kept (casts inside the graph)"),
 }
-CALIBRATED_KINDS = ("int8-static",)
 STATIC_INT8 = {"format": "QDQ", "per_channel": True, "activation_type": "QUInt8", "weight_type": "QInt8"}
 # Entropy: onnxruntime 1.31's quantize_static builds the entropy calibrator with num_bins = num_quantized_bins = 128
 # (its extra_options do not reach either), so the threshold search has one candidate, the full range: it returns
@@ -153,10 +153,10 @@ def onnx_for_precision(
     names nodes kept in fp32; int8-static needs `calibration` (runtimes.base.Calibration)."""
     if precision in ("fp32", "tf32"):
         return Path(src)
-    if precision in CALIBRATED_KINDS:
+    if precision in CALIBRATED:
         return static_int8(Path(src), calibration, folder, exclude)
     if precision not in ONNX_PRECISIONS:
-        raise UserError(f"no ONNX conversion to {precision}; known: {', '.join([*ONNX_PRECISIONS, *CALIBRATED_KINDS])}")
+        raise UserError(f"no ONNX conversion to {precision}; known: {', '.join([*ONNX_PRECISIONS, *CALIBRATED])}")
     builder, what = ONNX_PRECISIONS[precision]
     settings = {"how": what, **({"nodes_to_exclude": sorted(exclude)} if exclude else {})}
     return derive(Path(src), precision, settings, lambda s, d: builder(s, d, tuple(exclude)), folder=folder)

@@ -54,10 +54,6 @@ class ServiceModel:
         q_lo, q_hi = self._q(lo, u), self._q(hi, u)
         return q_lo + (q_hi - q_lo) * (b - lo) / (hi - lo)
 
-    def mean(self, b: int = 1, draws: int = 4000) -> float:
-        rng = np.random.default_rng(0)
-        return float(np.mean([self.draw(b, rng) for _ in range(draws)]))
-
 
 def simulate(
     arrivals_s: np.ndarray,
@@ -94,8 +90,3 @@ def simulate(
         heapq.heappush(free, end)
         i = j
     return done - a, size
-
-
-def capacity_qps(service: ServiceModel, max_batch: int = 1, replicas: int = 1) -> float:
-    """Queries per second the replicas complete when every batch is full (mean service time)."""
-    return replicas * max_batch / service.mean(max_batch)

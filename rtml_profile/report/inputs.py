@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,10 +97,7 @@ def _load_samples(inp: Inputs, row: dict):
     from rtml_profile.results import load_sample_arrays
 
     where = row.get("samples_file") or f"{inp.data_dir}/load.csv ({row['model']})"
-    try:
-        arrays = load_sample_arrays(inp.data_dir, row, "load.csv")
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
-        raise UserError(f"{where}: not a readable samples file ({type(e).__name__})") from None
+    arrays = load_sample_arrays(inp.data_dir, row, "load.csv")  # an unreadable file is its own UserError there
     for k in ("us", "issue_us"):
         schema.check_samples(arrays[k] if arrays and k in arrays else [], f"{where} [{k}]")
 
@@ -119,9 +114,6 @@ def samples(inp: Inputs, row: dict):
     key = tuple(row[k] for k in ["host", "model", *CONFIG, "batch"])
     if key not in inp._samples:
         where = row.get("samples_file") or f"{inp.data_dir}/samples ({row['host']}, {row['model']})"
-        try:
-            s = load_samples(inp.data_dir, row)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
-            raise UserError(f"{where}: not a readable samples file ({type(e).__name__})") from None
+        s = load_samples(inp.data_dir, row)  # an unreadable file is its own UserError there
         inp._samples[key] = None if s is None else schema.check_samples(s, where)
     return inp._samples[key]

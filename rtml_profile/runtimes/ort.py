@@ -15,6 +15,7 @@ import numpy as np
 from rtml_profile import UserError, artifacts, paths
 from rtml_profile.batching import feeds_in_chunks, in_chunks
 from rtml_profile.runtimes.base import (
+    CALIBRATED,
     THREAD_KNOBS,
     Capabilities,
     InputSpec,
@@ -160,7 +161,7 @@ class _Ort(Runtime):
             return src
         path = artifacts.onnx_for_precision(src, self.precision, self.config.artifacts, self.config.calibration)
         self._facts.update(artifacts.prepare_cost(path))
-        if self.config.calibration is not None and self.precision in artifacts.CALIBRATED_KINDS:
+        if self.config.calibration is not None and self.precision in CALIBRATED:
             self._facts.update(self.config.calibration.record())
         return path
 
@@ -170,6 +171,7 @@ class _Ort(Runtime):
             import tempfile
 
             self._trace = Path(tempfile.mkdtemp(prefix="rtml-ort-trace-")) / "trace"
+        self._path = self.model_path()  # resolved once: a derived file's digest hashes the whole source
         self.session = self._new_session()
         self.inputs = [
             InputSpec(i.name, tuple(i.shape), np.dtype(_DTYPES.get(i.type, np.float32)))
@@ -182,7 +184,7 @@ class _Ort(Runtime):
         options = self.provider_options(self.precision, cuda_graph, self.config.artifacts)
         cpu = self.caps.device == "cpu"
         return _session(
-            self.model_path(),
+            self._path,
             self.provider,
             options,
             self.option("threads") if cpu else None,
@@ -192,8 +194,8 @@ class _Ort(Runtime):
         )
 
     def artifact(self) -> Path | None:
-        path = self.model_path()
-        return None if isinstance(path, bytes) else Path(path)
+        """The ONNX file this loaded instance runs (None for an in-memory model)."""
+        return None if isinstance(self._path, bytes) else Path(self._path)
 
     def node_times(self) -> NodeTrace:
         """Kernel time per node and call from ONNX Runtime's profiler, grouped per node the way onnxruntime's
