@@ -143,15 +143,22 @@ def provenance(model_id: str) -> dict:
     """{'weights': sha256 prefix of the exported ONNX, 'trained_epochs': from its training record}: rows made
     from other weights than the committed training record's are told apart by these (see report.common)."""
     import hashlib
-    import json
 
     out = {"weights": hashlib.sha256(paths.onnx(model_id).read_bytes()).hexdigest()[:16]}
-    rec = paths.model_record(model_id)
-    try:
-        out["trained_epochs"] = int(json.loads(rec.read_text())["recipe"]["epochs"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    epochs = trained_epochs(model_id)
+    if epochs is not None:
+        out["trained_epochs"] = epochs
     return out
+
+
+def trained_epochs(model_id: str) -> int | None:
+    """How many epochs the exported model was trained, from models/<id>.json (None when unknown)."""
+    import json
+
+    try:
+        return int(json.loads(paths.model_record(model_id).read_text())["recipe"]["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 DEFAULT_CALIBRATION_ROWS = 512

@@ -625,13 +625,11 @@ def _row_builder(threads: int):
 
 
 def _epochs(model_id: str):
-    """How long the timed model was trained (latency does not depend on it; the report says it)."""
-    from rtml_profile.files import read_json
+    """How long the timed model was trained (latency does not depend on it; the report says it); '' unknown."""
+    from rtml_profile.bench import trained_epochs
 
-    try:
-        return int(read_json(paths.model_record(model_id))["recipe"]["epochs"])
-    except (UserError, KeyError, TypeError, ValueError):
-        return ""
+    epochs = trained_epochs(model_id)
+    return "" if epochs is None else epochs
 
 
 def trial_line(r: dict) -> str:

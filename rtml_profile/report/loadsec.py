@@ -97,8 +97,9 @@ def section_load(inp: Inputs, figures: dict) -> str:
         return ""
     from rtml_profile.report.figures import load_curves
 
-    figures["load_curves.png"] = load_curves(peaks(inp), lambda h: host_label(inp, h))
-    at_peak = [p["peak"] for p in peaks(inp) if p["peak"] is not None]
+    ps = peaks(inp)
+    figures["load_curves.png"] = load_curves(ps, lambda h: host_label(inp, h))
+    at_peak = [p["peak"] for p in ps if p["peak"] is not None]
     issue = max((float(r["issue_p99_us"]) for r in at_peak), default=float("nan"))
     near, total, _ = agreement(inp)
     conf = float(ok["confidence"].iloc[0])
@@ -111,7 +112,7 @@ def section_load(inp: Inputs, figures: dict) -> str:
         + table(summary_rows(inp))
         + (
             "\n`N+`: the highest rate these runs could show (a trial's query cap in 0.25 s); it may be higher.\n"
-            if any(p["ceiling"] for p in peaks(inp))
+            if any(p["ceiling"] for p in ps)
             else ""
         )
         + f"\nAt the peaks the generator issued queries at most {duration_us(issue)} late (p99); the queue model's "
