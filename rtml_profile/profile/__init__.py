@@ -22,8 +22,9 @@ def record_path(kind: str, host: str, data_dir: Path = paths.DATA) -> Path:
     return Path(data_dir) / f"{kind}_{slug(host)}.json"
 
 
-def save_entries(kind: str, entries: list[dict], key: tuple[str, ...], data_dir: Path = paths.DATA) -> Path:
-    """Merge `entries` into this host's <kind> record under a lock (an entry replaces the one with its key)."""
+def save_entries(kind: str, entries: list[dict], key: tuple[str, ...], data_dir: Path = paths.DATA, merge=None):
+    """Merge `entries` into this host's <kind> record under a lock: an entry replaces the one with its key, or
+    `merge(old entries, new entries)` gives the entries to keep. Returns (path, the entries written)."""
     from rtml_profile.files import check_writable, locked, write_json
     from rtml_profile.host import environment
     from rtml_profile.schema import read_profile_record
@@ -33,7 +34,11 @@ def save_entries(kind: str, entries: list[dict], key: tuple[str, ...], data_dir:
     check_writable(Path(data_dir))
     with locked(path):
         old = read_profile_record(path, kind)["entries"] if path.is_file() else []
-        keys = {tuple(e[k] for k in key) for e in entries}
-        kept = [e for e in old if tuple(e.get(k) for k in key) not in keys]
-        write_json(path, {"kind": kind, "host": env["host"], "environment": env, "entries": kept + entries})
-    return path
+        kept = (merge or (lambda old, new: _replace_by_key(old, new, key)))(old, entries)
+        write_json(path, {"kind": kind, "host": env["host"], "environment": env, "entries": kept})
+    return path, kept
+
+
+def _replace_by_key(old: list[dict], new: list[dict], key: tuple[str, ...]) -> list[dict]:
+    keys = {tuple(e[k] for k in key) for e in new}
+    return [e for e in old if tuple(e.get(k) for k in key) not in keys] + new

@@ -244,19 +244,12 @@ def agreement(runs: list[dict]) -> dict:
 
 def run(threads: int | None = None, data_dir: Path = paths.DATA, command: str = "rtml-profile limits") -> dict:
     """Measure every limit and append the run to this host's limits record (the last KEEP_RUNS are kept)."""
-    from rtml_profile.files import check_writable, locked, write_json
-    from rtml_profile.host import environment
-    from rtml_profile.profile import record_path
-    from rtml_profile.schema import read_profile_record
+    from rtml_profile.files import check_writable
+    from rtml_profile.profile import save_entries
 
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be a positive integer, got {threads}")
     check_writable(Path(data_dir))
     new = {**measure(threads), "command": command}
-    env = environment()
-    path = record_path("limits", env["host"], data_dir)
-    with locked(path):
-        old = read_profile_record(path, "limits")["entries"] if path.is_file() else []
-        runs = (old + [new])[-KEEP_RUNS:]
-        write_json(path, {"kind": "limits", "host": env["host"], "environment": env, "entries": runs})
+    path, runs = save_entries("limits", [new], (), data_dir, merge=lambda old, new: (old + new)[-KEEP_RUNS:])
     return {"path": path, "runs": runs, "agreement": agreement(runs)}
