@@ -16,7 +16,6 @@ import numpy as np
 from rtml_profile import UserError, tolerances
 
 QUANTILE = 0.99
-STATS = ("max", "mean", "p99")
 
 
 @dataclass
@@ -59,7 +58,7 @@ def _stat(diff: np.ndarray, stat: str) -> float:
     return float({"max": np.max, "mean": np.mean}.get(stat, lambda d: np.quantile(d, QUANTILE))(diff))
 
 
-def error_stats(out: np.ndarray, ref: np.ndarray) -> dict:
+def error_stats(out: np.ndarray, ref: np.ndarray) -> tuple[dict, np.ndarray]:
     """Absolute and relative error statistics over the elements finite in both, and non-finite counts."""
     a, r = out.astype(np.float64).ravel(), ref.astype(np.float64).ravel()
     both = np.isfinite(a) & np.isfinite(r)
@@ -104,6 +103,14 @@ def class_agreement(out: np.ndarray, ref: np.ndarray, bound: float) -> dict:
     return row
 
 
+def _judge(out: np.ndarray, ref: np.ndarray, stat: str, atol: float, rtol: float):
+    """(error statistics, bound, the checked statistic, failed?): the one pass/fail rule of an output check."""
+    stats, diff = error_stats(out, ref)
+    bound = atol + rtol * stats["ref_max_abs"]
+    value = _stat(diff, stat)
+    return stats, bound, value, bool(stats["new_nonfinite"] or not value <= bound)
+
+
 def compare_output(
     name: str, out: np.ndarray, ref: np.ndarray, precision: str, device: str, over: Overrides | None = None
 ) -> dict:
@@ -118,10 +125,8 @@ def compare_output(
             "ok": False,
             "problem": f"output {name!r} has shape {list(out.shape)}, expected {list(ref.shape)}",
         }
-    stats, diff = error_stats(out, ref)
     atol, rtol = (over or Overrides()).bound_for(name, tol)
-    bound = atol + rtol * stats["ref_max_abs"]
-    value = _stat(diff, tol.stat)
+    stats, bound, value, _ = _judge(out, ref, tol.stat, atol, rtol)
     row.update(stats, atol=atol, rtol=rtol, stat=tol.stat, bound=bound, checked=value)
     problems = []
     if stats["new_nonfinite"]:
@@ -195,10 +200,8 @@ def first_divergence(outs: dict, refs: dict, order, precision: str, device: str,
             continue
         if np.shape(out) != np.shape(ref):
             return f"{node} ({op}): output {tensor} has shape {list(np.shape(out))}, expected {list(np.shape(ref))}"
-        stats, diff = error_stats(np.asarray(out), np.asarray(ref))
-        bound = atol + rtol * stats["ref_max_abs"]
-        value = _stat(diff, tol.stat)
-        if stats["new_nonfinite"] or not value <= bound:
+        stats, bound, value, failed = _judge(np.asarray(out), np.asarray(ref), tol.stat, atol, rtol)
+        if failed:
             return (
                 f"{node} ({op}): output {tensor}: {tol.stat} |diff| {value:.3g} vs bound {bound:.3g}, "
                 f"{stats['new_nonfinite']} new NaN/Inf"
