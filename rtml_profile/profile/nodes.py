@@ -189,13 +189,13 @@ def run(models, runtime_names, precisions, batches, scope="compute", threads=Non
     for name in runtime_names:
         _checked_class(name)
     out = []
-    for mid in [s.id for s in zoo.resolve(models)]:
-        target = zoo_target(mid, with_accuracy=False)
-        target.note = note or weights_note(mid)
+    targets = [zoo_target(s.id, with_accuracy=False) for s in zoo.resolve(models)]
+    costs = {name: profiler_cost(name, scope, settings) for name in runtime_names}  # the same for every model
+    for target in targets:
+        target.note = note or weights_note(target.ref.model_id)
         for name in runtime_names:
-            cost = profiler_cost(name, scope, settings)
             for p in precisions or ["fp32"]:
-                out += [entry(target, name, p, b, scope, settings, cost) for b in batches]
+                out += [entry(target, name, p, b, scope, settings, costs[name]) for b in batches]
     if save:
         save_entries("nodes", out, ("model", "runtime", "precision", "scope", "batch"), data_dir or paths.DATA)
     return out
