@@ -20,9 +20,15 @@ def records(data_dir: Path) -> list[dict]:
     return sorted((schema.read_model_record(p) for p in folder.glob("*.json")), key=lambda r: (r["name"], r["key"]))
 
 
-def _rows(data_dir: Path, kind: str, key: str):
-    t = schema.read_table(Path(data_dir) / {"bench": paths.BENCH_CSV, "analysis": paths.ANALYSIS_CSV,
-                                           "checks": paths.CHECKS_CSV}[kind], kind)  # fmt: skip
+def _tables(data_dir: Path) -> dict:
+    """bench, analysis and checks tables of `data_dir`, each read (and validated) once per render."""
+    return {
+        kind: schema.read_table(Path(data_dir) / schema.FILES[kind], kind) for kind in ("bench", "analysis", "checks")
+    }
+
+
+def _rows(tables: dict, kind: str, key: str):
+    t = tables[kind]
     return t[t["model"] == key]
 
 
@@ -109,14 +115,14 @@ def _checks(c) -> str:
     return table(rows) + ("\n" + "\n".join(fails) + "\n" if fails else "")
 
 
-def render_text(data_dir: Path, rec: dict) -> tuple[str, dict]:
+def render_text(tables: dict, rec: dict) -> tuple[str, dict]:
     """(the appendix Markdown, {figure name: PNG bytes}) for one record."""
     from rtml_profile import tolerances
     from rtml_profile.report import figures as fg
 
     key, slug = rec["key"], rec["slug"]
-    b, c = _rows(data_dir, "bench", key), _rows(data_dir, "checks", key)
-    a = _rows(data_dir, "analysis", key)
+    b, c = _rows(tables, "bench", key), _rows(tables, "checks", key)
+    a = _rows(tables, "analysis", key)
     io = [
         {
             "": "input",
@@ -158,22 +164,23 @@ def render_model(data_dir: Path, slug: str, out_dir: Path = paths.MODEL_REPORTS)
     recs = {r["slug"]: r for r in records(data_dir)}
     if slug not in recs:
         raise UserError(f"{Path(data_dir) / paths.MODEL_RECORDS}: no record {slug}.json")
-    text, figs = render_text(Path(data_dir), recs[slug])
+    tables = _tables(data_dir)
+    text, figs = render_text(tables, recs[slug])
     for name, png in figs.items():
         atomic_write(Path(out_dir) / "figures" / name, png)
     path = Path(out_dir) / f"{slug}.md"
     atomic_write(path, text)
-    atomic_write(Path(out_dir) / INDEX, index_text(data_dir, list(recs.values())))
+    atomic_write(Path(out_dir) / INDEX, index_text(tables, list(recs.values())))
     return path
 
 
-def index_text(data_dir: Path, recs: list[dict]) -> str:
+def index_text(tables: dict, recs: list[dict]) -> str:
     lines = ["# Profiled models\n\nOne appendix per model profiled with `rtml-profile profile` (its own ONNX file "
              "or a torchvision model), rendered from reports/data/.\n\n"]  # fmt: skip
     rows = []
     for r in recs:
-        c = _rows(data_dir, "checks", r["key"])
-        a = _rows(data_dir, "analysis", r["key"])
+        c = _rows(tables, "checks", r["key"])
+        a = _rows(tables, "analysis", r["key"])
         tot = a[a["node"] == "TOTAL"]
         passed = int((c["ok"].astype(str) == "True").sum())
         rows.append({"model": f"[{r['name']}]({r['slug']}.md)", "key": f"`{r['key']}`",
@@ -186,9 +193,10 @@ def render_all(data_dir: Path) -> tuple[dict[str, str], dict[str, bytes]]:
     """{file name: Markdown} and figures for every profiled model (for `rtml-profile report`)."""
     recs = records(data_dir)
     texts, figs = {}, {}
+    tables = _tables(data_dir) if recs else {}
     for r in recs:
-        texts[f"{r['slug']}.md"], f = render_text(Path(data_dir), r)
+        texts[f"{r['slug']}.md"], f = render_text(tables, r)
         figs.update(f)
     if recs:
-        texts[INDEX] = index_text(data_dir, recs)
+        texts[INDEX] = index_text(tables, recs)
     return texts, figs
