@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from rtml_profile import UserError, paths
-from rtml_profile.files import atomic_path, locked, read_json, write_json
-from rtml_profile.runtimes.base import CALIBRATED
+from rtml_profile.files import atomic_path, hash_files, locked, read_json, write_json
+from rtml_profile.vocab import CALIBRATED
 
 
 def external_data_files(src: Path) -> list[Path]:
@@ -34,23 +34,16 @@ def external_data_files(src: Path) -> list[Path]:
     return sorted(Path(src).parent / f for f in found)
 
 
-def _hash_files(h, files):
-    for p in files:
-        with open(p, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-
-
 def content_digest(src: Path) -> str:
     """sha256 of an ONNX file and the external weight files it names: a changed weight is a new digest."""
     h = hashlib.sha256()
-    _hash_files(h, [Path(src), *external_data_files(src)])
+    hash_files(h, [Path(src), *external_data_files(src)])
     return h.hexdigest()
 
 
 def _digest(src: Path, kind: str, settings: dict) -> str:
     h = hashlib.sha256()
-    _hash_files(h, [Path(src), *external_data_files(src)])  # no external files: the digest the zoo always had
+    hash_files(h, [Path(src), *external_data_files(src)])  # no external files: the digest the zoo always had
     h.update(json.dumps({"kind": kind, **settings}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 

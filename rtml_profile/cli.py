@@ -223,7 +223,7 @@ def runtimes_cmd():
     """What runs here: every runtime, its version, and why a missing one is missing (probed by running); then the
     parity tolerances every runtime's outputs are held to."""
     from rtml_profile import tolerances
-    from rtml_profile.bench import probe_all
+    from rtml_profile.runtimes import probe_all
 
     echo_table(probe_all())
     rows = [
@@ -292,13 +292,14 @@ def bench(
     """Latency, throughput, accuracy and parity of the exported models on every runtime.
 
     Opt-in runtimes (torch-compile: slow to prepare) run only when named with --runtime."""
-    from rtml_profile import bench as b
+    from rtml_profile.measure.targets import CalibrationRequest
+    from rtml_profile.scenarios import bench as b
 
     req = b.Request(
         models=model, onnx=onnx, shapes=_parse_shapes(shape or []), input_ranges=input_range, runtimes=runtime,
         batches=batch, precisions=precision, scopes=scope, threads=threads, min_iters=min_iters, min_time=min_time,
         max_time=max_time, accuracy=accuracy, data_dir=data_dir, results=results, progress=not quiet,
-        variants=variant, tune=tune, calibration=b.CalibrationRequest(calibration, calibration_rows, calibration_seed),
+        variants=variant, tune=tune, calibration=CalibrationRequest(calibration, calibration_rows, calibration_seed),
         calibration_data=calibration_data,
     )  # fmt: skip
     _finish_bench(b.execute(req), results, runtime, precision)
@@ -420,7 +421,7 @@ def load_cmd(
 ):
     """Open-loop load: the highest arrival rate whose p99 meets a deadline (server), or one scenario run;
     per-query latencies from the scheduled arrival, the generator's own error, and the queue model's prediction."""
-    from rtml_profile import load
+    from rtml_profile.scenarios import loadgen as load
 
     fixed = _floats(rate, "--rate")
     multi = scenario == "multi-stream"
@@ -477,12 +478,13 @@ def profile(
     quiet: Quiet = False,
 ):
     """Any model end to end: static cost, latency on every runtime that takes ONNX, output checks, an appendix."""
-    from rtml_profile import bench as b
-    from rtml_profile.anymodel import profile as pf
+    from rtml_profile.measure.targets import Options
+    from rtml_profile.measure.timing import Settings
+    from rtml_profile.pipeline import anymodel as pf
 
-    opts = pf.Options(inputs=inputs, shapes=_parse_shapes(shape or []), ranges=input_range or [], atol=atol or [],
+    opts = Options(inputs=inputs, shapes=_parse_shapes(shape or []), ranges=input_range or [], atol=atol or [],
                       rtol=rtol or [], locate=locate)  # fmt: skip
-    settings = b.Settings(warmup_iters=3, min_iters=min_iters, min_s=min_time, max_s=max_time, threads=threads)
+    settings = Settings(warmup_iters=3, min_iters=min_iters, min_s=min_time, max_s=max_time, threads=threads)
     req = pf.Request(target, opts, image_size, weights, runtime, precision, scope, batch, settings, results, out,
                      progress=not quiet)  # fmt: skip
     _finish_profile(pf.run(req), results, runtime, precision)
@@ -556,7 +558,7 @@ def precision(
     """Where reduced precision breaks: per-node error of each fp16/int8 variant against fp32 (every intermediate
     tensor exposed, as Polygraphy's "mark all"), the first node over its tolerance, and the accuracy and latency
     with the worst nodes kept in fp32."""
-    from rtml_profile import precision as pr
+    from rtml_profile.scenarios import precision as pr
     from rtml_profile.zoo import resolve
 
     req = pr.Request([s.id for s in resolve(model)], precision or list(pr.VARIANTS), calibration or ["minmax"],
@@ -610,15 +612,16 @@ def limits(threads: Threads = None, results: Results = Path("reports/data")):
     """Measure this machine's limits (peak matmul per precision, copy bandwidth beyond and within the last-level
     cache, each runtime's per-call floor); append the run to reports/data/limits_<host>.json and compare it
     with the previous run."""
-    from rtml_profile.profile import limits as lim
+    from rtml_profile import views
+    from rtml_profile.scenarios.where import limits as lim
 
     command = "rtml-profile limits" + (f" --threads {threads}" if threads else "")
     res = lim.run(threads, results, command)
     runs, agree = res["runs"], res["agreement"]
-    prev = {lim.item_key(i): lim.value(i) for i in runs[-2]["items"]} if len(runs) > 1 else {}
+    prev = {views.item_key(i): views.value(i) for i in runs[-2]["items"]} if len(runs) > 1 else {}
     rows = []
     for item in runs[-1]["items"]:
-        k, v = lim.item_key(item), lim.value(item)
+        k, v = views.item_key(item), views.value(item)
         unit = "s" if item["kind"] == "floor" else "B/s" if item["kind"] == "bandwidth" else "FLOP/s"
         rows.append({"limit": k, "this run": "" if v is None else f"{v:.4g} {unit}",
                      "previous run": "" if prev.get(k) is None else f"{prev[k]:.4g} {unit}",
@@ -636,7 +639,7 @@ def limits(threads: Threads = None, results: Results = Path("reports/data")):
 @friendly
 def profile_nodes(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Zoo model id (repeatable) or 'all'.")],
-    runtime: Annotated[Optional[list[str]], typer.Option("--runtime", "-r", help="Runtime (default: ort-cpu).")] = None,
+    runtime: Annotated[list[str], typer.Option("--runtime", "-r", help="Runtime (repeatable).")] = ["ort-cpu"],  # noqa: B006
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1,64",
     precision: Annotated[Optional[list[str]], typer.Option("--precision", "-p", help="Default fp32.")] = None,
     scope: Annotated[str, typer.Option(help="compute or end-to-end.")] = "compute",
@@ -646,10 +649,10 @@ def profile_nodes(
 ):
     """Per-node time from the runtime's own profiler, joined to the ONNX nodes' MACs and bytes; the call split
     into nodes, between nodes and outside the runtime, checked against the unprofiled p50."""
-    from rtml_profile.bench import parse_batches
-    from rtml_profile.profile import nodes
+    from rtml_profile.measure.request import parse_batches
+    from rtml_profile.scenarios.where import nodes
 
-    entries = nodes.run(model, runtime or ["ort-cpu"], precision, parse_batches(batch), scope, threads, min_time,
+    entries = nodes.run(model, runtime, precision, parse_batches(batch), scope, threads, min_time,
                         data_dir=results)  # fmt: skip
     for e in entries:
         c, cost = e["call"], e["profiler_cost"]
@@ -673,7 +676,7 @@ def lifecycle(
 ):
     """Start-up, memory and energy per runtime and precision, each in its own process: load (with build steps and
     cache hit/miss), first call against warm p50 (end-to-end, batch 1), RSS, GPU memory, size on disk."""
-    from rtml_profile.profile import lifecycle as lc
+    from rtml_profile.scenarios.where import lifecycle as lc
 
     rows = []
     for e in lc.run(model, runtime, threads, data_dir=results):
@@ -727,7 +730,7 @@ def all_cmd(
                   max_time=max_time, budgets_ms=_budgets(budget), quiet=quiet, say=typer.echo)  # fmt: skip
     for r in res.records:
         _print_training(r)
-    from rtml_profile.load import peak_lines
+    from rtml_profile.scenarios.loadgen import peak_lines
 
     for line in peak_lines(res.load or []):
         typer.echo(line)

@@ -30,7 +30,7 @@ def parity(model, path, x: np.ndarray) -> float:
     """Max |ONNX Runtime CPU - PyTorch| over the rows of `x` (both float32)."""
     import torch
 
-    from rtml_profile.runtimes.ort import cpu_session
+    from rtml_profile.session import cpu_session
     from rtml_profile.train import predict
 
     ref = predict(model, torch.as_tensor(x)).numpy()

@@ -9,6 +9,7 @@ file that `clean_stale_temps` removes once its process is gone.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -172,3 +173,24 @@ def check_writable(folder: Path):
         (folder / ".write-check").unlink()
     except OSError as e:
         raise UserError(f"cannot write in {folder} ({e.strerror or type(e).__name__})") from None
+
+
+def hash_files(h, files, root: Path | None = None):
+    """Feed `files` into the hashlib object `h` in the given order (with their names relative to `root`, when
+    given), 1 MiB at a time: the one file hasher every digest in the toolkit is made with."""
+    for p in files:
+        if root is not None:
+            h.update(str(Path(p).relative_to(root)).encode() + b"\0")
+        with open(p, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    return h
+
+
+def sha256_files(files, root: Path | None = None) -> str:
+    """sha256 over the files' contents (and relative names, with `root`), in the given order."""
+    return hash_files(hashlib.sha256(), files, root).hexdigest()
+
+
+def sha256_file(path) -> str:
+    return sha256_files([path])

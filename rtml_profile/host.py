@@ -126,3 +126,8 @@ def environment() -> dict:
             f"runs is undefined"
         )
     return env
+
+
+def load_average() -> float | None:
+    """The 1-minute load average when a measurement ended (other processes competing for the cores)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import UserError, paths, schema
-from rtml_profile.files import atomic_write, check_writable, locked
+from rtml_profile.files import atomic_write, check_writable, locked, write_json
+from rtml_profile.host import environment
 
 KEY = schema.KEYS["bench"]
 ATTEMPT = ["attempt_status", "attempt_reason", "attempt_at"]
@@ -235,3 +236,31 @@ def save_checks(data_dir: Path, records: list[dict]):
     output; a new check replaces the old one with the same key)."""
     rows = [{**r, "timestamp": r.get("timestamp") or now()} for r in records]
     return upsert_rows(Path(data_dir) / paths.CHECKS_CSV, rows, "checks")
+
+
+# ---------------------------------------------------------------- where-the-time-goes records
+
+PROFILE_KINDS = ("limits", "nodes", "lifecycle")  # where-the-time-goes records, one per host
+
+
+def record_path(kind: str, host: str, data_dir: Path = paths.DATA) -> Path:
+    """reports/data/<kind>_<host slug>.json: one record per host and kind."""
+    return Path(data_dir) / f"{kind}_{slug(host)}.json"
+
+
+def save_entries(kind: str, entries: list[dict], key: tuple[str, ...], data_dir: Path = paths.DATA, merge=None):
+    """Merge `entries` into this host's <kind> record under a lock: an entry replaces the one with its key, or
+    `merge(old entries, new entries)` gives the entries to keep. Returns (path, the entries written)."""
+    env = environment()
+    path = record_path(kind, env["host"], data_dir)
+    check_writable(Path(data_dir))
+    with locked(path):
+        old = schema.read_profile_record(path, kind)["entries"] if path.is_file() else []
+        kept = (merge or (lambda old, new: _replace_by_key(old, new, key)))(old, entries)
+        write_json(path, {"kind": kind, "host": env["host"], "environment": env, "entries": kept})
+    return path, kept
+
+
+def _replace_by_key(old: list[dict], new: list[dict], key: tuple[str, ...]) -> list[dict]:
+    keys = {tuple(e[k] for k in key) for e in new}
+    return [e for e in old if tuple(e.get(k) for k in key) not in keys] + new

@@ -20,11 +20,15 @@ def min_samples(p: float) -> int:
     return math.ceil(round(6.62 / (1 - p / 100), 6))
 
 
-def nearest_rank(sorted_samples: np.ndarray, p: float) -> float:
-    """Nearest-rank percentile: the smallest sample with at least p% of the samples at or below it."""
-    n = len(sorted_samples)
-    rank = max(1, math.ceil(p / 100 * n))
-    return float(sorted_samples[rank - 1])
+def percentile(samples, p: float) -> float:
+    """The toolkit's one percentile estimator, nearest rank: the smallest sample with at least p% of the samples at
+    or below it (numpy's "inverted_cdf" method computes exactly that). Every p50/p99 printed anywhere is this."""
+    return float(np.percentile(np.asarray(samples), p, method="inverted_cdf"))
+
+
+def p50_us(samples_ns) -> float:
+    """The median (nearest rank) of nanosecond samples, in microseconds."""
+    return percentile(samples_ns, 50) / 1e3
 
 
 @dataclass
@@ -55,7 +59,7 @@ class LatencyStats:
         return self.std_us / self.mean_us if self.mean_us else 0.0
 
     def percentile_us(self, p: float) -> float:
-        return nearest_rank(self._sorted, p) / 1e3
+        return percentile(self._sorted, p) / 1e3
 
     @property
     def throughput(self) -> float:
@@ -145,18 +149,16 @@ def is_faster(a, b, alpha: float = FASTER_ALPHA, min_ratio: float = FASTER_RATIO
 def percentile_ci(samples, p: float, level: float = CONFIDENCE) -> tuple[float, float]:
     """Distribution-free interval for the p-th percentile from order statistics: ranks (l, u) chosen from the
     binomial distribution Binom(n, p/100) so that [x_(l), x_(u)] covers the true percentile with probability
-    >= `level`. A side with too few samples is open: infinite (the bound cannot be stated)."""
-    from scipy.stats import binom
+    >= `level` (scipy.stats.quantile_test's interval). A side with too few samples is open: infinite (the bound
+    cannot be stated)."""
+    from scipy.stats import quantile_test
 
-    x = np.sort(np.asarray(samples, dtype=np.float64))
-    n, q, tail = len(x), p / 100, (1 - level) / 2
-    if n == 0:
+    x = np.asarray(samples, dtype=np.float64)
+    if len(x) == 0:
         return math.nan, math.nan
-    lo = int(binom.ppf(tail, n, q))  # P(Binom <= lo - 1) < tail: x_(lo) is below the percentile often enough
-    hi = int(binom.ppf(1 - tail, n, q)) + 1
-    low = float(x[lo - 1]) if lo >= 1 else -math.inf
-    high = float(x[hi - 1]) if hi <= n else math.inf
-    return low, high
+    ci = quantile_test(x, q=float(np.median(x)), p=p / 100).confidence_interval(level)
+    low, high = float(ci.low), float(ci.high)
+    return (-math.inf if math.isnan(low) else low), (math.inf if math.isnan(high) else high)
 
 
 def percentile_within(n: int, over: int, p: float = 99, level: float = CONFIDENCE) -> bool:

@@ -14,7 +14,7 @@ import numpy as np
 
 from rtml_profile import UserError, metrics
 from rtml_profile.batching import in_chunks
-from rtml_profile.data import Dataset
+from rtml_profile.data.common import Dataset
 from rtml_profile.zoo import ModelSpec, Recipe, build
 
 EVAL_CHUNK = 4096

@@ -164,19 +164,39 @@ def compare_all(outs: dict, refs: dict, precision: str, device: str, over: Overr
 # ---------------------------------------------------------------- --locate
 
 
-def mark_all(src: Path, dest: Path) -> dict:
-    """Write `src` with every node output also a graph output, in node order (Polygraphy's "mark all")."""
+def marked(src: Path, only_floats: bool = False):
+    """(model, marked tensor names): `src` with every node output also a graph output, in node order (Polygraphy's
+    "mark all"); with `only_floats`, only the float tensors (typed by ONNX shape inference). The one "mark all"."""
     import onnx
+    from onnx import TensorProto
 
     model = onnx.load(str(src))
+    types = None
+    if only_floats:
+        model = onnx.shape_inference.infer_shapes(model)
+        types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.output]}
     have = {o.name for o in model.graph.output}
     order = []
     for node in model.graph.node:
         for o in node.output:
-            if o and o not in have:
+            if not o or o in have:
+                continue
+            if types is None:
                 model.graph.output.append(onnx.ValueInfoProto(name=o))
-                have.add(o)
-                order.append(o)
+            elif types.get(o) in (TensorProto.FLOAT, TensorProto.FLOAT16):
+                model.graph.output.append(onnx.helper.make_tensor_value_info(o, types[o], None))
+            else:
+                continue
+            have.add(o)
+            order.append(o)
+    return model, order
+
+
+def mark_all(src: Path, dest: Path) -> dict:
+    """Write `src` with every node output also a graph output (see `marked`); artifacts.derive's builder."""
+    import onnx
+
+    model, order = marked(src)
     onnx.save(model, str(dest))
     return {"marked": len(order)}
 

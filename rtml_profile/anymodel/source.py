@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import UserError, paths, zoo
+from rtml_profile.files import hash_files
 
 TORCHVISION = "torchvision:"
 OPSET = 17
@@ -129,9 +130,7 @@ def _settings_digest(settings: dict, weights_file: Path | None) -> str:
     import json
 
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    if weights_file is not None:
-        h.update(weights_file.read_bytes())
-    return h.hexdigest()[:16]
+    return hash_files(h, [weights_file] if weights_file is not None else []).hexdigest()[:16]
 
 
 def _build(name: str, image_size: int, weights_file: Path | None):
@@ -162,7 +161,7 @@ def _export(name: str, image_size: int, weights_file: Path | None, dest: Path) -
     """Export to `dest` and check ONNX Runtime against PyTorch on seeded images; returns the check."""
     import torch
 
-    from rtml_profile.runtimes.ort import cpu_session
+    from rtml_profile.session import cpu_session
     from rtml_profile.tolerances import EXPORT
 
     model = _build(name, image_size, weights_file)

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import UserError
-from rtml_profile.data import Dataset, cache_dir, sha256_files
-from rtml_profile.files import atomic_path, clean_stale_temps
+from rtml_profile.data.common import Dataset, cache_dir
+from rtml_profile.files import atomic_path, clean_stale_temps, sha256_files
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TORCHVISION_DIR = "cifar-10-batches-py"

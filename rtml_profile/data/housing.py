@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import UserError
-from rtml_profile.data import Dataset, sha256_files
+from rtml_profile.data.common import Dataset
+from rtml_profile.files import sha256_files
 
 FILE = "Housing.csv"
 FEATURES = ["area", "bedrooms", "bathrooms", "stories", "parking"]

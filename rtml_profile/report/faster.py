@@ -20,7 +20,7 @@ from rtml_profile.report.common import (
 )
 from rtml_profile.report.fmt import duration_s, duration_us, sig, table
 from rtml_profile.report.inputs import Inputs, models
-from rtml_profile.runtimes.base import CALIBRATED, CALIBRATION_METHODS, base_variant
+from rtml_profile.vocab import CALIBRATED, CALIBRATION_METHODS, base_variant
 
 
 def _wider(g) -> bool:

@@ -7,7 +7,7 @@ import io
 from rtml_profile import stats
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,7 +17,7 @@ def _plt():
     return plt
 
 
-def _plain_log(ax, axis: str, ticks=None):
+def plain_log(ax, axis: str, ticks=None):
     """A log axis labelled with plain numbers (no 10^n or 2^n), as the report writes them."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
@@ -33,15 +33,15 @@ def _plain_log(ax, axis: str, ticks=None):
     )
 
 
-def _png(fig) -> bytes:
+def png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    _plt().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
 def learning_curves(rec: dict) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     h, o = rec["history"], rec["overfitting"]
     m = o["metric"]
     ep = [r["epoch"] for r in h]
@@ -66,12 +66,12 @@ def learning_curves(rec: dict) -> bytes:
     a2.set_ylabel("accuracy" if m == "accuracy" else "R^2 (de-normalized price)")
     fig.suptitle(f"{rec['model']}: learning curves ({rec['recipe']['epochs']} epochs, {rec['device']})")
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def latency(rows, title: str, label) -> bytes:
     """p50 latency vs batch: one panel per (host, runtime), colour = precision, line style = scope."""
-    plt = _plt()
+    plt = pyplot()
     panels = list(rows.groupby(["host", "runtime"], sort=True))
     cols = 2
     nrows = (len(panels) + cols - 1) // cols
@@ -98,21 +98,21 @@ def latency(rows, title: str, label) -> bytes:
             title=f"{rt} on the {label(host)}",
         )
         ax.set_xscale("log", base=2)
-        _plain_log(ax, "x", sorted(set(g["batch"])))
-        _plain_log(ax, "y")
+        plain_log(ax, "x", sorted(set(g["batch"])))
+        plain_log(ax, "y")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle(title)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def accuracy_vs_latency(points: list[dict], label) -> bytes:
     """Per host, validation accuracy (with its 95% interval) against p99 at batch 1; the accuracy axis spans at
     least 10 points so that one-image differences do not look like gaps."""
-    plt = _plt()
+    plt = pyplot()
     hosts = sorted({p["host"] for p in points})
     fig, axes = plt.subplots(1, len(hosts), figsize=(5 * len(hosts), 4), squeeze=False, sharey=True)
     models = sorted({p["model"] for p in points})
@@ -129,7 +129,7 @@ def accuracy_vs_latency(points: list[dict], label) -> bytes:
                 color=f"C{models.index(p['model'])}",
             )
         ax.set(xscale="log", xlabel="p99 at batch 1 (us), best scope", title=f"{label(host)}")
-        _plain_log(ax, "x")
+        plain_log(ax, "x")
         ax.grid(alpha=0.3, which="both")
     vals = [100 * p["value"] for p in points]
     lo, hi = min(vals) - 2, max(vals) + 2
@@ -140,14 +140,14 @@ def accuracy_vs_latency(points: list[dict], label) -> bytes:
         axes.flat[0].plot([], [], "o", color=f"C{i}", label=m)
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
 def load_curves(peaks: list[dict], label) -> bytes:
     """The hockey stick: per model (columns), p99 per query (top) and the share of late queries (bottom)
     against offered load; one colour per configuration, measured solid, the queue model dashed, the deadline
     dotted."""
-    plt = _plt()
+    plt = pyplot()
     models = sorted({p["key"]["model"] for p in peaks})
     fig, axes = plt.subplots(2, len(models), figsize=(3.6 * len(models), 6), squeeze=False)
     for col, mid in enumerate(models):
@@ -164,10 +164,10 @@ def load_curves(peaks: list[dict], label) -> bytes:
             bottom.plot(x, [100 * r["miss_rate"] for r in rows], "-o", ms=3, color=f"C{i}")
             top.axhline(k["deadline_us"], color="grey", ls=":", lw=1)
         top.set(yscale="log", ylabel="p99 per query (us)", title=f"{mid} on the {label(mine[0]['key']['host'])}")
-        _plain_log(top, "y")
+        plain_log(top, "y")
         bottom.set(xlabel="offered load (queries/s)", ylabel="late queries (%)")
         for ax in (top, bottom):
             ax.grid(alpha=0.3, which="both")
         top.legend(fontsize=7, title="dashed: queue model", title_fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtml_profile import UserError, schema, zoo
+from rtml_profile.results import PROFILE_KINDS
 
 CONFIG = ["runtime", "precision", "variant", "scope"]  # one way of running a model on a host
 
@@ -63,9 +64,7 @@ def load_inputs(data_dir) -> Inputs:
         a = schema.read_table(p, "analysis", allow_empty=False)
         inp.analysis = a[(a["node"] == "TOTAL") & (a["batch"] == 1) & a["model"].isin(list(zoo.MODELS))]
         inp.analysis_nodes = a[(a["node"] != "TOTAL") & (a["batch"] == 1)]
-    from rtml_profile.profile import KINDS
-
-    for kind in KINDS:
+    for kind in PROFILE_KINDS:
         for p in sorted(data_dir.glob(f"{kind}_*.json")):
             rec = schema.read_profile_record(p, kind)
             inp.profiles.setdefault(kind, {})[rec["host"]] = rec

@@ -3,11 +3,12 @@ the machine's limits, the slowest nodes, predicted beside measured latency, and 
 
 from __future__ import annotations
 
+from rtml_profile import views
 from rtml_profile.report.common import host_label
+from rtml_profile.report.figures import plain_log, png, pyplot
 from rtml_profile.report.fmt import duration_s, duration_us, pct, sig, table
 from rtml_profile.report.inputs import Inputs
-
-MODEL, RUNTIME, PRECISION = "2b", "ort-cpu", "fp32"  # the configuration the findings follow
+from rtml_profile.views import agreement, item_key, points, value
 
 
 def _gflops(x) -> str:
@@ -19,9 +20,7 @@ def _gbs(x) -> str:
 
 
 def roofline_figure(points: list[dict], limits: dict, title: str) -> bytes:
-    from rtml_profile.report.figures import _plain_log, _plt, _png
-
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ok = [p for p in points if "bound" in p]
     xs = [p["intensity"] for p in ok] or [1.0]
@@ -37,25 +36,35 @@ def roofline_figure(points: list[dict], limits: dict, title: str) -> bytes:
         ax.plot([p["intensity"] for p in g], [p["achieved"] / 1e9 for p in g], "o-", ms=3, label=" ".join(key))
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _plain_log(ax, "x")
-    _plain_log(ax, "y")
+    plain_log(ax, "x")
+    plain_log(ax, "y")
     ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
     ax.set_ylabel("achieved GFLOP/s (p50, compute scope)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    return _png(fig)
+    return png(fig)
 
 
-def _pick(pts, host, batch):
+def followed(inp: Inputs, pts: list[dict], host: str) -> tuple | None:
+    """The (model, runtime, precision) the findings follow on `host`: the one profiled node by node at the most
+    batch sizes there (else the one with the most roofline points); ties go to the first in sorted order."""
+    entries = (inp.profiles.get("nodes", {}).get(host) or {}).get("entries", [])
+    keys = [(e["model"], e["runtime"], e["precision"]) for e in entries] or [
+        (p["model"], p["runtime"], p["precision"]) for p in pts if p["host"] == host and "bound" in p
+    ]
+    return min(set(keys), key=lambda k: (-keys.count(k), k)) if keys else None
+
+
+def _pick(pts, host, config, batch):
     return next((p for p in pts if (p["host"], p["model"], p["runtime"], p["precision"], p["batch"])
-                 == (host, MODEL, RUNTIME, PRECISION, batch) and "bound" in p), None)  # fmt: skip
+                 == (host, *config, batch) and "bound" in p), None)  # fmt: skip
 
 
-def _profile(inp: Inputs, host: str, batch: int):
+def _profile(inp: Inputs, host: str, config, batch: int):
     rec = inp.profiles.get("nodes", {}).get(host)
     return next((e for e in (rec or {}).get("entries", []) if (e["model"], e["runtime"], e["precision"],
-                 e["batch"]) == (MODEL, RUNTIME, PRECISION, batch)), None)  # fmt: skip
+                 e["batch"]) == (*config, batch)), None)  # fmt: skip
 
 
 def _bound_sentence(inp: Inputs, p: dict, host: str) -> str:
@@ -63,7 +72,7 @@ def _bound_sentence(inp: Inputs, p: dict, host: str) -> str:
         f"batch {p['batch']} {p['bound']} (predicted {duration_s(p['predicted_s'])}, measured "
         f"{duration_s(p['measured_s'])}: {pct(p['efficiency'])} of the attainable {_gflops(p['attainable'])}"
     )
-    prof = _profile(inp, host, p["batch"])
+    prof = _profile(inp, host, (p["model"], p["runtime"], p["precision"]), p["batch"])
     if prof:
         top = max(prof["nodes"], key=lambda n: n["p50_us"])
         if p["bound"] == "compute-bound":
@@ -87,7 +96,6 @@ def _over(pts: list[dict], inp: Inputs, host: str) -> str:
 
 
 def section_where(inp: Inputs, figures: dict) -> str:
-    from rtml_profile.profile.roofline import points
 
     pts = points(inp)
     hosts = sorted({p["host"] for p in pts})
@@ -95,10 +103,11 @@ def section_where(inp: Inputs, figures: dict) -> str:
     for h in hosts:
         slug = "".join(c if c.isalnum() else "_" for c in h)
         figures[f"roofline_{slug}.png"] = roofline_figure([p for p in pts if p["host"] == h], {}, host_label(inp, h))
-        said = [_bound_sentence(inp, p, h) for b in (1, 1024) if (p := _pick(pts, h, b))]
+        config = followed(inp, pts, h)
+        said = [_bound_sentence(inp, p, h) for b in (1, 1024) if config and (p := _pick(pts, h, config, b))]
         mine = [p for p in pts if p["host"] == h and "bound" in p]
         if said:
-            out.append(f"{MODEL}, {RUNTIME} {PRECISION}, {host_label(inp, h)}: " + "; ".join(said) + "."
+            out.append(f"{config[0]}, {config[1]} {config[2]}, {host_label(inp, h)}: " + "; ".join(said) + "."
                        + _over(mine, inp, h) + "\n")  # fmt: skip
         out.append(f"![roofline](figures/roofline_{slug}.png)\n")
     bench_hosts = set() if inp.ok is None else set(inp.ok["host"])
@@ -110,7 +119,6 @@ def section_where(inp: Inputs, figures: dict) -> str:
 
 
 def limit_rows(inp: Inputs) -> list[dict]:
-    from rtml_profile.profile.limits import agreement, item_key, value
 
     rows = []
     for host, rec in sorted(inp.profiles.get("limits", {}).items()):
@@ -155,8 +163,6 @@ def node_rows(inp: Inputs, top: int = 3) -> list[dict]:
 
 
 def prediction_rows(inp: Inputs) -> list[dict]:
-    from rtml_profile.profile.roofline import points
-
     return [{"host": host_label(inp, p["host"]), "model": p["model"], "runtime": p["runtime"],
              "precision": p["precision"], "batch": p["batch"], "measured": duration_s(p["measured_s"]),
              "predicted": duration_s(p["predicted_s"]), "bound": p["bound"],
@@ -194,9 +200,7 @@ def lifecycle_rows(inp: Inputs) -> list[dict]:
 def appendix_where(inp: Inputs) -> str:
     if not inp.profiles:
         return ""
-    from rtml_profile.profile import roofline
-
-    doc = roofline.__doc__.split("\n\n")
+    doc = views.ROOFLINE.split("\n\n")
     out = [
         "\n## Where the time goes\n\n"
         + doc[1].replace("\n", " ")

@@ -51,3 +51,30 @@ def load_class(spec: str):
 def get(name: str):
     """The runtime class for `name`; an unknown name raises UserError listing the valid ones."""
     return load_class(target(name))
+
+
+def default_names() -> list[str]:
+    """Every registered runtime except the opt-in ones (slow to prepare: named with --runtime to run)."""
+    return [n for n in names() if not get(n).caps.opt_in]
+
+
+def probe_all() -> list[dict]:
+    """Every runtime with availability, version and the reason a missing one is missing."""
+    out = []
+    for name in names():
+        cls = get(name)
+        p = cls.probe()
+        out.append(
+            {
+                "runtime": name,
+                "available": "yes" if p.available else "no",
+                "version": p.version,
+                "device": cls.caps.device,
+                "precisions": ",".join(cls.caps.precisions),
+                "variants": ",".join(v for v in cls.caps.variants if v),
+                "scopes": ",".join(cls.caps.scopes),
+                "opt-in": "yes" if cls.caps.opt_in else "",
+                "reason": p.reason,
+            }
+        )
+    return out

@@ -25,12 +25,7 @@ from typing import ClassVar
 import numpy as np
 
 from rtml_profile import UserError, paths
-
-SCOPES = ("compute", "end-to-end", "cuda-graph")
-PRECISIONS = ("fp32", "tf32", "fp16", "int8", "int8-static")
-CALIBRATED = ("int8-static",)  # precisions built from calibration data (a seeded subset of the training split)
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-TUNED = "tuned"  # the variant `bench --tune` adds beside a runtime's own ("<variant>+tuned" when it has one)
+from rtml_profile.vocab import CALIBRATED, base_variant
 
 
 @dataclass(frozen=True)
@@ -210,7 +205,7 @@ class Runtime:
 
     def settings(self) -> str:
         """The knob values this instance runs with, as 'name=value' pairs (stored in each row to reproduce it)."""
-        return " ".join(f"{k.name}={_show(self.option(k.name))}" for k in self.caps.knobs)
+        return " ".join(f"{k.name}={show(self.option(k.name))}" for k in self.caps.knobs)
 
     def facts(self) -> dict:
         """Facts to store with the next result row (what preparing the model cost: compile, calibrate, quantize)."""
@@ -268,15 +263,8 @@ class Runtime:
         return Path(src)
 
 
-def _show(v) -> str:
+def show(v) -> str:
     return {True: "on", False: "off", None: "default"}.get(v, str(v)) if isinstance(v, (bool, type(None))) else str(v)
-
-
-def base_variant(variant: str) -> str:
-    """The runtime's own variant under a tuned one ('default+tuned' -> 'default', 'tuned' -> '')."""
-    if variant == TUNED:
-        return ""
-    return variant.removesuffix("+" + TUNED)
 
 
 def knob_value(caps: Capabilities, config: RunConfig, name: str):

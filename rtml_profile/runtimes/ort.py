@@ -15,7 +15,6 @@ import numpy as np
 from rtml_profile import UserError, artifacts, paths
 from rtml_profile.batching import feeds_in_chunks, in_chunks
 from rtml_profile.runtimes.base import (
-    CALIBRATED,
     THREAD_KNOBS,
     Capabilities,
     InputSpec,
@@ -28,9 +27,8 @@ from rtml_profile.runtimes.base import (
     empty_onnx,
     node_trace,
 )
-
-GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-                "all": "ORT_ENABLE_ALL"}  # fmt: skip
+from rtml_profile.session import GRAPH_LEVELS, import_ort, session
+from rtml_profile.vocab import CALIBRATED
 
 _DTYPES = {
     "tensor(float)": np.float32,
@@ -58,56 +56,9 @@ def _tiny_model() -> bytes:
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
 
 
-def _import_ort():
-    try:
-        import onnxruntime as ort
-    except ImportError as e:
-        raise UserError(f"ONNX Runtime is not installed ({e})") from None
-    return ort
-
-
-def _session(
-    model,
-    provider: str,
-    provider_options: dict | None = None,
-    threads: int | None = None,
-    trace=None,
-    graph_optimization: str = "all",
-    spin_wait: bool | None = None,
-):
-    """An InferenceSession whose first active provider must be `provider` (raises RuntimeError otherwise); with
-    `trace` (a file prefix), ONNX Runtime's profiler writes a Chrome-trace JSON there (end_profiling()).
-    `graph_optimization` is a key of GRAPH_LEVELS; `spin_wait` False stops idle intra-op threads spinning."""
-    ort = _import_ort()
-    opts = ort.SessionOptions()
-    if trace:
-        opts.enable_profiling = True
-        opts.profile_file_prefix = str(trace)
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[graph_optimization])
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    if spin_wait is not None:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
-    providers = [(provider, provider_options or {})]
-    if provider != "CPUExecutionProvider":
-        providers.append("CPUExecutionProvider")
-    sess = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts, providers=providers)
-    active = sess.get_providers()
-    if not active or active[0] != provider:
-        raise RuntimeError(f"{provider} did not activate (session providers: {', '.join(active)})")
-    return sess
-
-
-def cpu_session(model, threads: int | None = None):
-    """The ONNX Runtime CPU session every part of the toolkit uses (export parity, benchmarks)."""
-    return _session(model, "CPUExecutionProvider", None, threads)
-
-
 def provider_runs(provider: str, options: dict | None = None) -> Probe:
     """Does `provider` really run a session here? Listed is not enough: the session's active providers decide."""
-    ort = _import_ort()
+    ort = import_ort()
     if provider not in ort.get_available_providers():
         return Probe(
             False,
@@ -116,7 +67,7 @@ def provider_runs(provider: str, options: dict | None = None) -> Probe:
         )
     ort.set_default_logger_severity(4)
     try:
-        _session(_tiny_model(), provider, options)
+        session(_tiny_model(), provider, options)
     except Exception as e:
         return Probe(False, f"{provider} is listed but cannot run here: {str(e).strip().splitlines()[0]}")
     finally:
@@ -135,7 +86,7 @@ class _Ort(Runtime):
     @classmethod
     def probe(cls) -> Probe:
         try:
-            ort = _import_ort()
+            ort = import_ort()
         except UserError as e:
             return Probe(False, str(e))
         if cls.needs_cuda:
@@ -172,7 +123,7 @@ class _Ort(Runtime):
 
             self._trace = Path(tempfile.mkdtemp(prefix="rtml-ort-trace-")) / "trace"
         self._path = self.model_path()  # resolved once: a derived file's digest hashes the whole source
-        self.session = self._new_session()
+        self.session = self._newsession()
         self.inputs = [
             InputSpec(i.name, tuple(i.shape), np.dtype(_DTYPES.get(i.type, np.float32)))
             for i in self.session.get_inputs()
@@ -180,10 +131,10 @@ class _Ort(Runtime):
         self.outputs = [o.name for o in self.session.get_outputs()]
         self._graph_sessions = []
 
-    def _new_session(self, cuda_graph: bool = False):
+    def _newsession(self, cuda_graph: bool = False):
         options = self.provider_options(self.precision, cuda_graph, self.config.artifacts)
         cpu = self.caps.device == "cpu"
-        return _session(
+        return session(
             self._path,
             self.provider,
             options,
@@ -215,7 +166,7 @@ class _Ort(Runtime):
         return parse_ort_trace(events)
 
     def _bind(self, session, feeds: dict):
-        ort = _import_ort()
+        ort = import_ort()
         # output shapes come from the plain session: a CUDA-graph session must only ever run with IO binding
         outs = self.session.run(None, feeds)
         device = self.caps.device
@@ -242,7 +193,7 @@ class _Ort(Runtime):
             return self._bind(self.session, feeds)
         if scope == "cuda-graph":
             # a CUDA graph fixes the addresses and shapes: one session (and one capture) per input shape
-            sess = self._new_session(cuda_graph=True)
+            sess = self._newsession(cuda_graph=True)
             self._graph_sessions.append(sess)
             return self._bind(sess, feeds)
         raise ValueError(scope)

@@ -38,7 +38,7 @@ class _Torch(Runtime):
     def load(self):
         import torch
 
-        from rtml_profile.pipeline import load_checkpoint
+        from rtml_profile.checkpoints import load_checkpoint
 
         if self.model.model_id is None and not self.model.empty:
             raise UserError(f"{self.name} runs zoo checkpoints only; {self.model.name} is an ONNX file")

@@ -2,26 +2,31 @@
 
 Stages, in the order data flows (each checks its inputs before any heavy import):
   train_and_export   data -> train -> checkpoint + records + ONNX export with parity, written as one unit
-  load_checkpoint    a trained model back from models/<id>.pt (tensors and plain data only, never code)
   analyze.run        static cost per node -> reports/data/analysis.csv
   bench.execute      latency, accuracy and parity per runtime -> reports/data/bench.csv + samples/
+  loadgen.execute    a short load run -> reports/data/load.csv + samples/load/
   report.render      reports/REPORT.md + APPENDIX.md + figures, from reports/data/ only
   run_all            all of them, for every zoo model
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtml_profile import UserError, paths, zoo
+from rtml_profile import UserError, analyze, paths, report, zoo
 from rtml_profile import data as datamod
+from rtml_profile.checkpoints import save_checkpoint
+from rtml_profile.export import export
 from rtml_profile.files import atomic_group, check_writable, write_json
+from rtml_profile.host import environment
+from rtml_profile.measure.request import parse_batches
+from rtml_profile.measure.timing import Settings
+from rtml_profile.results import now
+from rtml_profile.scenarios import bench, loadgen
 
 DEVICES = ("auto", "cpu", "cuda")
 SEED_MAX = 2**32 - 1  # numpy, torch and CUDA generators all take 0..2**32-1
-CHECKPOINT_KEYS = ("spec", "state_dict", "data_info")
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,6 @@ def train_and_export(model_id: str, data_dir=None, *, quiet: bool = False, **opt
 
 def write_training_outputs(run: TrainingRun, data: datamod.Dataset, result, out: dict[str, Path]) -> dict:
     """Export (with its parity check), checkpoint and records into temp files, then replace all four together."""
-    from rtml_profile.export import export
 
     keys = list(out)
     try:
@@ -138,8 +142,6 @@ def write_training_outputs(run: TrainingRun, data: datamod.Dataset, result, out:
 
 
 def training_record(run: TrainingRun, data: datamod.Dataset, result, export_info: dict, checkpoint: Path) -> dict:
-    from rtml_profile.host import environment
-    from rtml_profile.results import now
 
     return {
         "model": run.spec.id,
@@ -161,71 +163,6 @@ def training_record(run: TrainingRun, data: datamod.Dataset, result, export_info
     }
 
 
-def save_checkpoint(model, spec: zoo.ModelSpec, info: dict, path: Path):
-    """Write tensors and plain data only (spec dict, state_dict, data info), loadable with weights_only=True."""
-    import torch
-
-    _check_plain(info, "data info")
-    torch.save({"spec": spec.to_dict(), "state_dict": model.state_dict(), "data_info": info}, path)
-
-
-def _check_plain(obj, what: str):
-    """Refuse anything but str/int/float/bool/None and lists, tuples and str-keyed dicts of them."""
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return
-    if isinstance(obj, (list, tuple)):
-        for v in obj:
-            _check_plain(v, what)
-        return
-    if isinstance(obj, dict) and all(isinstance(k, str) for k in obj):
-        for v in obj.values():
-            _check_plain(v, what)
-        return
-    raise TypeError(f"the checkpoint's {what} holds a {type(obj).__name__}; only plain data may be saved")
-
-
-def load_checkpoint(model_id: str):
-    """(model, data_info) rebuilt from models/<id>.pt, read with torch.load(weights_only=True): a file holding
-    anything but tensors and plain data is refused without running it. Missing or corrupt files raise UserError."""
-    import pickle
-
-    import torch
-
-    spec = zoo.get(model_id)
-    path = paths.checkpoint(model_id)
-    if not path.is_file():
-        raise UserError(paths.missing_checkpoint(model_id))
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001  torch raises many types for truncated, foreign or hostile files
-        named = re.search(r"GLOBAL ([\w.]+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
-        what = (
-            f"holds more than tensors and plain data (it names {named.group(1)}), so it was not loaded"
-            if named
-            else f"is unreadable or holds more than tensors and plain data ({type(e).__name__})"
-        )
-        raise UserError(
-            f"checkpoint {path} {what}; rerun `rtml-profile train-and-export {model_id}` to replace it"
-        ) from None
-    return _model_from(ckpt, spec, path), ckpt["data_info"]
-
-
-def _model_from(ckpt, spec: zoo.ModelSpec, path: Path):
-    if not isinstance(ckpt, dict) or any(k not in ckpt for k in CHECKPOINT_KEYS):
-        raise UserError(f"checkpoint {path} is not an rtml-profile checkpoint (it lacks {', '.join(CHECKPOINT_KEYS)})")
-    stored = ckpt["spec"].get("id") if isinstance(ckpt["spec"], dict) else None
-    if stored != spec.id:
-        raise UserError(f"checkpoint {path} is for model {stored!r}, not {spec.id!r}")
-    if not isinstance(ckpt["data_info"], dict):
-        raise UserError(f"checkpoint {path} is not an rtml-profile checkpoint (its data info is not a dict)")
-    model = zoo.build(spec)
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except (RuntimeError, TypeError, AttributeError) as e:
-        raise UserError(f"checkpoint {path} does not match model {spec.id} ({type(e).__name__})") from None
-    return model.eval()
-
-
 @dataclass
 class AllResult:
     records: list[dict]
@@ -240,15 +177,13 @@ def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", 
             say=lambda text: None) -> AllResult:  # fmt: skip
     """The whole pipeline for every zoo model: train-and-export -> analyze -> bench -> report. Every argument is
     checked before the first model trains; `say` receives one line per finished stage."""
-    from rtml_profile import analyze, bench, report
-
     specs = zoo.resolve("all")
     for spec in specs:
         check_training(spec.id, data_dir, epochs=epochs, seed=seed, device=device)
     request = bench.Request(batches=batches, min_iters=700, min_time=min_time, max_time=max_time, data_dir=data_dir,
                             progress=not quiet)  # fmt: skip
-    bench.parse_batches(batches)
-    bench.Settings(min_iters=700, min_s=min_time, max_s=max_time).validate()
+    parse_batches(batches)
+    Settings(min_iters=700, min_s=min_time, max_s=max_time).validate()
     records = []
     for spec in specs:
         records.append(train_and_export(spec.id, data_dir, epochs=epochs, seed=seed, device=device, quiet=quiet))
@@ -266,8 +201,10 @@ def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", 
 def short_load(model_id: str = "2b", runtime: str = "ort-cpu", deadline_ms: float = 10.0) -> list[dict]:
     """The pipeline's load run, kept short (about 10 s): the peak Poisson rate of one model within a deadline
     (4 bisection steps of 1 s) and 1.5x that rate; `rtml-profile load` runs longer searches."""
-    from rtml_profile import load
-
-    req = load.Request([model_id], [runtime], scenario=load.Scenario(duration_s=1.0),
-                       goal=load.Goal(deadline_ms * 1e3), search=load.Search(trials=4, over=(1.5,)))  # fmt: skip
-    return load.execute(req)
+    scenario, goal, search = (
+        loadgen.Scenario(duration_s=1.0),
+        loadgen.Goal(deadline_ms * 1e3),
+        loadgen.Search(4, (1.5,)),
+    )
+    req = loadgen.Request([model_id], [runtime], scenario=scenario, goal=goal, search=search)
+    return loadgen.execute(req)

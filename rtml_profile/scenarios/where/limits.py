@@ -2,7 +2,7 @@
 bandwidth (a copy far larger than the last-level cache, and one that fits in it), and each runtime's per-call
 floor (a one-node model through its own call path, per scope; a CUDA-graph replay where a GPU exists).
 
-Every figure is a p50 over repeated calls after a warm-up (bench.time_calls), except the matmul peaks (the
+Every figure is a p50 over repeated calls after a warm-up (measure.timing.time_calls), except the matmul peaks (the
 10th-percentile call: the rate the cores reach undisturbed); rates are work / that time. A copy
 moves 2 x its size (read + write). `rtml-profile limits` measures them and appends a run to this host's record,
 so two runs can be compared (they should agree within 15%).
@@ -16,7 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rtml_profile import UserError, paths
+from rtml_profile import UserError, paths, runtimes, stats
+from rtml_profile.files import check_writable
+from rtml_profile.host import load_average, physical_cores
+from rtml_profile.measure.timing import Settings, time_calls
+from rtml_profile.results import now, save_entries
+from rtml_profile.runtimes.base import ModelRef, RunConfig, cuda_ready
+from rtml_profile.views import agreement
 
 AGREE = 0.15  # two runs of the same limit should differ by less than this (relative)
 MATMUL_SIZES = (256, 512, 1024)  # square products; the peak is the best of them (big ones can lose to paging)
@@ -26,15 +32,11 @@ PEAK_PERCENTILE = 10
 
 
 def _settings(min_s: float = 0.3):
-    from rtml_profile.bench import Settings
-
     return Settings(warmup_iters=3, warmup_s=0.1, min_iters=5, min_s=min_s, max_s=max(2.0, min_s))
 
 
 def _p50_s(call, sync=lambda: None, settings=None, q: float = 50) -> float:
-    from rtml_profile.bench import time_calls
-
-    return float(np.percentile(time_calls(call, sync, settings or _settings()), q)) / 1e9
+    return stats.percentile(time_calls(call, sync, settings or _settings()).ns, q) / 1e9
 
 
 def llc_bytes() -> int | None:
@@ -54,7 +56,7 @@ def _ort_matmul(dtype: str, n: int, threads: int):
     """An ONNX Runtime CPU session doing one n x n x n product (MatMul, or MatMulInteger for int8)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from rtml_profile.runtimes.ort import cpu_session
+    from rtml_profile.session import cpu_session
 
     rng = np.random.default_rng(0)
     if dtype == "int8":
@@ -112,7 +114,6 @@ def _torch_matmuls(threads: int) -> list[dict]:
         import torch
     except ImportError as e:
         return [_absent("matmul", "fp32", "PyTorch CPU", f"PyTorch is not installed ({e})")]
-    from rtml_profile.runtimes.base import cuda_ready
 
     torch.set_num_threads(threads)
 
@@ -156,7 +157,6 @@ def bandwidths() -> list[dict]:
 
 def _gpu_bandwidth() -> dict:
     """Device-memory copy bandwidth (1 GiB tensor copy on the GPU), or absent with the reason."""
-    from rtml_profile.runtimes.base import cuda_ready
 
     engine, ready = "PyTorch CUDA tensor copy_", cuda_ready()
     if not ready.available:
@@ -171,8 +171,6 @@ def _gpu_bandwidth() -> dict:
 
 def floors(threads: int) -> list[dict]:
     """Per-call floor of every runtime and scope: an empty model (one Relu node) on a 1 x 1 input, p50 per call."""
-    from rtml_profile import runtimes
-    from rtml_profile.runtimes.base import ModelRef, RunConfig
 
     x = np.zeros((1, 1), np.float32)
     out = []
@@ -205,8 +203,6 @@ def _absent(kind, precision, engine, reason) -> dict:
 
 def measure(threads: int | None = None) -> dict:
     """One run of every limit on this machine."""
-    from rtml_profile.host import physical_cores
-    from rtml_profile.results import now
 
     threads = threads or physical_cores()
     t0 = time.perf_counter()
@@ -215,38 +211,8 @@ def measure(threads: int | None = None) -> dict:
             "took_s": time.perf_counter() - t0, "load_average_1min": load_average()}  # fmt: skip
 
 
-def load_average() -> float | None:
-    """The 1-minute load average when a measurement ended (other processes competing for the cores)."""
-    import os
-
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-
-
-def item_key(item: dict) -> str:
-    """A limit's identity across runs: 'matmul fp32 onnxruntime CPU (MLAS)', 'floor ort-cpu compute'."""
-    if item["kind"] == "floor":
-        return f"floor {item['runtime']} {item['scope']}"
-    return f"{item['kind']} {item['precision']} {item['engine']}"
-
-
-def value(item: dict) -> float | None:
-    return item.get("per_s", item.get("seconds")) if item.get("status") == "ok" else None
-
-
-def agreement(runs: list[dict]) -> dict:
-    """{limit: relative difference of the last two runs} for every limit measured in both."""
-    if len(runs) < 2:
-        return {}
-    a = {item_key(i): value(i) for i in runs[-2]["items"]}
-    b = {item_key(i): value(i) for i in runs[-1]["items"]}
-    return {k: abs(b[k] - a[k]) / max(a[k], b[k]) for k in b if a.get(k) and b.get(k)}
-
-
 def run(threads: int | None = None, data_dir: Path = paths.DATA, command: str = "rtml-profile limits") -> dict:
     """Measure every limit and append the run to this host's limits record (the last KEEP_RUNS are kept)."""
-    from rtml_profile.files import check_writable
-    from rtml_profile.profile import save_entries
-
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be a positive integer, got {threads}")
     check_writable(Path(data_dir))

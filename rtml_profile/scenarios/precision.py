@@ -23,8 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rtml_profile import UserError, paths, tolerances, zoo
+from rtml_profile import UserError, artifacts, metrics, paths, stats, tolerances, zoo
+from rtml_profile.anymodel.checks import marked
 from rtml_profile.batching import in_chunks
+from rtml_profile.files import check_writable
+from rtml_profile.host import environment, physical_cores
+from rtml_profile.measure.targets import CalibrationRequest, zoo_target
+from rtml_profile.measure.timing import Settings, time_calls
+from rtml_profile.results import now, upsert_rows
+from rtml_profile.session import cpu_session
+from rtml_profile.vocab import CALIBRATED
 
 VARIANTS = ("fp16", "int8", "int8-static")  # every graph here runs on ONNX Runtime's CPU provider
 NODES_CSV, FIXES_CSV = "precision_nodes.csv", "precision_fixes.csv"
@@ -46,8 +54,6 @@ class Request:
     note: str = ""  # e.g. how the models were trained (stored in every row)
 
     def check(self) -> Request:
-        from rtml_profile.bench import CalibrationRequest
-
         for p in self.precisions:
             if p not in VARIANTS:
                 raise UserError(f"unknown precision {p!r} for the precision analysis; valid: {', '.join(VARIANTS)}")
@@ -59,29 +65,9 @@ class Request:
         return self
 
 
-def mark_all(path: Path) -> bytes:
-    """The model at `path` with every float tensor a node writes also exposed as a graph output."""
-    import onnx
-    from onnx import TensorProto
-
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    g = model.graph
-    types = {v.name: v.type.tensor_type.elem_type for v in [*g.value_info, *g.output]}
-    have = {o.name for o in g.output}
-    floats = (TensorProto.FLOAT, TensorProto.FLOAT16)
-    for n in g.node:
-        for t in n.output:
-            if t and t not in have and types.get(t) in floats:
-                g.output.append(onnx.helper.make_tensor_value_info(t, types[t], None))
-                have.add(t)
-    return model.SerializeToString()
-
-
 def activations(path: Path, x: np.ndarray, threads: int | None) -> dict[str, np.ndarray]:
     """Every marked tensor of the model at `path` for inputs `x`, as float32 arrays."""
-    from rtml_profile.runtimes.ort import cpu_session
-
-    sess = cpu_session(mark_all(path), threads)
+    sess = cpu_session(marked(path, only_floats=True)[0].SerializeToString(), threads)
     name = sess.get_inputs()[0].name
     outs = [o.name for o in sess.get_outputs()]
     chunks = [x[i : i + 1024] for i in range(0, len(x), 1024)]
@@ -146,25 +132,19 @@ def worst(rows: list[dict], k: int) -> list[str]:
 
 def evaluate(path: Path, target, threads: int | None) -> dict:
     """Task metric on the whole evaluation set and end-to-end p50 at batch 1 (us) of the model at `path`."""
-    from rtml_profile import metrics
-    from rtml_profile.bench import Settings, time_calls
-    from rtml_profile.runtimes.ort import cpu_session
-
     sess = cpu_session(path, threads)
     name = sess.get_inputs()[0].name
     out = in_chunks(lambda c: sess.run(None, {name: c})[0], target.x_eval).astype(np.float32)
     spec = zoo.get(target.ref.model_id)
     value = metrics.task_metrics(spec.task, out, target.y_eval, target.info)[spec.metric]
     x1 = np.ascontiguousarray(target.x_eval[:1])
-    ns = time_calls(lambda: sess.run(None, {name: x1}), lambda: None, Settings(**LATENCY))
-    return {"metric": spec.metric, "metric_value": float(value), "eval_rows": len(out), "p50_us": np.median(ns) / 1e3}
+    ns = time_calls(lambda: sess.run(None, {name: x1}), lambda: None, Settings(**LATENCY)).ns
+    return {"metric": spec.metric, "metric_value": float(value), "eval_rows": len(out), "p50_us": stats.p50_us(ns)}
 
 
 def ties(mid: str, new: dict, ref: dict) -> bool:
     """Is `new`'s metric no different from `ref`'s? Accuracy: the 95% interval of the difference holds 0
     (stats.difference_ci); R^2: within tolerances.REGRESSION_TIE."""
-    from rtml_profile import stats
-
     if zoo.get(mid).task != "classification":
         return abs(new["metric_value"] - ref["metric_value"]) <= tolerances.REGRESSION_TIE
     n1, n2 = new["eval_rows"], ref["eval_rows"]
@@ -180,19 +160,12 @@ class Result:
 
 
 def _variants(req: Request) -> list[tuple[str, str]]:
-    from rtml_profile.runtimes.base import CALIBRATED
-
     return [(p, m) for p in req.precisions for m in (req.methods if p in CALIBRATED else [""])]
 
 
 def run(req: Request) -> Result:
     """The analysis for every model and variant in `req`; rows are merged into the two CSV files in
     `req.results` (precision_nodes.csv, precision_fixes.csv) and returned."""
-    from rtml_profile.bench import CalibrationRequest, zoo_target
-    from rtml_profile.files import check_writable
-    from rtml_profile.host import environment, physical_cores
-    from rtml_profile.results import now, upsert_rows
-
     req.check()
     check_writable(Path(req.results))
     specs = zoo.resolve(req.models)
@@ -220,8 +193,6 @@ def run(req: Request) -> Result:
 def analyze_variant(t, precision: str, method: str, fp32: dict, req: Request) -> tuple[list[dict], list[dict]]:
     """(per-node rows, fix rows) of one variant of target `t`."""
     from dataclasses import replace
-
-    from rtml_profile import artifacts
 
     calib = replace(t.calibration, method=method) if method else None
     extra = calib.record() if calib else {}

@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtml_profile import UserError, runtimes
+from rtml_profile import UserError, paths, runtimes, stats, zoo
+from rtml_profile.analyze import analyze
+from rtml_profile.files import read_json
+from rtml_profile.host import load_average, physical_cores
+from rtml_profile.measure.targets import zoo_target
+from rtml_profile.measure.timing import Settings, time_calls
+from rtml_profile.results import now, save_entries
+from rtml_profile.runtimes.base import ModelRef, RunConfig
+from rtml_profile.stats import LatencyStats
+from rtml_profile.views import elements
+from rtml_profile.vocab import ACT_BYTES, WEIGHT_BYTES
 
-WEIGHT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "int8": 1}
-ACT_BYTES = 4  # activations at the graph's float32 inputs and outputs (derived graphs keep fp32 I/O)
 MAX_PROFILED = 2000  # calls kept in one trace (ONNX Runtime's profiler caps its events)
-
-
-def _elements(shapes: str) -> list[int]:
-    return [int(np.prod([int(d) for d in s.split("x")])) for s in shapes.split()] if shapes else []
 
 
 def static_groups(analysis, trace_covers: dict, batch: int, precision: str) -> dict:
@@ -44,14 +48,14 @@ def static_groups(analysis, trace_covers: dict, batch: int, precision: str) -> d
         if prof is None and current is None:
             continue
         if prof is not None and prof != current:
-            ins = _elements(n["inputs"])
+            ins = elements(n["inputs"])
             groups[prof] = {"covers": [], "macs": 0.0, "weights": 0, "act_in": sum(ins) - n["params"], "act_out": 0}
             current = prof
         g = groups[current]
         g["covers"].append(n["node"])
         g["macs"] += float(n["macs"]) * batch if np.isfinite(n["macs"]) else float("nan")
         g["weights"] += int(n["params"])
-        g["act_out"] = sum(_elements(n["outputs"]))
+        g["act_out"] = sum(elements(n["outputs"]))
     for g in groups.values():
         g["bytes"] = g.pop("weights") * WEIGHT_BYTES.get(precision, 4) + ACT_BYTES * (
             g.pop("act_in") + g.pop("act_out")
@@ -72,9 +76,6 @@ def _checked_class(runtime: str):
 
 def measure(target, runtime: str, precision: str, batch: int, scope: str, settings, cls=None) -> tuple:
     """(unprofiled samples ns, profiled samples ns, NodeTrace of the profiled calls) for one configuration."""
-    from rtml_profile.bench import time_calls
-    from rtml_profile.runtimes.base import RunConfig
-
     cls = cls or _checked_class(runtime)
     if scope not in cls.caps.scopes:
         raise UserError(f"{runtime} has no scope {scope!r} (it has {', '.join(cls.caps.scopes)})")
@@ -83,7 +84,7 @@ def measure(target, runtime: str, precision: str, batch: int, scope: str, settin
     for profile in (False, True, False):  # plain calls before and after the profiled ones: drift hits both
         config = RunConfig(threads=settings.threads, min_batch=batch, max_batch=batch, profile_nodes=profile)
         with cls(target.ref, precision, config) as rt:
-            out.append(time_calls(rt.runner(scope, x), rt.synchronize, settings))
+            out.append(time_calls(rt.runner(scope, x), rt.synchronize, settings).ns)
             if profile:
                 trace = rt.node_times()
     return np.concatenate([out[0], out[2]]), out[1], trace
@@ -95,14 +96,12 @@ CHAIN = (1, 33)  # node counts of the two empty models that calibrate a profiler
 def profiler_cost(runtime: str, scope: str, settings) -> dict:
     """The profiler's own cost per call and per node, measured through the runtime on empty chains of
     CHAIN[0] and CHAIN[1] nodes: (profiled - unprofiled p50) is linear in the node count."""
-    from rtml_profile.runtimes.base import ModelRef
-
     cls = _checked_class(runtime)
     added = []
     for depth in CHAIN:
         ref = ModelRef(f"chain{depth}", None, None, 1, empty=depth)
         plain, profiled, _ = measure(_Empty(ref), runtime, "fp32", 1, scope, settings, cls)
-        added.append((float(np.median(profiled)) - float(np.median(plain))) / 1e3)
+        added.append(stats.p50_us(profiled) - stats.p50_us(plain))
     per_node = (added[1] - added[0]) / (CHAIN[1] - CHAIN[0])
     how = f"profiled minus unprofiled p50 of empty chains of {CHAIN[0]} and {CHAIN[1]} Relu nodes, linear fit"
     return {"per_call_us": added[0] - CHAIN[0] * per_node, "per_node_us": per_node, "how": how}
@@ -119,7 +118,7 @@ class _Empty:
 
 
 def _p50(values) -> float:
-    return float(np.median(np.asarray(values, dtype=np.float64)))
+    return stats.percentile(np.asarray(values, dtype=np.float64), 50)
 
 
 def decompose(profiled_ns: np.ndarray, trace) -> dict:
@@ -141,11 +140,6 @@ def decompose(profiled_ns: np.ndarray, trace) -> dict:
 
 def entry(target, runtime: str, precision: str, batch: int, scope: str, settings, cost: dict) -> dict:
     """One configuration's profile as a record entry (see the module docstring for each part)."""
-    from rtml_profile.analyze import analyze
-    from rtml_profile.profile.limits import load_average
-    from rtml_profile.results import now
-    from rtml_profile.stats import LatencyStats
-
     plain, profiled, trace = measure(target, runtime, precision, batch, scope, settings)
     parts = decompose(profiled, trace)
     per_node = parts.pop("per_node")
@@ -178,11 +172,6 @@ def run(models, runtime_names, precisions, batches, scope="compute", threads=Non
         data_dir=None, note: str = "") -> list[dict]:  # fmt: skip
     """Profile every model x runtime x precision x batch; with `save`, merge the entries into this host's
     nodes_<host>.json. A runtime without a node profiler, or one that cannot run here, is a UserError."""
-    from rtml_profile import paths, zoo
-    from rtml_profile.bench import Settings, zoo_target
-    from rtml_profile.host import physical_cores
-    from rtml_profile.profile import save_entries
-
     settings = Settings(min_iters=300, min_s=min_time, max_s=max(3.0, min_time), max_iters=MAX_PROFILED)
     settings.threads = threads or physical_cores()
     settings.validate()
@@ -203,9 +192,6 @@ def run(models, runtime_names, precisions, batches, scope="compute", threads=Non
 
 def weights_note(model_id: str) -> str:
     """What the profiled weights are: the checkpoint's recipe epochs (latency does not depend on their values)."""
-    from rtml_profile import paths
-    from rtml_profile.files import read_json
-
     try:
         epochs = read_json(paths.model_record(model_id)).get("recipe", {}).get("epochs")
     except Exception:  # the note is informative; a missing record only loses the epoch count

@@ -1,4 +1,17 @@
-"""The roofline: each benchmarked (model, runtime, precision, batch) against its host's measured limits.
+"""Pure functions of result records (no measuring): what the report and the commands compute from stored rows.
+
+- the roofline: each benchmarked (model, runtime, precision, batch) against its host's measured limits (ROOFLINE);
+- the machine's limits: a limit's identity, value and the agreement of the last two runs;
+- load peaks: per searched load configuration, the highest offered rate that met its goal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtml_profile.vocab import ACT_BYTES, WEIGHT_BYTES
+
+ROOFLINE = """The roofline: each benchmarked (model, runtime, precision, batch) against its host's measured limits.
 
 For a call on a batch B: FLOPs = 2 x MACs per sample x B; bytes = weights (parameters x their width at the
 precision) + B x activation bytes per sample (every node's activation inputs and outputs, fp32). The ceilings
@@ -9,17 +22,14 @@ last-level-cache bandwidth when the call's bytes fit in the cache, memory bandwi
     predicted = max(compute, memory) + floor;  bound = the largest of the three
     attainable = min(peak, FLOPs/bytes x bandwidth);  efficiency = (FLOPs / measured p50) / attainable
 
-Pure functions of the records (no measuring): the report calls them.
-"""
-
-from __future__ import annotations
-
-import numpy as np
-
-from rtml_profile.profile.limits import value
-from rtml_profile.profile.nodes import ACT_BYTES, WEIGHT_BYTES
+Pure functions of the records (no measuring): the report calls them."""
 
 DEVICE_ENGINE = {"cpu": "CPU", "cuda": "CUDA"}  # the word a limit's engine names its device by
+
+
+def elements(shapes: str) -> list[int]:
+    """Element counts of analysis.csv's shape lists ('1x3072 3072x512' -> [3072, 1572864])."""
+    return [int(np.prod([int(d) for d in s.split("x")])) for s in shapes.split()] if shapes else []
 
 
 def ceilings(limits_record: dict, device: str, precision: str, runtime: str, scope: str) -> dict:
@@ -38,11 +48,9 @@ def ceilings(limits_record: dict, device: str, precision: str, runtime: str, sco
 
 def model_bytes(nodes, precision: str, batch: int) -> float:
     """Bytes one call moves at least once (see the module docstring) from analysis.csv's batch-1 node rows."""
-    from rtml_profile.profile.nodes import _elements
-
     params = float(nodes["params"].sum())
     acts = sum(
-        sum(_elements(str(r["inputs"]))) - r["params"] + sum(_elements(str(r["outputs"]))) for _, r in nodes.iterrows()
+        sum(elements(str(r["inputs"]))) - r["params"] + sum(elements(str(r["outputs"]))) for _, r in nodes.iterrows()
     )
     return params * WEIGHT_BYTES.get(precision, 4) + batch * ACT_BYTES * acts
 
@@ -85,4 +93,54 @@ def points(inp) -> list[dict]:
         nbytes = model_bytes(nodes, r["precision"], int(r["batch"]))
         out.append({**{k: r[k] for k in ("host", "model", "runtime", "precision", "batch", "p50_us")},
                     **point(r, inp.macs[r["model"]], nbytes, c)})  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------- the machine's limits
+
+
+def item_key(item: dict) -> str:
+    """A limit's identity across runs: 'matmul fp32 onnxruntime CPU (MLAS)', 'floor ort-cpu compute'."""
+    if item["kind"] == "floor":
+        return f"floor {item['runtime']} {item['scope']}"
+    return f"{item['kind']} {item['precision']} {item['engine']}"
+
+
+def value(item: dict) -> float | None:
+    return item.get("per_s", item.get("seconds")) if item.get("status") == "ok" else None
+
+
+def agreement(runs: list[dict]) -> dict:
+    """{limit: relative difference of the last two runs} for every limit measured in both."""
+    if len(runs) < 2:
+        return {}
+    a = {item_key(i): value(i) for i in runs[-2]["items"]}
+    b = {item_key(i): value(i) for i in runs[-1]["items"]}
+    return {k: abs(b[k] - a[k]) / max(a[k], b[k]) for k in b if a.get(k) and b.get(k)}
+
+
+# ---------------------------------------------------------------- load peaks
+
+LOAD_GROUP = ("model", "host", "runtime", "precision", "max_batch", "max_wait_us", "deadline_us")
+
+
+def load_peaks(rows) -> list[dict]:
+    """Per searched load configuration (LOAD_GROUP, server scenario, ok rows): {key, rows (by offered rate), peak
+    (the highest passing search rate's row, or None), ceiling (True when the peak is the highest rate these runs
+    could show as sustained: a cap of the test, not of the system)}."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r.get("status") == "ok" and r.get("scenario") == "server":
+            groups.setdefault(tuple(r[c] for c in LOAD_GROUP), []).append(r)
+    out = []
+    for key in sorted(groups):
+        rs = sorted(groups[key], key=lambda r: r["offered_qps"])
+        passing = [r for r in rs if str(r.get("passed")) == "True" and r.get("role") == "search"]
+        peak = passing[-1] if passing else None
+        above = [r for r in rs if r.get("role") == "search" and r["offered_qps"] > (peak or {}).get("offered_qps", 0)]
+        top = float(rs[0].get("ceiling_qps") or "inf")
+        ceiling = (bool(above) and str(above[0].get("too_short")) == "True") or (
+            peak is not None and not above and peak["offered_qps"] >= 0.9 * top
+        )
+        out.append({"key": dict(zip(LOAD_GROUP, key)), "rows": rs, "peak": peak, "ceiling": ceiling})
     return out

@@ -33,7 +33,19 @@ from pathlib import Path
 
 import numpy as np
 
-from rtml_profile import UserError, paths, stats
+from rtml_profile import UserError, paths, runtimes, stats, zoo
+from rtml_profile.checkpoints import trained_epochs
+from rtml_profile.files import check_writable
+from rtml_profile.host import environment, physical_cores
+from rtml_profile.measure.launcher import reason_of, run_runtime
+from rtml_profile.measure.request import check_request
+from rtml_profile.measure.targets import zoo_target
+from rtml_profile.measure.timing import Settings, time_calls
+from rtml_profile.results import now, record_with_samples, slug
+from rtml_profile.runtimes.base import RunConfig
+from rtml_profile.scenarios.loadgen import queue_sim
+from rtml_profile.views import load_peaks
+from rtml_profile.vocab import CALIBRATED
 
 SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
 SCOPE = "end-to-end"  # a query is a host array in and a host array out
@@ -271,11 +283,11 @@ def verdict(us: np.ndarray, goal: Goal) -> dict:
     miss_lo, miss_hi = stats.proportion_ci(over, n, goal.confidence)
     within = stats.percentile_within(n, over, PERCENTILE, goal.confidence)
     q = max(1, n // 4)
-    growth = float(np.median(us[-q:]) / max(np.median(us[:q]), 1e-9))
+    growth = stats.percentile(us[-q:], 50) / max(stats.percentile(us[:q], 50), 1e-9)
     return {
         "n": n,
-        "p50_us": stats.nearest_rank(srt, 50),
-        "p99_us": stats.nearest_rank(srt, PERCENTILE),
+        "p50_us": stats.percentile(srt, 50),
+        "p99_us": stats.percentile(srt, PERCENTILE),
         "p99_lo_us": lo99,
         "p99_hi_us": hi99,
         "max_us": float(srt[-1]),
@@ -297,8 +309,8 @@ def describe_run(arrays: dict, sc: Scenario) -> dict:
     return {
         "achieved_qps": len(us) / wall if wall > 0 else 0.0,
         "mean_batch": float(np.mean(arrays["batch"])),
-        "issue_p50_us": stats.nearest_rank(issue, 50),
-        "issue_p99_us": stats.nearest_rank(issue, 99),
+        "issue_p50_us": stats.percentile(issue, 50),
+        "issue_p99_us": stats.percentile(issue, 99),
         "issue_max_us": float(issue[-1]),
     }
 
@@ -398,11 +410,9 @@ def service_sizes(max_batch: int) -> list[int]:
 def _service(calls: dict, sync, max_batch: int) -> dict:
     """{'svc_b<b>': call times in us} back to back (bench's timing rule, the same process, threads and moment as
     the trials that follow), the smallest size first; they drive the queue model and the capacity estimate."""
-    from rtml_profile.bench import Settings, time_calls
-
     s = Settings(warmup_iters=20, warmup_s=0.05, min_iters=SERVICE_SAMPLES, min_s=0.1, max_s=0.5)
     return {
-        f"svc_b{b}": np.asarray(time_calls(calls[b], sync, s)[-SERVICE_SAMPLES:] / 1e3, np.float32)
+        f"svc_b{b}": np.asarray(time_calls(calls[b], sync, s).ns[-SERVICE_SAMPLES:] / 1e3, np.float32)
         for b in service_sizes(max_batch)
     }
 
@@ -422,9 +432,7 @@ def min_duration(sc: Scenario, goal: Goal) -> Scenario:
 
 
 def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
-    """The worker side (see workers.run_runtime): load once, then run each trial and report it at once."""
-    from rtml_profile.workers import _reason
-
+    """The worker side (see measure.launcher.run_runtime): load once, then run each trial and report it at once."""
     jobs = [(gi, *j) for j in g.jobs()]
     try:
         rt = cls(target.ref, g.precision, config)
@@ -434,7 +442,7 @@ def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
         capacity = capacity_qps(service, g.scenario.max_batch)
     except Exception as e:
         for job in jobs:
-            conn.send(("row", job, "failed", _reason(e), None, {}))
+            conn.send(("row", job, "failed", reason_of(e), None, {}))
         return
     left = collections.deque(jobs)
 
@@ -445,7 +453,7 @@ def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
         try:
             arrays = {**run_scenario(calls, rt.synchronize, sc), **service}
         except Exception as e:
-            conn.send(("row", job, "failed", _reason(e), None, {"rate": rate, "role": role}))
+            conn.send(("row", job, "failed", reason_of(e), None, {"rate": rate, "role": role}))
             return False
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else ""  # other work on the machine, for the record
         extra = {"rate": rate, "role": role, "capacity_qps": capacity, "load1": busy, "duration_s": sc.duration_s}
@@ -465,8 +473,6 @@ def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
 
 def service_model(arrays: dict):
     """The queue model's service times: the run's own back-to-back samples per batch size ('svc_b<b>')."""
-    from rtml_profile import queue_sim
-
     return queue_sim.ServiceModel.from_us({int(k[5:]): v for k, v in arrays.items() if k.startswith("svc_b")})
 
 
@@ -478,8 +484,8 @@ def in_run(arrays: dict, sc: Scenario, goal: Goal) -> dict:
     b2b = np.asarray(arrays["svc_b1"], np.float64)
     own = predict(service_model({f"svc_b{b}": call[size == b] for b in np.unique(size)}), sc, goal)
     return {
-        "call_p50_us": float(np.median(call[size == 1])) if (size == 1).any() else None,
-        "b2b_p50_us": float(np.median(b2b)),
+        "call_p50_us": stats.percentile(call[size == 1], 50) if (size == 1).any() else None,
+        "b2b_p50_us": stats.percentile(b2b, 50),
         "pred_own_p99_us": own["pred_p99_us"],
     }
 
@@ -533,10 +539,7 @@ class Request:
 
 
 def check(req: Request) -> list[LoadGroup]:
-    from rtml_profile import bench, runtimes, zoo
-    from rtml_profile.runtimes.base import CALIBRATED
-
-    bench.check_request(req.runtimes, req.precisions, [SCOPE])
+    check_request(req.runtimes, req.precisions, [SCOPE])
     for m in req.models:
         zoo.get(m)
         if not paths.onnx(m).is_file():
@@ -552,9 +555,7 @@ def check(req: Request) -> list[LoadGroup]:
         if "" not in caps.variants or g.precision in CALIBRATED:
             raise UserError(f"load runs runtimes without variants and uncalibrated precisions, not {g.runtime} "
                             f"{g.precision}")  # fmt: skip
-    bench.Settings(threads=req.threads).validate()
-    from rtml_profile.files import check_writable
-
+    Settings(threads=req.threads).validate()
     check_writable(Path(req.results))
     check_writable(Path(req.results) / "samples")
     return groups
@@ -563,35 +564,25 @@ def check(req: Request) -> list[LoadGroup]:
 def execute(req: Request) -> list[dict]:
     """Run every group of `req` (one worker per runtime, as bench); each trial's row and raw per-query samples
     are persisted in `req.results`/load.csv as soon as it finishes. Returns the rows of this run."""
-    from rtml_profile import bench, workers
-    from rtml_profile.host import physical_cores
-    from rtml_profile.runtimes.base import RunConfig
-
     groups = check(req)
     threads = req.threads or max(1, physical_cores() - 1)  # one core stays free for the generator's dispatcher
-    targets = {m: bench.zoo_target(m, with_accuracy=False) for m in req.models}
+    targets = {m: zoo_target(m, with_accuracy=False) for m in req.models}
     config = RunConfig(threads=threads, min_batch=1, max_batch=max(g.scenario.max_batch for g in groups))
     row_of, out = _row_builder(threads), []
 
     def emit(g, _scope, _index, status, reason, arrays=None, extra=None, probe=None):
         row, stem = row_of(g, status, reason, arrays, extra or {}, probe)
-        from rtml_profile.results import record_with_samples
-
         out.append(record_with_samples(req.results, "load", row, stem, arrays if status == "ok" else None))
         if req.say:
             req.say(trial_line(out[-1]))
 
     for name in dict.fromkeys(g.runtime for g in groups):
         mine = [g for g in groups if g.runtime == name]
-        workers.run_runtime(name, mine, targets, None, config, emit, measure=measure_group)
+        run_runtime(name, mine, targets, None, config, emit, measure_group)
     return out
 
 
 def _row_builder(threads: int):
-    from rtml_profile import runtimes
-    from rtml_profile.host import environment
-    from rtml_profile.results import now, slug
-
     env = environment()
 
     def row(g: LoadGroup, status, reason, arrays, extra: dict, probe):
@@ -626,8 +617,6 @@ def _row_builder(threads: int):
 
 def _epochs(model_id: str):
     """How long the timed model was trained (latency does not depend on it; the report says it); '' unknown."""
-    from rtml_profile.bench import trained_epochs
-
     epochs = trained_epochs(model_id)
     return "" if epochs is None else epochs
 
@@ -645,26 +634,15 @@ def trial_line(r: dict) -> str:
     )
 
 
-def peaks(rows: list[dict]) -> list[dict]:
-    """Per searched configuration: the highest offered rate that met the goal (the row at it), or None."""
-    out = {}
-    for r in rows:
-        if r.get("status") != "ok" or r.get("scenario") != "server":
-            continue
-        k = tuple(r[c] for c in ("host", "model", "runtime", "precision", "max_batch", "max_wait_us", "deadline_us"))
-        best = out.get(k)
-        if r["passed"] and r["role"] == "search" and (best is None or r["offered_qps"] > best["offered_qps"]):
-            out[k] = r
-        out.setdefault(k, None)
-    return [{"key": k, "row": v} for k, v in out.items()]
-
-
 def peak_lines(rows: list[dict]) -> list[str]:
     lines = []
-    for p in peaks(rows):
-        _, model, rt, prec, mb, wait, deadline = p["key"]
+    for p in load_peaks(rows):
+        k = p["key"]
+        model, rt, prec, mb, wait, deadline = (
+            k[c] for c in ("model", "runtime", "precision", "max_batch", "max_wait_us", "deadline_us")
+        )
         what = f"{model} {rt} {prec}, batching {'off' if mb == 1 else f'up to {mb} within {wait:g} us'}"
-        r = p["row"]
+        r = p["peak"]
         if r is None:
             lines.append(f"peak: {what}: no rate tried met p99 <= {deadline:g} us")
             continue

@@ -1,4 +1,5 @@
-"""Isolation: each runtime is probed and measured in its own worker process (spawned, never forked).
+"""The isolated launcher: each runtime is probed and measured in its own worker process (spawned, never forked),
+running a scenario's measure function there and streaming its rows back.
 
 Why: global state (torch.set_num_threads, ONNX Runtime's logger, a CUDA context) must not leak from one
 runtime's measurements into another's, and a native crash (a segfault or abort inside a runtime library) must
@@ -11,14 +12,30 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
-import time
-import traceback
+from dataclasses import dataclass
 
 from rtml_profile import UserError, runtimes
+from rtml_profile.host import host_label
 from rtml_profile.runtimes.base import Probe, RunConfig
 
 
-def _reason(e: BaseException) -> str:
+@dataclass
+class Group:
+    """One (target, runtime, precision[, variant]): loaded once in a worker, measured for each scope x batch."""
+
+    target: str
+    runtime: str
+    precision: str
+    scopes: list[str]
+    batches: list[int]
+    variant: str = ""  # a runtime's own variant (compile mode), or a tuned one (see vocab.TUNED)
+
+    def jobs(self) -> list[tuple[str, int]]:
+        return [(s, b) for s in self.scopes for b in self.batches]
+
+
+def reason_of(e: BaseException) -> str:
+    """One line for an exception raised while measuring (a UserError's own sentence)."""
     return str(e) if isinstance(e, UserError) else f"{type(e).__name__}: {e}".strip().splitlines()[0]
 
 
@@ -30,7 +47,7 @@ def _child(conn, spec: str):
         cls = runtimes.load_class(spec)
         probe = cls.probe()
     except Exception as e:
-        probe = Probe(False, f"the runtime could not be probed: {_reason(e)}")
+        probe = Probe(False, f"the runtime could not be probed: {reason_of(e)}")
     conn.send(("probe", probe))
     if not probe.available:
         return
@@ -41,78 +58,6 @@ def _child(conn, spec: str):
     for gi, g in enumerate(groups):
         measure(conn, cls, gi, g, targets[g.target], settings, config)
     conn.send(("end",))
-
-
-def _measure_group(conn, cls, gi, g, target, settings, config: RunConfig):
-    """Measure one group; a tuned group first searches its knobs per job (tune.py), then measures the best."""
-    from dataclasses import replace
-
-    from rtml_profile import tune
-    from rtml_profile.host import physical_cores
-    from rtml_profile.runtimes.base import base_variant
-
-    config = replace(config, variant=g.variant, calibration=target.calibration)
-    if base_variant(g.variant) == g.variant:
-        return _measure_jobs(conn, cls, gi, g, target, settings, config, g.jobs())
-    for scope, batch in g.jobs():
-        conn.send(("start", (gi, scope, batch)))
-        t0 = time.perf_counter()
-        try:
-            best, tried = tune.search(cls, target, g.precision, config, scope, target.inputs(batch), physical_cores())
-        except Exception as e:
-            conn.send(("row", (gi, scope, batch), "failed", f"tuning failed: {_reason(e)}", None, {}))
-            continue
-        search = "; ".join(f"{tune.describe(o)}: {p:.4g} us" for o, p in tried)
-        extra = {"tune_tried": len(tried), "tune_search": search, "tune_s": time.perf_counter() - t0}
-        job = [(scope, batch)]
-        _measure_jobs(conn, cls, gi, g, target, settings, replace(config, options=best), job, extra, against=config)
-
-
-def _measure_jobs(conn, cls, gi, g, target, settings, config: RunConfig, jobs, extra=None, against=None):
-    """Load once, run the accuracy pass, time every job. With `against` (the untuned config), each job is timed
-    in alternating rounds with the default setting (tune.interleaved), and the row says its gain over it."""
-    from rtml_profile import tune
-    from rtml_profile.bench import time_calls
-
-    def fail_all(reason):
-        for scope, batch in jobs:
-            conn.send(("row", (gi, scope, batch), "failed", reason, None, dict(extra or {})))
-
-    t0 = time.perf_counter()
-    try:
-        rt = cls(target.ref, g.precision, config)
-        rt.load()
-    except Exception as e:
-        return fail_all(_reason(e))
-    extra = {**(extra or {}), "load_s": time.perf_counter() - t0, "settings": rt.settings()}
-    try:
-        try:
-            extra.update(target.evaluate(rt))
-        except Exception as e:
-            extra["accuracy_status"] = f"failed: {_reason(e)}"
-        checks = extra.pop("checks", None)
-        if checks and not g.variant:  # checks.csv has no variant in its key: the default variant's checks stand
-            conn.send(("checks", gi, checks))
-        for scope, batch in jobs:
-            conn.send(("start", (gi, scope, batch)))
-            try:
-                call = rt.runner(scope, target.inputs(batch))
-                row = {**extra, **rt.facts()}
-                if against is None:
-                    ns = time_calls(call, rt.synchronize, settings)
-                else:
-                    ns, default_ns = tune.against_default(cls, target, g.precision, against, scope, batch, call, rt,
-                                                          settings)  # fmt: skip
-                    row.update(tune.compare(ns, default_ns))
-            except Exception as e:
-                conn.send(("row", (gi, scope, batch), "failed", _reason(e), None, extra))
-                continue
-            conn.send(("row", (gi, scope, batch), "ok", "", ns, row))
-    finally:
-        try:
-            rt.close()
-        except Exception:
-            traceback.print_exc()
 
 
 # ---------------------------------------------------------------- the parent side
@@ -135,8 +80,7 @@ def _death(proc, current, groups) -> str:
     return f"the runtime's worker process {how}{where}; nothing after that was measured"
 
 
-def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, emit, on_checks=None,
-                measure=_measure_group):  # fmt: skip
+def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, emit, measure, on_checks=None):
     """Probe and measure `groups` (all of runtime `name`) in a worker; `emit(group, scope, batch, status, reason,
     samples, extra, probe)` is called in this process for every job, as soon as it is known, and
     `on_checks(group, records, host)` for a group's output-check records.
@@ -164,8 +108,6 @@ def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, e
             if msg[0] == "start":
                 current = msg[1]
             elif msg[0] == "checks" and on_checks is not None:
-                from rtml_profile.host import host_label
-
                 on_checks(groups[msg[1]], msg[2], host_label())
             elif msg[0] == "row":
                 _, job, status, reason, ns, extra = msg

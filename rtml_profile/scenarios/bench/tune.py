@@ -14,7 +14,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from rtml_profile.runtimes.base import knob_values
+from rtml_profile import stats
+from rtml_profile.measure.timing import Settings, time_calls
+from rtml_profile.runtimes.base import knob_value, knob_values, show
 
 SEARCH = dict(warmup_iters=5, warmup_s=0.05, min_iters=100, min_s=0.1, max_s=0.3)
 
@@ -27,31 +29,26 @@ def combinations(caps, cores: int) -> list[tuple[tuple[str, object], ...]]:
 
 def search(cls, target, precision: str, config, scope: str, x: np.ndarray, cores: int):
     """(best options, [(options, p50 us)] for every combination tried), each timed briefly on `x`."""
-    from rtml_profile.bench import Settings, time_calls
-    from rtml_profile.stats import is_faster
-
     quick = Settings(**SEARCH)
     tried, samples = [], {}
     for options in combinations(cls.caps, cores):
         rt = cls(target.ref, precision, replace(config, options=options))
         rt.load()
         try:
-            ns = time_calls(rt.runner(scope, x), rt.synchronize, quick)
+            ns = time_calls(rt.runner(scope, x), rt.synchronize, quick).ns
         finally:
             rt.close()
-        tried.append((options, float(np.median(ns)) / 1e3))
+        tried.append((options, stats.p50_us(ns)))
         samples[options] = ns
     best = min(tried, key=lambda t: t[1])[0]
     default = defaults(cls, config, cores)
-    if default in samples and not is_faster(samples[best], samples[default]):
+    if default in samples and not stats.is_faster(samples[best], samples[default]):
         best = default  # a brief search's winner inside the noise is no reason to leave the defaults
     return best, tried
 
 
 def defaults(cls, config, cores: int) -> tuple:
     """The knob values a runtime runs with untuned, as the (name, value) pairs `combinations` makes."""
-    from rtml_profile.runtimes.base import knob_value
-
     plain = replace(config, options=())
     return tuple(
         (k.name, knob_value(cls.caps, plain, k.name) or (cores if k.name == "threads" else None))
@@ -60,9 +57,7 @@ def defaults(cls, config, cores: int) -> tuple:
 
 
 def describe(options) -> str:
-    from rtml_profile.runtimes.base import _show
-
-    return " ".join(f"{k}={_show(v)}" for k, v in options)
+    return " ".join(f"{k}={show(v)}" for k, v in options)
 
 
 ROUNDS = 6  # alternating rounds of tuned and default timing: slow drift of a shared machine hits both alike
@@ -70,11 +65,7 @@ ROUNDS = 6  # alternating rounds of tuned and default timing: slow drift of a sh
 
 def interleaved(call_a, sync_a, call_b, sync_b, settings, rounds: int = ROUNDS):
     """(samples of a, samples of b) timed in `rounds` alternating blocks, each with 1/rounds of `settings`."""
-    from dataclasses import replace as dc_replace
-
-    from rtml_profile.bench import time_calls
-
-    part = dc_replace(
+    part = replace(
         settings,
         min_iters=max(1, settings.min_iters // rounds),
         max_iters=max(1, settings.max_iters // rounds),
@@ -83,8 +74,8 @@ def interleaved(call_a, sync_a, call_b, sync_b, settings, rounds: int = ROUNDS):
     )
     a, b = [], []
     for _ in range(rounds):
-        a.append(time_calls(call_a, sync_a, part))
-        b.append(time_calls(call_b, sync_b, part))
+        a.append(time_calls(call_a, sync_a, part).ns)
+        b.append(time_calls(call_b, sync_b, part).ns)
     return np.concatenate(a), np.concatenate(b)
 
 
@@ -101,8 +92,6 @@ def against_default(cls, target, precision: str, default_config, scope: str, bat
 
 def compare(tuned_ns, default_ns) -> dict:
     """The tuned row's gain over the default setting timed alternately with it: p50 ratio, beyond noise or not."""
-    from rtml_profile import stats
-
     p50_default, p50_tuned = (stats.LatencyStats(ns).percentile_us(50) for ns in (default_ns, tuned_ns))
     return {
         "tune_default_p50_us": p50_default,

@@ -1,7 +1,7 @@
 """Start-up, memory and energy per runtime: load (session creation, build steps with cache hit or miss), the first
 (cold) call against the warm p50, process memory, GPU memory, the model's size on disk, energy per call.
 
-Each (runtime, precision) runs in its own spawned process (workers.py's reason: nothing leaks between runtimes),
+Each (runtime, precision) runs in its own spawned process (measure.launcher: nothing leaks between runtimes),
 so its first call is really cold and its peak memory is its own. Calls are end-to-end at batch 1 (host array in,
 host array out). RSS is psutil's resident set size; peak RSS is the process's high-water mark (peak_rss).
 GPU memory comes from PyTorch's allocator (what PyTorch allocated) and NVML (the device's view).
@@ -11,24 +11,28 @@ from __future__ import annotations
 
 import time
 
-from rtml_profile import UserError, runtimes
+from rtml_profile import UserError, artifacts, paths, runtimes, stats, zoo
+from rtml_profile.host import physical_cores
+from rtml_profile.measure.launcher import Group, reason_of, run_runtime
+from rtml_profile.measure.targets import zoo_target
+from rtml_profile.measure.timing import Settings, time_calls
+from rtml_profile.results import now, save_entries
+from rtml_profile.runtimes.base import RunConfig
+from rtml_profile.scenarios.where.meters import Energy
+from rtml_profile.scenarios.where.nodes import weights_note
+from rtml_profile.vocab import CALIBRATED
 
 BATCH, SCOPE = 1, "end-to-end"
 
 
-def _measure(spec: str, target, precision: str, threads: int) -> dict:
+def _measure(cls, target, precision: str, config: RunConfig) -> dict:
     """In the worker: everything for one runtime and precision."""
     import psutil
 
-    from rtml_profile import artifacts
-    from rtml_profile.bench import Settings, time_calls
-    from rtml_profile.profile.meters import Energy
-    from rtml_profile.runtimes.base import RunConfig
-
-    cls, proc = runtimes.load_class(spec), psutil.Process()
+    proc = psutil.Process()
     rss0, x = proc.memory_info().rss, target.inputs(BATCH)
     t0 = time.perf_counter()
-    rt = cls(target.ref, precision, RunConfig(threads=threads, min_batch=BATCH, max_batch=BATCH))
+    rt = cls(target.ref, precision, config)
     rt.load()
     out = {
         "load_s": time.perf_counter() - t0,
@@ -41,9 +45,9 @@ def _measure(spec: str, target, precision: str, threads: int) -> dict:
     rt.synchronize()
     out["first_call_s"] = time.perf_counter() - t0
     energy = Energy(rt.caps.device)
-    ns = time_calls(call, rt.synchronize, Settings(min_iters=300, min_s=0.3, max_s=2.0))
-    out.update(energy.result(len(ns) + 10))  # + Settings' 10 warm-up calls, inside the metered block
-    out.update(warm_p50_s=float(sorted(ns)[len(ns) // 2]) / 1e9, rss=proc.memory_info().rss, rss_before_load=rss0)
+    timing = time_calls(call, rt.synchronize, Settings(min_iters=300, min_s=0.3, max_s=2.0))
+    out.update(energy.result(timing.calls))  # every call inside the metered block: the warm-up's and the timed
+    out.update(warm_p50_s=stats.percentile(timing.ns, 50) / 1e9, rss=proc.memory_info().rss, rss_before_load=rss0)
     out.update(peak_rss(max(out["rss_after_load"], out["rss"])))
     art = rt.artifact()
     out["artifact"], out["size_bytes"] = (str(art), art.stat().st_size) if art and art.exists() else (None, None)
@@ -85,49 +89,37 @@ def _gpu_memory(device: str) -> dict:
     return out
 
 
-def _child(conn, spec, target, precision, threads):
+def _measure_in_worker(conn, cls, gi, g: Group, target, settings, config: RunConfig):
+    """The launcher's measure function: one job (end-to-end, batch 1), its entry sent as the row's extra."""
+    job = (gi, SCOPE, BATCH)
+    conn.send(("start", job))
     try:
-        conn.send(("ok", _measure(spec, target, precision, threads)))
+        conn.send(("row", job, "ok", "", None, _measure(cls, target, g.precision, config)))
     except Exception as e:
-        conn.send(("failed", f"{type(e).__name__}: {str(e)[:300]}"))
+        conn.send(("row", job, "failed", reason_of(e)[:300], None, {}))
 
 
 def measure_isolated(name: str, target, precision: str, threads: int) -> dict:
-    """One runtime and precision in a spawned process; a crash or failure is an entry with its reason."""
-    import multiprocessing as mp
-
-    from rtml_profile.profile.nodes import weights_note
-    from rtml_profile.results import now
-
+    """One runtime and precision in its own spawned process (measure.launcher): a crash, a failure or an absent
+    runtime is an entry with its reason."""
     base = {"model": target.ref.name, "runtime": name, "precision": precision, "scope": SCOPE, "batch": BATCH,
             "threads": threads, "timestamp": now(), "note": weights_note(target.ref.name)}  # fmt: skip
-    cls = runtimes.get(name)
-    probe = cls.probe()
-    if not probe.available:
-        return {**base, "status": "absent", "reason": probe.reason}
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_child, args=(child, runtimes.target(name), target, precision, threads), daemon=True)
-    proc.start()
-    child.close()
-    try:
-        status, payload = parent.recv()
-    except EOFError:
-        status, payload = "failed", f"the worker process died (exit code {proc.exitcode})"
-    proc.join(30)
-    return {**base, "status": status, **(payload if status == "ok" else {"reason": payload})}
+    got = {}
+
+    def emit(g, scope, batch, status, reason, ns=None, extra=None, probe=None):
+        status = "absent" if status == "skipped" else status
+        got.update({"status": status, **(extra if status == "ok" else {"reason": reason})})
+
+    config = RunConfig(threads=threads, min_batch=BATCH, max_batch=BATCH)
+    group = Group(target.ref.name, name, precision, [SCOPE], [BATCH])
+    run_runtime(name, [group], {target.ref.name: target}, None, config, emit, _measure_in_worker)
+    return {**base, **got}
 
 
 def run(models, runtime_names=None, threads=None, save=True, data_dir=None) -> list[dict]:
     """Lifecycle of every model x runtime x precision the runtime offers (calibrated ones, which need calibration
     data, are left to bench); merged into lifecycle_<host>.json."""
-    from rtml_profile import paths, zoo
-    from rtml_profile.bench import default_runtimes, zoo_target
-    from rtml_profile.host import physical_cores
-    from rtml_profile.profile import save_entries
-    from rtml_profile.runtimes.base import CALIBRATED
-
-    names = runtime_names or default_runtimes()  # opt-in runtimes (slow to prepare) only when named
+    names = runtime_names or runtimes.default_names()  # opt-in runtimes (slow to prepare) only when named
     for n in names:
         runtimes.target(n)
     if threads is not None and threads < 1:

@@ -1,0 +1,81 @@
+"""How one configuration is timed.
+
+Every timed call is `t0 = perf_counter_ns(); call(); synchronize(); t1 = perf_counter_ns()`, so a GPU sample
+includes the work itself, its launch and one device synchronize; each sample is one call on one batch. What a
+call includes is set by its scope (see vocab.SCOPE_MEANS). This is the only timing loop in the toolkit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtml_profile import UserError
+
+
+@dataclass
+class Settings:
+    """How long to time one configuration: at least min_iters calls and min_s seconds, at most max_s/max_iters."""
+
+    warmup_iters: int = 10
+    warmup_s: float = 0.2
+    min_iters: int = 1000
+    min_s: float = 0.5
+    max_s: float = 5.0
+    max_iters: int = 20_000
+    threads: int | None = None
+
+    def validate(self) -> Settings:
+        import psutil
+
+        for attr, option in (("warmup_s", "the warm-up time"), ("min_s", "--min-time"), ("max_s", "--max-time")):
+            v = getattr(self, attr)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise UserError(f"{option} must be a finite number of seconds >= 0, got {v}")
+        if self.max_s <= 0:
+            raise UserError(f"--max-time must be positive, got {self.max_s}")
+        if not 1 <= self.min_iters <= self.max_iters:
+            raise UserError(f"--min-iters must be between 1 and {self.max_iters}, got {self.min_iters}")
+        cpus = psutil.cpu_count() or 1
+        if self.threads is not None and not 1 <= self.threads <= cpus:
+            raise UserError(f"--threads must be between 1 and this machine's {cpus} logical CPUs, got {self.threads}")
+        self.max_s = max(self.max_s, self.min_s)
+        return self
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The samples of one timed run (ns, one per timed call) and how many calls it made in all."""
+
+    ns: np.ndarray
+    warmup_calls: int
+
+    @property
+    def calls(self) -> int:
+        """Every call made: the warm-up's and the timed ones (what a meter around the whole run saw)."""
+        return self.warmup_calls + len(self.ns)
+
+
+def time_calls(call, sync, s: Settings) -> Timing:
+    """Latency samples of `call(); sync()` after a warm-up; see Settings for the stopping rule."""
+    clock = time.perf_counter_ns
+    t_warm = clock()
+    i = 0
+    while i < s.warmup_iters or (clock() - t_warm < s.warmup_s * 1e9 and clock() - t_warm < 2e9):
+        call()
+        sync()
+        i += 1
+    samples = []
+    start = clock()
+    while True:
+        t0 = clock()
+        call()
+        sync()
+        t1 = clock()
+        samples.append(t1 - t0)
+        n, elapsed = len(samples), t1 - start
+        if n >= s.max_iters or elapsed >= s.max_s * 1e9 or (n >= s.min_iters and elapsed >= s.min_s * 1e9):
+            return Timing(np.asarray(samples, dtype=np.int64), i)

@@ -1,0 +1,34 @@
+"""Names used in every layer: scopes, precisions, variants, and the byte widths the cost models use.
+
+Data only (no imports of the package): runtimes, the measurement core, scenarios and the report all read these.
+"""
+
+from __future__ import annotations
+
+SCOPES = ("compute", "end-to-end", "cuda-graph")
+PRECISIONS = ("fp32", "tf32", "fp16", "int8", "int8-static")
+CALIBRATED = ("int8-static",)  # precisions built from calibration data (a seeded subset of the training split)
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+TUNED = "tuned"  # the variant `bench --tune` adds beside a runtime's own ("<variant>+tuned" when it has one)
+
+SCOPE_MEANS = {
+    "compute": "one call on inputs already where the runtime wants them (device tensors / IO binding), outputs "
+    "left there; host clock around call + device synchronize",
+    "end-to-end": "host numpy array in, host numpy array out: conversions and host<->device copies included",
+    "cuda-graph": "compute scope, forward replayed from a captured CUDA graph; host clock + device synchronize",
+}
+
+WEIGHT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "int8": 1}
+ACT_BYTES = 4  # activations at the graph's float32 inputs and outputs (derived graphs keep fp32 I/O)
+
+
+def base_variant(variant: str) -> str:
+    """The runtime's own variant under a tuned one ('default+tuned' -> 'default', 'tuned' -> '')."""
+    if variant == TUNED:
+        return ""
+    return variant.removesuffix("+" + TUNED)
+
+
+def tuned_name(variant: str) -> str:
+    """The tuned variant of a runtime's own variant ('' -> 'tuned', 'default' -> 'default+tuned')."""
+    return f"{variant}+{TUNED}" if variant else TUNED
