@@ -6,6 +6,8 @@ $RTML_CACHE_DIR (default ~/.cache/rtml-profile), keyed by the source's sha256.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rtml_profile import UserError
 from rtml_profile.data import cifar10, housing
 from rtml_profile.data.common import DATA_ENV, HOLDS, Dataset, resolve_data_dir

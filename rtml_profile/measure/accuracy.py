@@ -7,7 +7,7 @@ import numpy as np
 from rtml_profile import metrics, tolerances, zoo
 
 
-def accuracy(rt, target: Target) -> dict:
+def accuracy(rt, target) -> dict:
     """Task metric on the whole evaluation set through `rt`, and parity against the PyTorch fp32 reference."""
     if target.x_eval is None:
         status = target.note if target.note.startswith("failed") else "not measured"
