@@ -32,8 +32,10 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=2000)
     a = ap.parse_args(argv)
 
-    from rtml_profile import bench, runtimes
+    from rtml_profile import runtimes
     from rtml_profile.host import physical_cores
+    from rtml_profile.measure import timing
+    from rtml_profile.scenarios import bench
 
     target = bench.zoo_target(a.model, with_accuracy=False)
     settings = bench.Settings(min_iters=a.iters, max_iters=a.iters, min_s=0, max_s=60, threads=physical_cores())
@@ -46,7 +48,7 @@ def main(argv=None):
                 bare(call, 200)
                 h, b = [], []
                 for _ in range(a.rounds):
-                    h.append(np.median(bench.time_calls(call, rt.synchronize, settings)))
+                    h.append(np.median(timing.time_calls(call, rt.synchronize, settings).ns))
                     b.append(np.median(bare(call, a.iters)))
                 hp, bp = np.median(h) / 1e3, np.median(b) / 1e3
                 print(f"{name:10} {batch:5}  {hp:14.2f}  {bp:11.2f}  {hp / bp:5.3f}")

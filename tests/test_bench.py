@@ -5,9 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rtml_profile import UserError, bench, runtimes, tolerances, zoo
+from rtml_profile import UserError, runtimes, tolerances, zoo
+from rtml_profile.measure import accuracy, timing
 from rtml_profile.results import BenchStore, load_samples
-from rtml_profile.stats import LatencyStats, min_samples, nearest_rank
+from rtml_profile.scenarios import bench
+from rtml_profile.stats import LatencyStats, min_samples, percentile
 
 EVERY_RUNTIME = [(name, p) for name in runtimes.BUILTIN for p in runtimes.get(name).caps.precisions]
 
@@ -32,8 +34,8 @@ def test_stats_hand_computed():
 
 def test_nearest_rank_edges():
     x = np.arange(1, 101)
-    assert nearest_rank(x, 1) == 1 and nearest_rank(x, 50) == 50 and nearest_rank(x, 99) == 99
-    assert nearest_rank(x, 100) == 100
+    assert percentile(x, 1) == 1 and percentile(x, 50) == 50 and percentile(x, 99) == 99
+    assert percentile(x, 100) == 100
     assert min_samples(99) == 662 and min_samples(50) == 14
 
 
@@ -44,12 +46,13 @@ def test_no_warning_with_enough_steady_samples():
 
 def test_time_calls_respects_limits():
     calls = []
-    ns = bench.time_calls(
+    t = timing.time_calls(
         lambda: calls.append(1),
         lambda: None,
         bench.Settings(warmup_iters=5, warmup_s=0, min_iters=50, min_s=0, max_s=1),
     )
-    assert len(ns) == 50 and len(calls) >= 55 and (ns > 0).all()
+    assert len(t.ns) == 50 and (t.ns > 0).all()
+    assert t.warmup_calls >= 5 and t.calls == len(calls)  # every call made is counted (energy per call uses it)
 
 
 def test_parse_batches():
@@ -119,7 +122,7 @@ def test_parity_rule_on_known_inputs(precision, classifier, out_shift, agree, ok
     if classifier and agree < 1.0:  # move the top class of (1 - agree) of the rows
         n = int(round((1 - agree) * len(ref)))
         out[:n] = np.roll(ref[:n], 1, axis=1)
-    row = bench.parity(out, ref, precision, "cpu", classifier)
+    row = accuracy.parity(out, ref, precision, "cpu", classifier)
     assert row["parity_ok"] is ok
     if classifier:
         assert row["parity_class_agreement"] == pytest.approx(agree if agree < 1.0 else 1.0, abs=0.01)

@@ -5,7 +5,7 @@ import torch
 
 from rtml_profile import UserError, zoo
 from rtml_profile.export import export, run_ort
-from rtml_profile.runtimes.ort import cpu_session
+from rtml_profile.session import cpu_session
 from rtml_profile.tolerances import EXPORT
 
 

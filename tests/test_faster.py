@@ -8,9 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from rtml_profile import UserError, artifacts, bench, precision, runtimes, schema, tune
+from rtml_profile import UserError, artifacts, runtimes, schema
+from rtml_profile.anymodel.checks import marked
 from rtml_profile.host import physical_cores
-from rtml_profile.runtimes.base import CORES, TUNED, Calibration, Capabilities, Knob, base_variant
+from rtml_profile.runtimes.base import CORES, Calibration, Capabilities, Knob
+from rtml_profile.scenarios import bench, precision
+from rtml_profile.scenarios.bench import tune
+from rtml_profile.vocab import TUNED, base_variant, tuned_name
 
 FAST = dict(warmup_iters=2, warmup_s=0, min_iters=30, min_s=0, max_s=0.05)
 
@@ -53,11 +57,11 @@ def test_variants_knobs_and_opt_in_are_capability_data():
     cls = runtimes.get("torch-compile")
     assert cls.caps.opt_in and "default" in cls.caps.variants and "max-autotune-no-cudagraphs" in cls.caps.variants
     assert "reduce-overhead" in runtimes.get("torch-compile-cuda").caps.variants
-    assert "torch-compile" not in bench.default_runtimes() and "ort-cpu" in bench.default_runtimes()
+    assert "torch-compile" not in runtimes.default_names() and "ort-cpu" in runtimes.default_names()
     ort = runtimes.get("ort-cpu").caps
     assert {k.name for k in ort.knobs} == {"threads", "graph_optimization", "spin_wait"}
     assert len(tune.combinations(ort, 2)) == 2 * 4 * 2  # threads 1..2 x 4 levels x spin on/off
-    assert base_variant(bench.tuned_name("default")) == "default" and base_variant(TUNED) == ""
+    assert base_variant(tuned_name("default")) == "default" and base_variant(TUNED) == ""
 
 
 def test_plan_expands_variants_and_adds_tuned_groups(onnx_file):
@@ -199,9 +203,7 @@ def test_node_errors_find_the_node_that_breaks(tmp_path, onnx_file):
 
 
 def test_mark_all_exposes_every_float_tensor(onnx_file):
-    import onnx
-
-    m = onnx.load_from_string(precision.mark_all(onnx_file))
+    m = marked(onnx_file, only_floats=True)[0]
     assert [o.name for o in m.graph.output][1:] == ["g0", "t0"] and m.graph.output[0].name == "g1"
 
 

@@ -9,12 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rtml_profile import bench, runtimes
+from rtml_profile import runtimes
 from rtml_profile.results import BenchStore, load_samples
 from rtml_profile.runtimes.base import (
-    CALIBRATED,
-    PRECISIONS,
-    SCOPES,
     Calibration,
     Capabilities,
     ModelRef,
@@ -22,7 +19,9 @@ from rtml_profile.runtimes.base import (
     RunConfig,
     Runtime,
 )
+from rtml_profile.scenarios import bench
 from rtml_profile.stats import LatencyStats
+from rtml_profile.vocab import CALIBRATED, PRECISIONS, SCOPES
 
 FAST = bench.Settings(warmup_iters=2, warmup_s=0, min_iters=30, min_s=0, max_s=0.05)
 

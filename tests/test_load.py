@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rtml_profile import UserError, load, queue_sim, schema, stats
+from rtml_profile import UserError, schema, stats
 from rtml_profile.results import write_samples
+from rtml_profile.scenarios import loadgen as load
+from rtml_profile.scenarios.loadgen import queue_sim
 
 # ---------------------------------------------------------------- statistics
 
@@ -78,7 +80,8 @@ def test_queue_model_batches_and_interpolates():
 
 @pytest.fixture(scope="module")
 def tiny_calls():
-    from rtml_profile.runtimes.ort import _tiny_model, cpu_session
+    from rtml_profile.runtimes.ort import _tiny_model
+    from rtml_profile.session import cpu_session
 
     sess = cpu_session(_tiny_model(), threads=1)
     x = np.ones((1, 4), np.float32)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from rtml_profile import UserError, pipeline
+from rtml_profile import UserError, checkpoints, pipeline
 from rtml_profile import data as datamod
 from rtml_profile.files import atomic_group
 
@@ -67,7 +67,7 @@ def test_checkpoint_that_runs_code_is_refused_unrun(workdir, form):
         match=r"models/2b.pt holds more than tensors and plain data \(it names "
         r"\w+\.system\), so it was not loaded",
     ):
-        pipeline.load_checkpoint("2b")
+        checkpoints.load_checkpoint("2b")
     assert not marker.exists()
 
 
@@ -103,13 +103,13 @@ def test_checkpoint_for_another_model_or_corrupt(workdir):
     (workdir / "models").mkdir()
     torch.save({"spec": {"id": "1b"}, "state_dict": {}, "data_info": {}}, workdir / "models/1a.pt")
     with pytest.raises(UserError, match="is for model '1b', not '1a'"):
-        pipeline.load_checkpoint("1a")
+        checkpoints.load_checkpoint("1a")
     (workdir / "models/1a.pt").write_bytes(b"\x80\x02 truncated")
     with pytest.raises(UserError, match="models/1a.pt is unreadable"):
-        pipeline.load_checkpoint("1a")
+        checkpoints.load_checkpoint("1a")
     (workdir / "models/1a.pt").unlink()
     with pytest.raises(UserError, match="no checkpoint at models/1a.pt; run `rtml-profile train-and-export 1a`"):
-        pipeline.load_checkpoint("1a")
+        checkpoints.load_checkpoint("1a")
 
 
 def test_library_train_and_export_writes_loadable_plain_checkpoint(workdir, data_dir):
@@ -132,7 +132,7 @@ def test_library_train_and_export_writes_loadable_plain_checkpoint(workdir, data
     assert json.loads((workdir / "models/1a.json").read_text()) == json.loads(json.dumps(rec))
     raw = torch.load(workdir / "models/1a.pt", weights_only=True)  # tensors and plain data only
     assert set(raw) == {"spec", "state_dict", "data_info"}
-    model, info = pipeline.load_checkpoint("1a")
+    model, info = checkpoints.load_checkpoint("1a")
     assert info["sha256"] == rec["data"]["sha256"]
     x = torch.zeros(3, 5)
     assert torch.equal(model(x), model(x)) and not list(workdir.rglob("*.tmp*"))
@@ -143,7 +143,7 @@ def test_checkpoint_refuses_non_plain_data_info(tmp_path):
 
     spec = zoo.get("1a")
     with pytest.raises(TypeError, match="holds a ndarray"):
-        pipeline.save_checkpoint(zoo.build(spec), spec, {"rows": np.arange(3)}, tmp_path / "x.pt")
+        checkpoints.save_checkpoint(zoo.build(spec), spec, {"rows": np.arange(3)}, tmp_path / "x.pt")
 
 
 # ---------------------------------------------------------------- four files, one unit
