@@ -152,8 +152,9 @@ def _parse_shapes(items: list[str]) -> dict[str, list[int]]:
         name, sep, dims = item.partition("=")
         try:
             shapes[name] = [int(d) for d in dims.split(",")]
-            assert sep and name and all(d > 0 for d in shapes[name])
-        except (ValueError, AssertionError):
+            if not (sep and name and all(d > 0 for d in shapes[name])):
+                raise ValueError  # not an assert: user input is checked under python -O too
+        except ValueError:
             raise UserError(f"--shape takes NAME=D1,D2,... with positive integers, got {item!r}") from None
     return shapes
 
@@ -370,8 +371,9 @@ def _floats(text: str | None, what: str) -> tuple[float, ...]:
         return ()
     try:
         out = tuple(float(t) for t in text.split(","))
-        assert all(v > 0 for v in out)
-    except (ValueError, AssertionError):
+        if not (all(v > 0 for v in out)):
+            raise ValueError  # not an assert: user input is checked under python -O too
+    except ValueError:
         raise UserError(f"{what} takes positive numbers separated by commas, got {text!r}") from None
     return out
 
@@ -382,8 +384,9 @@ def _batching(text: str) -> list[tuple[int, float]]:
         size, _, wait = part.strip().partition("@")
         try:
             out.append((int(size), float(wait or 0)))
-            assert out[-1][0] >= 1 and out[-1][1] >= 0
-        except (ValueError, AssertionError):
+            if not (out[-1][0] >= 1 and out[-1][1] >= 0):
+                raise ValueError  # not an assert: user input is checked under python -O too
+        except ValueError:
             raise UserError(f"--batching takes MAX_BATCH@MAX_WAIT_US items like 1,8@500, got {part!r}") from None
     return out
 
@@ -395,7 +398,9 @@ def load_cmd(
     runtime: Annotated[list[str], typer.Option("--runtime", "-r", help="Runtime (repeatable).")] = ["ort-cpu"],  # noqa: B006
     precision: Annotated[list[str], typer.Option("--precision", "-p", help="Precision (repeatable).")] = ["fp32"],  # noqa: B006
     scenario: Annotated[str, typer.Option(help="server, multi-stream, single-stream or offline.")] = "server",
-    deadline: Annotated[float, typer.Option(help="Deadline in ms (multi-stream: default the frame period).")] = 1.0,
+    deadline: Annotated[
+        Optional[float], typer.Option(help="Deadline in ms (default 1; multi-stream: the frame period).")
+    ] = None,
     miss_target: Annotated[float, typer.Option(help="Largest acceptable share of late queries.")] = 0.01,
     confidence: Annotated[float, typer.Option(help="Confidence of the 'p99 within the deadline' claim.")] = 0.95,
     batching: Annotated[
@@ -427,7 +432,7 @@ def load_cmd(
     multi = scenario == "multi-stream"
     sc = load.Scenario(kind=scenario, rate=fps if multi else (fixed or (100.0,))[0], streams=streams,
                        duration_s=duration, queries=queries, seed=seed, max_queries=max_queries)  # fmt: skip
-    deadline_ms = 1e3 / (fixed[0] if fixed else fps) if multi and deadline == 1.0 else deadline
+    deadline_ms = deadline if deadline is not None else 1e3 / (fixed[0] if fixed else fps) if multi else 1.0
     req = load.Request(model, runtime, precision, sc, _batching(batching),
                        load.Goal(deadline_ms * 1e3, miss_target, confidence),
                        load.Search(trials=trials, over=_floats(over, "--over"), rates=fixed), threads, results,
@@ -590,8 +595,9 @@ def _budgets(text: str | None) -> list[float]:
         return list(DEFAULT_BUDGETS_MS)
     try:
         out = [float(t) for t in text.split(",")]
-        assert all(b > 0 for b in out)
-    except (ValueError, AssertionError):
+        if not (all(b > 0 for b in out)):
+            raise ValueError  # not an assert: user input is checked under python -O too
+    except ValueError:
         raise UserError(f"--budget takes positive milliseconds separated by commas, got {text!r}") from None
     return out
 

@@ -15,8 +15,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from rtml_profile import UserError, paths, schema, stats
 
 METRIC = {"bench": "p50_us", "load": "p99_us"}
@@ -101,5 +99,7 @@ def _pairs(a: Path, b: Path, kind: str):
             f"new {metric}": float(r[f"{metric}_new"]),
             "ratio": ratio,
             "verdict": verdict,
-            "median ratio": float(np.median(sn) / np.median(so)) if so is not None and sn is not None else None,
+            "median ratio": stats.percentile(sn, 50) / stats.percentile(so, 50)
+            if so is not None and sn is not None
+            else None,
         }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtml_profile import UserError, metrics
+from rtml_profile import UserError, metrics, stats
 from rtml_profile.batching import in_chunks
 from rtml_profile.data.common import Dataset
 from rtml_profile.zoo import ModelSpec, Recipe, build
@@ -267,7 +267,7 @@ def _timings(history: list[dict], final_eval_s: float, n: int, bs: int) -> dict:
     return {
         "train_s": float(sum(epoch_times)),
         "epoch_s_mean": float(np.mean(epoch_times)),
-        "epoch_s_median": float(np.median(epoch_times)),
+        "epoch_s_median": stats.percentile(epoch_times, 50),
         "eval_s": float(sum(h["eval_time_s"] for h in history)),
         "final_eval_s": final_eval_s,
         "steps_per_epoch": -(-n // bs),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import os
+import subprocess
+import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +21,21 @@ def _data_dir() -> Path:
 
 
 DATA_DIR = _data_dir()
+
+
+@functools.lru_cache(maxsize=1)
+def committed_data() -> Path:
+    """A frozen copy of the committed reports/data (git's HEAD, never the working tree): tests of the committed
+    report's content read this, so a main job that just rewrote reports/ cannot change what they check."""
+    dest = Path(tempfile.mkdtemp(prefix="rtml-committed-"))
+    try:
+        tar = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", "reports/data"],
+                             capture_output=True, check=True).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout (an unpacked release): its files are frozen
+        return REPO / "reports" / "data"
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        t.extractall(dest, filter="data")
+    return dest / "reports" / "data"
 
 
 @pytest.fixture(scope="session")

@@ -153,7 +153,8 @@ def test_cli_analyze_all_and_file(cli, project, monkeypatch, tmp_path):
     assert "measured on model 2a by mistake" in r.output
     assert "DISAGREE" not in r.output
     r = cli("analyze", project / "exported" / "1a.onnx", "--no-save")
-    assert r.exit_code == 0 and "57" in r.output
+    assert r.exit_code == 0, r.output
+    assert "MACs/sample 57 (" in r.output and "parameters 57;" in r.output  # 1a (5-8-1): 5x8 + 8 + 8x1 + 1
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x01garbage")
     r = cli("analyze", bad)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from anymodels import CLASSES, VOCAB, D, transformer, two_inputs
+from conftest import committed_data
 
 from rtml_profile.anymodel import checks
 from rtml_profile.anymodel import io as mio
@@ -157,7 +158,7 @@ def test_a_user_model_never_writes_zoo_rows_or_files(cli, workdir):
     data = workdir / "reports" / "data"
     data.mkdir(parents=True)
     for name in ("bench.csv", "analysis.csv"):
-        shutil.copy(REPO / "reports" / "data" / name, data / name)
+        shutil.copy(committed_data() / name, data / name)
     zoo_before = {n: pd.read_csv(data / n) for n in ("bench.csv", "analysis.csv")}
     user = workdir / "mine"
     user.mkdir()

@@ -42,21 +42,3 @@ def test_export_uses_the_shared_tolerance(tmp_path):
     info = export(zoo.build(spec), 5, tmp_path / "1a.onnx", np.zeros((4, 5), np.float32))
     assert info["parity_atol"] == EXPORT.atol and info["parity_tolerance"] == EXPORT.bound_text()
     assert info["parity_runtime"] == "onnxruntime CPUExecutionProvider"
-
-
-def test_structure_has_one_place_for_each_thing():
-    """Paths from paths.py, the session from runtimes.ort, the tolerance from tolerances.py; dead names gone."""
-    import rtml_profile.export as ex
-    import rtml_profile.pipeline as pl
-    from rtml_profile import hw2
-
-    for module, name in (
-        (ex, "PARITY_ATOL"),
-        (ex, "ort_cpu_session"),
-        (ex, "onnx_path"),
-        (pl, "MODELS_DIR"),
-        (pl, "checkpoint_path"),
-        (pl, "record_path"),
-        (hw2, "EPOCHS"),
-    ):
-        assert not hasattr(module, name), name

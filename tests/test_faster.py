@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from rtml_profile import UserError, artifacts, runtimes, schema
+from rtml_profile import UserError, artifacts, runtimes, schema, stats
 from rtml_profile.anymodel.checks import marked
 from rtml_profile.host import physical_cores
 from rtml_profile.runtimes.base import CORES, Calibration, Capabilities, Knob
@@ -225,7 +225,8 @@ def test_tune_picks_a_setting_stores_it_and_compares_with_the_default(tmp_path, 
     # the gain is against the default setting timed in alternating rounds with the tuned one (drift hits both)
     assert tuned["tune_gain"] == pytest.approx(tuned["tune_default_p50_us"] / tuned["p50_us"], rel=1e-9)
     assert tuned["n"] >= FAST["min_iters"] // tune.ROUNDS * tune.ROUNDS
-    assert str(tuned["tune_beyond_noise"]) in ("True", "False")
+    # the stated rule: "beyond noise" needs the Mann-Whitney test and at least the 1.1x ratio of medians
+    assert str(tuned["tune_beyond_noise"]) == "False" or tuned["tune_gain"] >= stats.FASTER_RATIO
     assert default["settings"].endswith("graph_optimization=all spin_wait=on")
     assert not res.problems()
 
@@ -281,7 +282,7 @@ def test_torch_compile_times_compilation_apart_and_checks_parity(cli, housing_pr
     assert (rows["compile_cold_s"] > 0).all() and (rows["compile_cached_s"] > 0).all()
     assert (rows["compile_first_s"] >= rows["compile_cold_s"].min()).all()
     # compilation is not in the samples: no sample is near a compile's duration
-    assert (rows["max_us"] / 1e6 < rows["compile_cached_s"] * 10).all() and (rows["p50_us"] < 1e4).all()
+    assert (rows["max_us"] / 1e6 < rows["compile_cached_s"] / 10).all() and (rows["p50_us"] < 1e4).all()
 
 
 def test_tune_defaults_are_one_of_the_combinations_searched():

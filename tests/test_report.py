@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import committed_data
 
 from rtml_profile import UserError
 from rtml_profile.report import duration_us, rate, render, sig
 from rtml_profile.report.findings import findings
 from rtml_profile.report.inputs import load_inputs
 
-DATA = Path(__file__).resolve().parents[1] / "reports" / "data"
+DATA = committed_data()  # the committed reports/data, never what the last run left in the working tree
 _NEXT_LINE = 1 + len((DATA / "bench.csv").read_text().splitlines())  # header + rows: garbage lands on the next line
 SCIENTIFIC = re.compile(r"\d\.?\d*[eE][+-]?\d")
 

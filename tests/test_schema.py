@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import committed_data
 
 from rtml_profile import UserError, schema
 
-DATA = Path(__file__).resolve().parents[1] / "reports" / "data"
+DATA = committed_data()  # the committed reports/data, never what the last run left in the working tree
 _NEXT = len((DATA / "bench.csv").read_text().splitlines()) + 1  # the line an appended row lands on
 
 

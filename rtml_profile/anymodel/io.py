@@ -124,8 +124,9 @@ def parse_ranges(items: list[str], inputs: list[Tensor]) -> dict[str, tuple[floa
         name, sep, rest = item.partition("=")
         try:
             lo, hi = (float(v) for v in rest.split(","))
-            assert sep and lo < hi and np.isfinite([lo, hi]).all()
-        except (ValueError, AssertionError):
+            if not (sep and lo < hi and np.isfinite([lo, hi]).all()):
+                raise ValueError  # not an assert: user input is checked under python -O too
+        except ValueError:
             raise UserError(f"--input-range takes NAME=LOW,HIGH with LOW < HIGH, got {item!r}") from None
         if name not in names:
             raise UserError(f"--input-range names {name!r}, but the model's inputs are {', '.join(sorted(names))}")

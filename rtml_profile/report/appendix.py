@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rtml_profile.report.common import (
     WARN_NOTE,
-    _filled,
     change_vs_fp32,
+    filled,
     host_label,
     warn_mark,
 )
@@ -48,7 +48,7 @@ def parity_rows(inp: Inputs) -> list[dict]:
                 "change vs fp32 [95%]": change_vs_fp32(inp, r),
                 "max abs diff": sig(r.get("parity_max_abs_diff")),
                 "tolerance": sig(r.get("parity_tolerance")),
-                "class agreement": pct(agree) if _filled(agree) else "",
+                "class agreement": pct(agree) if filled(agree) else "",
                 "parity": "ok" if str(r.get("parity_ok")) == "True" else "FAIL",
             }
         )

@@ -9,7 +9,7 @@ from rtml_profile.report.fmt import pct, points, sig, signed
 from rtml_profile.report.inputs import Inputs, samples
 
 
-def _filled(v) -> bool:
+def filled(v) -> bool:
     """Not None, not NaN (an empty CSV cell), not blank."""
     return v is not None and not (isinstance(v, float) and math.isnan(v)) and str(v).strip() != ""
 
@@ -18,11 +18,11 @@ def host_gpu(inp: Inputs, host: str) -> str:
     """The host's GPU name from its bench rows or training records, '' when it has none."""
     if inp.bench is not None and "gpu" in inp.bench:
         g = inp.bench.loc[inp.bench["host"] == host, "gpu"]
-        g = [v for v in g if _filled(v)]
+        g = [v for v in g if filled(v)]
         if g:
             return str(g[0])
     envs = [r["environment"] for r in [*inp.records.values(), *inp.extras.values()]]
-    return next((str(e["gpu"]) for e in envs if e.get("host") == host and _filled(e.get("gpu"))), "")
+    return next((str(e["gpu"]) for e in envs if e.get("host") == host and filled(e.get("gpu"))), "")
 
 
 def host_label(inp: Inputs, host: str) -> str:
@@ -33,13 +33,13 @@ def host_label(inp: Inputs, host: str) -> str:
 
 def config(row) -> str:
     v = row.get("variant") if hasattr(row, "get") else row["variant"]
-    return f"{row['runtime']} {row['precision']}{f' {v}' if _filled(v) else ''} {row['scope']}"
+    return f"{row['runtime']} {row['precision']}{f' {v}' if filled(v) else ''} {row['scope']}"
 
 
 def on_record(inp: Inputs, row) -> bool:
     """Did the row run the weights of the committed training record? (Rows that do not say are taken to.)"""
     e, r = row.get("trained_epochs"), inp.records.get(row["model"])
-    return not _filled(e) or r is None or int(float(e)) == int(r["recipe"]["epochs"])
+    return not filled(e) or r is None or int(float(e)) == int(r["recipe"]["epochs"])
 
 
 def plain(rows):
@@ -92,7 +92,7 @@ def change(mid: str, new: float, n_new, ref: float, n_ref) -> tuple[str, bool | 
 def same_weights_fp32(inp: Inputs, row):
     """(fp32 metric, rows) measured on the row's own weights by the precision analysis, or None."""
     f = inp.fixes
-    if f is None or "weights" not in f or not _filled(row.get("weights")):
+    if f is None or "weights" not in f or not filled(row.get("weights")):
         return None
     m = f[(f["host"] == row["host"]) & (f["model"] == row["model"]) & (f["weights"] == row["weights"])]
     return None if m.empty else (float(m.iloc[0]["fp32_metric_value"]), int(m.iloc[0]["eval_rows"]))
@@ -103,10 +103,10 @@ def change_vs_fp32(inp: Inputs, row) -> str:
     weights, fp32 on those same weights), with its interval."""
     ref = reference(inp, row["model"]) if on_record(inp, row) else same_weights_fp32(inp, row)
     v = row.get("metric_value")
-    if ref is None or not _filled(v):
+    if ref is None or not filled(v):
         return "n/a"
     n = row.get("eval_rows")
-    return change(row["model"], float(v), int(n) if _filled(n) and n else ref[1], ref[0], ref[1])[0]
+    return change(row["model"], float(v), int(n) if filled(n) and n else ref[1], ref[0], ref[1])[0]
 
 
 def speed_verdict(inp: Inputs, a: dict, b: dict) -> tuple[float, str]:

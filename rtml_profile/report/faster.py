@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from rtml_profile import tolerances, zoo
 from rtml_profile.report.common import (
-    _filled,
     change,
     change_vs_fp32,
     config,
+    filled,
     host_label,
     how_much,
     metric_value,
@@ -46,11 +46,11 @@ def within_fp32(inp: Inputs, row) -> bool | None:
     R^2: within tolerances.REGRESSION_TIE. None when it cannot be told."""
     ref = reference(inp, row["model"]) if on_record(inp, row) else same_weights_fp32(inp, row)
     v = row.get("metric_value")
-    if ref is None or not _filled(v):
+    if ref is None or not filled(v):
         return None
     if zoo.get(row["model"]).task != "classification":
         return abs(float(v) - ref[0]) <= tolerances.REGRESSION_TIE
-    n = int(row["eval_rows"]) if _filled(row.get("eval_rows")) else ref[1]
+    n = int(row["eval_rows"]) if filled(row.get("eval_rows")) else ref[1]
     return change(row["model"], float(v), n, ref[0], ref[1])[1]
 
 
@@ -73,15 +73,15 @@ def _fastest(rows) -> dict | None:
 def prepare_text(r: dict) -> str:
     """What preparing the row's path cost: compile (cold / cached), calibrate + quantize, tuning search."""
     parts = []
-    if _filled(r.get("compile_cold_s")):
+    if filled(r.get("compile_cold_s")):
         parts.append(
             f"compile {duration_s(r['compile_cold_s'])} (empty disk cache), {duration_s(r['compile_cached_s'])} "
             f"cached; the worker's first {duration_s(r.get('compile_first_s'))}"
         )
-    elif _filled(r.get("prepare_s")):
+    elif filled(r.get("prepare_s")):
         what = "calibrate + quantize" if r["precision"] in CALIBRATED else "quantize/convert"
         parts.append(f"{what} {duration_s(r['prepare_s'])}")
-    if _filled(r.get("tune_s")):
+    if filled(r.get("tune_s")):
         parts.append(f"tuning search {duration_s(r['tune_s'])} ({int(r['tune_tried'])} settings)")
     return "; ".join(parts) or "none"
 
@@ -177,7 +177,7 @@ def _precision_row(inp, mid, host, prec, meth, n, first, fix, detail: bool) -> d
         if len(first)
         else f"none (all <= {sig(n['tolerance'].iloc[0])})",
         "worst (added error)": _worst_nodes(n),
-        "kept in fp32": fix["kept_fp32"] if _filled(fix["kept_fp32"]) else "(none)",
+        "kept in fp32": fix["kept_fp32"] if filled(fix["kept_fp32"]) else "(none)",
         **({"metric (fp32)": f"{metric_value(mid, v)} ({metric_value(mid, ref)})"} if detail else {}),
         "change [95%]": change(mid, v, rows, ref, rows)[0],
         "p50 b1 (fp32)": f"{duration_us(fix['p50_us'])} ({duration_us(fix['fp32_p50_us'])})",

@@ -6,9 +6,9 @@ import itertools
 
 from rtml_profile import zoo
 from rtml_profile.report.common import (
-    _filled,
     change,
     config,
+    filled,
     host_gpu,
     host_label,
     how_much,
@@ -162,8 +162,8 @@ def precision_effect(inp: Inputs, p, host, rt, scope) -> str:
             f"{how_much(*speed_verdict(inp, pairs[top][1], pairs[top][0]))} at batch {top}"
         )
         f, q = pairs[top]
-        if _filled(f.get("metric_value")) and _filled(q.get("metric_value")):
-            n = int(q["eval_rows"]) if _filled(q.get("eval_rows")) else None
+        if filled(f.get("metric_value")) and filled(q.get("metric_value")):
+            n = int(q["eval_rows"]) if filled(q.get("eval_rows")) else None
             acc.append(f"{mid} {change(mid, q['metric_value'], n, f['metric_value'], n)[0]}")
     if not speed:
         return ""

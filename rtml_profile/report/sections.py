@@ -6,8 +6,8 @@ import statistics
 
 from rtml_profile import zoo
 from rtml_profile.report.common import (
-    _filled,
     accuracy_ci,
+    filled,
     host_label,
     metric_name,
     metric_value,
@@ -119,7 +119,7 @@ def section_skipped(inp: Inputs) -> str:
             "status": st,
             "precisions": ", ".join(sorted(set(g["precision"]))),
             "rows": len(g),
-            "why": str(reason) if _filled(reason) else "(no reason recorded)",
+            "why": str(reason) if filled(reason) else "(no reason recorded)",
         }
         for (h, rt, st, reason), g in skipped.fillna({"reason": ""}).groupby(
             ["host", "runtime", "status", "reason"], sort=True
@@ -138,7 +138,7 @@ def ort_distributions(inp: Inputs, host: str) -> list[str]:
     listed = {
         d.strip()
         for e in envs
-        if _filled(e.get("onnxruntime_distributions"))
+        if filled(e.get("onnxruntime_distributions"))
         for d in str(e["onnxruntime_distributions"]).split(",")
         if d.strip()
     }
@@ -149,7 +149,7 @@ def ort_distributions(inp: Inputs, host: str) -> list[str]:
             f"{k} {e[k]}"
             for e in envs
             for k in e
-            if k.startswith("onnxruntime") and k != "onnxruntime_distributions" and _filled(e[k])
+            if k.startswith("onnxruntime") and k != "onnxruntime_distributions" and filled(e[k])
         }
     )
 
@@ -183,7 +183,7 @@ def section_environment(inp: Inputs) -> str:
                 f"depends on the search path; its ORT rows record runtime version "
                 f"{', '.join(_versions(inp, h)) or 'n/a'} (the build that ran)."
             )
-        warns += [str(w) for w in {e.get("environment_warning")} if _filled(w)]
+        warns += [str(w) for w in {e.get("environment_warning")} if filled(w)]
     out = "## Environment\n\n" + (table(rows) if rows else "_No environment recorded._\n")
     return out + "".join(f"\n{w}\n" for w in warns)
 
@@ -197,7 +197,7 @@ def _env(inp: Inputs, host: str) -> dict:
     out = {}
     for e in envs:
         for k, v in e.items():
-            if k not in out and _filled(v):
+            if k not in out and filled(v):
                 out[k] = v
     return out
 
@@ -207,4 +207,4 @@ def _versions(inp: Inputs, host: str) -> list[str]:
     if b is None or "runtime_version" not in b:
         return []
     g = b[(b["host"] == host) & b["runtime"].str.startswith("ort")]
-    return sorted({str(v) for v in g["runtime_version"] if _filled(v)})
+    return sorted({str(v) for v in g["runtime_version"] if filled(v)})
