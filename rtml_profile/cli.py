@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from rtml_profile import UserError
+from rtml_profile import UserError, paths
 
 app = typer.Typer(
     help="Train, export, analyze, benchmark and report the HW2 models.",
@@ -308,7 +308,7 @@ def bench(
 
 def _finish_bench(res, results: Path, asked_runtimes, asked_precisions=None):
     _print_bench(res.rows)
-    typer.echo(f"saved {sum(1 for _ in res.rows) - len(res.kept)} rows in {results / 'bench.csv'}")
+    typer.echo(f"saved {sum(1 for _ in res.rows) - len(res.kept)} rows in {results / paths.BENCH_CSV}")
     for k in res.kept:
         typer.echo(f"kept: {k}", err=True)
     if not any(r["status"] == "ok" for r in res.rows):

@@ -16,7 +16,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtml_profile import UserError
+from rtml_profile import UserError, paths
 
 KEYS = {
     "bench": ["host", "model", "runtime", "precision", "variant", "scope", "batch"],
@@ -28,12 +28,12 @@ KEYS = {
     "precision_fixes": ["host", "model", "precision", "calibration_method", "kept_fp32"],
 }  # fmt: skip
 FILES = {
-    "bench": "bench.csv",
-    "analysis": "analysis.csv",
-    "load": "load.csv",
-    "checks": "checks.csv",
-    "precision_nodes": "precision_nodes.csv",
-    "precision_fixes": "precision_fixes.csv",
+    "bench": paths.BENCH_CSV,
+    "analysis": paths.ANALYSIS_CSV,
+    "load": paths.LOAD_CSV,
+    "checks": paths.CHECKS_CSV,
+    "precision_nodes": paths.PRECISION_NODES_CSV,
+    "precision_fixes": paths.PRECISION_FIXES_CSV,
 }
 
 

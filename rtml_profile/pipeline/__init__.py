@@ -193,7 +193,7 @@ def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", 
     result = bench.execute(request)
     say(f"benchmarked: {len(result.rows)} rows in {paths.DATA / paths.BENCH_CSV}")
     rows = short_load()
-    say(f"load: {len(rows)} runs in {paths.DATA / 'load.csv'}")
+    say(f"load: {len(rows)} runs in {paths.DATA / paths.LOAD_CSV}")
     path = report.render(paths.DATA, paths.REPORT, budgets_ms or report.DEFAULT_BUDGETS_MS)
     return AllResult(records, analyses, result, path, rows)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtml_profile import UserError, schema, zoo
+from rtml_profile import UserError, paths, schema, zoo
 from rtml_profile.results import PROFILE_KINDS
 
 CONFIG = ["runtime", "precision", "variant", "scope"]  # one way of running a model on a host
@@ -59,7 +59,7 @@ def load_inputs(data_dir) -> Inputs:
         inp.extras[p.stem] = schema.read_record(p)
     for p in sorted(data_dir.glob("train_speed_*.json")):
         inp.extras[p.stem] = schema.read_speed(p)
-    p = data_dir / "analysis.csv"
+    p = data_dir / paths.ANALYSIS_CSV
     if p.exists():
         a = schema.read_table(p, "analysis", allow_empty=False)
         inp.analysis = a[(a["node"] == "TOTAL") & (a["batch"] == 1) & a["model"].isin(list(zoo.MODELS))]
@@ -68,10 +68,10 @@ def load_inputs(data_dir) -> Inputs:
         for p in sorted(data_dir.glob(f"{kind}_*.json")):
             rec = schema.read_profile_record(p, kind)
             inp.profiles.setdefault(kind, {})[rec["host"]] = rec
-    p = data_dir / "bench.csv"
+    p = data_dir / paths.BENCH_CSV
     if p.exists():
         inp.bench = _bench(inp, schema.read_table(p, "bench", allow_empty=False))
-    p = data_dir / "load.csv"
+    p = data_dir / paths.LOAD_CSV
     if p.exists():
         ld = schema.read_table(p, "load", allow_empty=False)
         inp.load = ld[ld["model"].isin(list(zoo.MODELS))].reset_index(drop=True)
@@ -96,7 +96,7 @@ def _load_samples(inp: Inputs, row: dict):
     from rtml_profile.results import load_sample_arrays
 
     where = row.get("samples_file") or f"{inp.data_dir}/load.csv ({row['model']})"
-    arrays = load_sample_arrays(inp.data_dir, row, "load.csv")  # an unreadable file is its own UserError there
+    arrays = load_sample_arrays(inp.data_dir, row, paths.LOAD_CSV)  # an unreadable file is its own UserError there
     for k in ("us", "issue_us"):
         schema.check_samples(arrays[k] if arrays and k in arrays else [], f"{where} [{k}]")
 

@@ -35,7 +35,7 @@ from rtml_profile.session import cpu_session
 from rtml_profile.vocab import CALIBRATED
 
 VARIANTS = ("fp16", "int8", "int8-static")  # every graph here runs on ONNX Runtime's CPU provider
-NODES_CSV, FIXES_CSV = "precision_nodes.csv", "precision_fixes.csv"
+NODES_CSV, FIXES_CSV = paths.PRECISION_NODES_CSV, paths.PRECISION_FIXES_CSV
 LATENCY = dict(warmup_iters=50, warmup_s=0.2, min_iters=2000, min_s=0.5, max_s=2.0)  # end-to-end, batch 1
 
 

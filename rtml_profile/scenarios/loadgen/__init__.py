@@ -53,7 +53,6 @@ LEAD_NS = 20_000_000  # the first arrival is scheduled this long after the gener
 SPIN_NS = 20_000  # the dispatcher sleeps until this close to an arrival, then yields in a loop (measured:
 # a longer spin steals a core from the runtime on a 2-core machine and makes the error worse, not better)
 SWITCH_S = 5e-5  # the interpreter's thread switch interval while the generator runs (default 5 ms)
-LOAD_CSV = "load.csv"
 PERCENTILE = 99
 WARMUP_S = 0.3  # each run starts with this long at its rate, served and not kept
 MIN_RUN_S = 0.25  # a run shorter than this (max_queries cut it) cannot show a sustained rate
