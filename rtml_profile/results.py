@@ -104,20 +104,23 @@ class BenchStore:
     def read(self):
         return read_csv(self.csv, "bench")
 
-    def _write_samples(self, row: dict, samples_ns: np.ndarray) -> tuple[str, str]:
+    def _write_samples(self, row: dict, us: np.ndarray) -> tuple[str, str]:
         stem = (
             f"{slug(row['host'])}/{slug(row['model'])}/"
             f"{slug(row['runtime'])}_{row['precision']}{_variant_part(row)}_{row['scope']}_b{row['batch']}"
         )
-        return write_samples(self.dir, stem, np.asarray(samples_ns, np.float64) / 1e3)
+        return write_samples(self.dir, stem, us)
 
-    def record(self, row: dict, samples_ns: np.ndarray | None = None) -> Outcome:
-        """Persist one row (and its samples) now; a degraded row never replaces a good one."""
+    def record(self, row: dict, samples_ns: np.ndarray | None = None, *, samples_us=None) -> Outcome:
+        """Persist one row (and its samples: nanoseconds as timed, or microseconds as another results folder
+        stores them) now; a degraded row never replaces a good one."""
         import pandas as pd
 
         row = dict(row)
         if samples_ns is not None:
-            row["samples_file"], row["samples_sha256"] = self._write_samples(row, samples_ns)
+            samples_us = np.asarray(samples_ns, np.float64) / 1e3
+        if samples_us is not None:
+            row["samples_file"], row["samples_sha256"] = self._write_samples(row, samples_us)
         with locked(self.csv):
             table = self.read()
             same = _same_key(table, row) if len(table) else pd.Series(dtype=bool)

@@ -121,3 +121,9 @@ def test_the_committed_report_re_renders_byte_for_byte_under_python_OO(tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.read_text() == _committed("reports/REPORT.md")
     assert (tmp_path / "APPENDIX.md").read_text() == _committed("reports/APPENDIX.md")
+
+
+def test_single_machine_commands_never_import_ray():
+    code = ("import sys; import rtml_profile.cli, rtml_profile.scenarios.bench, rtml_profile.pipeline; "
+            "sys.exit('ray' in sys.modules)")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], cwd=PKG.parent).returncode == 0
