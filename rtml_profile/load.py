@@ -564,17 +564,18 @@ def execute(req: Request) -> list[dict]:
     """Run every group of `req` (one worker per runtime, as bench); each trial's row and raw per-query samples
     are persisted in `req.results`/load.csv as soon as it finishes. Returns the rows of this run."""
     from rtml_profile import bench, workers
-    from rtml_profile.host import physical_cores
+    from rtml_profile.host import Quiet, physical_cores
     from rtml_profile.runtimes.base import RunConfig
 
     groups = check(req)
     threads = req.threads or max(1, physical_cores() - 1)  # one core stays free for the generator's dispatcher
     targets = {m: bench.zoo_target(m, with_accuracy=False) for m in req.models}
     config = RunConfig(threads=threads, min_batch=1, max_batch=max(g.scenario.max_batch for g in groups))
-    row_of, out = _row_builder(threads), []
+    row_of, out, quiet = _row_builder(threads), [], Quiet()
 
     def emit(g, _scope, _index, status, reason, arrays=None, extra=None, probe=None):
         row, stem = row_of(g, status, reason, arrays, extra or {}, probe)
+        row.update(quiet.lap())  # how quiet the machine was since the previous trial (this trial's run)
         from rtml_profile.results import record_with_samples
 
         out.append(record_with_samples(req.results, "load", row, stem, arrays if status == "ok" else None))
@@ -589,7 +590,7 @@ def execute(req: Request) -> list[dict]:
 
 def _row_builder(threads: int):
     from rtml_profile import runtimes
-    from rtml_profile.host import environment
+    from rtml_profile.host import FACTS, environment
     from rtml_profile.results import now, slug
 
     env = environment()
@@ -599,7 +600,8 @@ def _row_builder(threads: int):
         sc = dataclasses.replace(sc, duration_s=extra.get("duration_s", sc.duration_s))
         device = runtimes.get(g.runtime).caps.device
         out = {
-            "host": env["host"], "model": g.target, "runtime": g.runtime, "precision": g.precision,
+            **{k: env[k] for k in ("host", "host_label", *FACTS)},
+            "model": g.target, "runtime": g.runtime, "precision": g.precision,
             "scenario": sc.kind, "max_batch": sc.max_batch, "max_wait_us": sc.max_wait_us,
             "deadline_us": g.goal.deadline_us, "offered_qps": sc.offered_qps if "rate" in extra else 0.0,
             "role": extra.get("role", ""), "status": status, "reason": reason, "device": device,

@@ -266,7 +266,7 @@ def write_record(src: Source, t: ModelTarget, analysis, results: Path) -> Path:
 
     from rtml_profile.anymodel.source import opset_of
     from rtml_profile.files import write_json
-    from rtml_profile.host import host_label
+    from rtml_profile.host import host_id, host_label
     from rtml_profile.results import now
 
     model = onnx.load(str(src.path), load_external_data=False)
@@ -291,7 +291,8 @@ def write_record(src: Source, t: ModelTarget, analysis, results: Path) -> Path:
         "analysis_batch": analysis.batch,
         "unknown_ops": list(analysis.unknown),
         "info": src.info,
-        "host": host_label(),
+        "host": host_id(),
+        "host_label": host_label(),
         "timestamp": now(),
     }
     path = Path(results) / paths.MODEL_RECORDS / f"{src.slug}.json"

@@ -96,6 +96,7 @@ def measure_isolated(name: str, target, precision: str, threads: int) -> dict:
     """One runtime and precision in a spawned process; a crash or failure is an entry with its reason."""
     import multiprocessing as mp
 
+    from rtml_profile.host import Quiet
     from rtml_profile.profile.nodes import weights_note
     from rtml_profile.results import now
 
@@ -105,7 +106,7 @@ def measure_isolated(name: str, target, precision: str, threads: int) -> dict:
     probe = cls.probe()
     if not probe.available:
         return {**base, "status": "absent", "reason": probe.reason}
-    ctx = mp.get_context("spawn")
+    ctx, quiet = mp.get_context("spawn"), Quiet()
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(child, runtimes.target(name), target, precision, threads), daemon=True)
     proc.start()
@@ -115,7 +116,7 @@ def measure_isolated(name: str, target, precision: str, threads: int) -> dict:
     except EOFError:
         status, payload = "failed", f"the worker process died (exit code {proc.exitcode})"
     proc.join(30)
-    return {**base, "status": status, **(payload if status == "ok" else {"reason": payload})}
+    return {**base, "status": status, **(payload if status == "ok" else {"reason": payload}), **quiet.lap()}
 
 
 def run(models, runtime_names=None, threads=None, save=True, data_dir=None) -> list[dict]:

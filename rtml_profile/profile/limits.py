@@ -205,21 +205,14 @@ def _absent(kind, precision, engine, reason) -> dict:
 
 def measure(threads: int | None = None) -> dict:
     """One run of every limit on this machine."""
-    from rtml_profile.host import physical_cores
+    from rtml_profile.host import Quiet, physical_cores
     from rtml_profile.results import now
 
     threads = threads or physical_cores()
-    t0 = time.perf_counter()
+    t0, quiet = time.perf_counter(), Quiet()
     items = matmul_rates(threads) + bandwidths() + floors(threads)
     return {"timestamp": now(), "threads": threads, "llc_bytes": llc_bytes(), "items": items,
-            "took_s": time.perf_counter() - t0, "load_average_1min": load_average()}  # fmt: skip
-
-
-def load_average() -> float | None:
-    """The 1-minute load average when a measurement ended (other processes competing for the cores)."""
-    import os
-
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+            "took_s": time.perf_counter() - t0, **quiet.lap()}  # fmt: skip
 
 
 def item_key(item: dict) -> str:
