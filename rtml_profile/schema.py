@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -185,6 +186,7 @@ def _check_table(path: Path, df, kind: str):
     schema = TABLES[kind]
     for col, value in schema.defaults:
         df[col] = df[col].fillna(value) if col in df.columns else value
+    upgrade_hosts(df)
     lacking = [c for c in _MUST[kind] if c not in df.columns]
     if lacking:
         raise UserError(
@@ -275,6 +277,7 @@ def read_model_record(path) -> dict:
     """A profiled model's record (data/models/<slug>.json), checked; its key must hold ':' (never a zoo id)."""
     obj = _read_json(path)
     _check_keys(path, obj, MODEL_RECORD)
+    upgrade_environment(obj)
     if ":" not in obj["key"]:
         raise UserError(f"{path}: key {obj['key']!r} is not a profiled model's key (<origin>:<name>@<digest>)")
     for i, t in enumerate(obj["inputs"]):
@@ -287,6 +290,7 @@ def read_record(path) -> dict:
     its history holding train_loss, val_loss and the validation metric. A defect raises UserError naming it."""
     obj = _read_json(path)
     _check_keys(path, obj, RECORD)
+    upgrade_environment(obj["environment"])
     m = obj["overfitting"]["metric"]
     for key in (f"final.val.{m}", f"final.train.{m}"):
         _check_keys(path, obj, [(key, "num")])
@@ -306,6 +310,7 @@ def read_speed(path) -> dict:
     """A training-speed record (train_speed_<where>.json), checked; a defect raises UserError naming it."""
     obj = _read_json(path)
     _check_keys(path, obj, SPEED)
+    upgrade_environment(obj["environment"])
     for key in ("trainer_epoch_s", "bare_epoch_s"):
         if not obj[key] or not all(_is_num(v) and v > 0 for v in obj[key]):
             raise UserError(f"{path}: {key} must be a non-empty list of positive seconds")
@@ -342,6 +347,7 @@ def read_profile_record(path, kind: str) -> dict:
     its items or nodes). A defect raises UserError naming the file and the entry."""
     obj = _read_json(path)
     _check_keys(path, obj, [("kind", "str"), ("host", "str"), ("environment", "dict"), ("entries", "list")])
+    upgrade_environment(obj["environment"], obj)
     if obj["kind"] != kind:
         raise UserError(f"{path}: holds a {obj['kind']!r} record, expected {kind!r}")
     for i, e in enumerate(obj["entries"]):
@@ -387,6 +393,48 @@ def _check_keys(path, obj: dict, keys, prefix: str = ""):
             raise UserError(
                 f"{path}: {prefix}{dotted} should be a {'number' if kind == 'num' else kind}, got {str(v)[:40]!r}"
             )
+
+
+# ---------------------------------------------------------------- machines written before fingerprints
+
+UNKNOWN = "unknown-"  # the host id the migration gives results whose machine cannot be told apart any more
+FINGERPRINT_ID = re.compile(r"[0-9a-f]{12}")  # rtml_profile.host.fingerprint_id
+
+
+def unknown(host) -> bool:
+    """Is `host` anything but a machine fingerprint id (a result written before machines were fingerprinted)?"""
+    return not FINGERPRINT_ID.fullmatch(str(host))
+
+
+def unknown_machine(host: str) -> tuple[str, str]:
+    """(host id, host_label) for a result written before machines were fingerprinted (rtml_profile.host): its
+    host was a CPU name and a count ('2x AMD EPYC') that different machines shared, so which machine measured it
+    is unknown. The id ('unknown-2x-AMD-EPYC') can never equal a fingerprint id (12 hex digits): such results
+    are never mixed with a known machine's, nor compared with them."""
+    was = str(host).removeprefix(UNKNOWN)
+    short = " ".join(re.sub(r"\((R|TM)\)|\bNVIDIA\b|\bProcessor\b", "", was).split())
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", was).strip("-")[:80] or "x"
+    return f"{UNKNOWN}{slug}", f"unknown machine (was '{short}')"
+
+
+def upgrade_hosts(df):
+    """In place: rows of a table that carry no host_label (written before fingerprints) are labelled as an
+    unknown machine (their host, the key, is kept; the migration renames it)."""
+    if "host" not in df.columns:
+        return df
+    if "host_label" not in df.columns:
+        df["host_label"] = ""
+    blank = df["host_label"].isna() | df["host_label"].astype(str).str.strip().eq("")
+    if blank.any():
+        df.loc[blank, "host_label"] = [unknown_machine(h)[1] for h in df.loc[blank, "host"]]
+    return df
+
+
+def upgrade_environment(env: dict, record: dict | None = None):
+    """In place: an environment written before fingerprints is labelled as an unknown machine."""
+    host = env.get("host", (record or {}).get("host"))
+    if host is not None and not str(env.get("host_label") or "").strip():
+        env["host_label"] = unknown_machine(host)[1]
 
 
 # ---------------------------------------------------------------- raw samples
