@@ -75,6 +75,7 @@ _PREPARE = (
     "tune_s",
     "trained_epochs",
 )
+_QUIET = ("loadavg_1m", "window_s", "others_cpu_s", "others_cores")  # host.Quiet; 'busy' is yes / no / ''
 _NODE_NUM = ("order", "rel_error", "max_abs_error", "added_error", "tolerance")
 _FIX_NUM = ("excluded", "metric_value", "eval_rows", "p50_us", "fp32_metric_value", "fp32_p50_us", "prepare_s")
 TABLES = {
@@ -91,8 +92,11 @@ TABLES = {
             **{c: "float" for c in _LATENCY},
             **{c: "float" for c in _STATS},
             **{c: "float" for c in _PREPARE},
+            **{c: "float" for c in _QUIET},
+            "host_label": "str",
+            "busy": "str",
         },
-        optional=frozenset({*_LATENCY, *_STATS, *_PREPARE, "variant"}),
+        optional=frozenset({*_LATENCY, *_STATS, *_PREPARE, *_QUIET, "variant", "busy"}),
         ok_required=frozenset(_LATENCY),
         defaults=(("variant", ""),),
     ),
@@ -113,9 +117,12 @@ TABLES = {
             "max_batch": "int",
             **{c: "float" for c in ("max_wait_us", "deadline_us", "offered_qps")},
             **{c: "float" for c in _LOAD_RESULTS},
+            **{c: "float" for c in _QUIET},
             "late": "int",
+            "host_label": "str",
+            "busy": "str",
         },
-        optional=frozenset({*_LOAD_RESULTS, "late", "role"}),
+        optional=frozenset({*_LOAD_RESULTS, *_QUIET, "late", "role", "busy"}),
         ok_required=frozenset({"n", "p50_us", "p99_us", "miss_rate", "issue_p99_us", "achieved_qps"}),
     ),
     "precision_nodes": TableSchema(
