@@ -1,6 +1,7 @@
 """Relabel results written before machines were fingerprinted (issue 20) as measured on an unknown machine.
 
     python benchmarks/migrate_unknown_hosts.py [DATA_DIR]     # default: reports/data
+    python benchmarks/migrate_unknown_hosts.py --retire unknown-2x-AMD-EPYC --by HOST_ID [DATA_DIR]
 
 Before fingerprints a host was a CPU name and a count ('2x AMD EPYC'), and different machines wrote rows under
 one name, so which machine measured an old row cannot be told any more. Every table row, record and samples
@@ -9,6 +10,10 @@ file whose host is not a fingerprint id gets schema.unknown_machine's host id ('
 Samples files move to the folder of their new host id (their digests are of their contents and still check) and
 limits_/nodes_/lifecycle_<host>.json are renamed after it. Idempotent: fingerprinted and already migrated results
 are left alone. Table cells are rewritten as read (strings), so nothing but the host columns changes.
+
+--retire OLD --by NEW (after benchmarks/remeasure_cpu.sh): drops every row of the unknown machine OLD that machine
+NEW re-measured (a row of NEW with the same key but the host), with its samples file, and OLD's limits/nodes/
+lifecycle record where NEW has one of that kind. What NEW did not re-measure stays, still labelled unknown.
 """
 
 from __future__ import annotations
@@ -99,6 +104,38 @@ def migrate_records(data_dir: Path) -> list[str]:
     return done
 
 
+def retire(data_dir: Path, old: str, new: str) -> list[str]:
+    """Drop what `old` (an unknown machine) measured and `new` re-measured; see the module's docstring."""
+    import pandas as pd
+
+    from rtml_profile.profile import KINDS, record_path
+
+    if not schema.unknown(old) or schema.unknown(new):
+        raise SystemExit(f"--retire takes an unknown machine ({old!r}) and --by a fingerprint id ({new!r})")
+    done = []
+    for kind, name in schema.FILES.items():
+        path = data_dir / name
+        if "host" not in schema.KEYS[kind] or not path.is_file() or path.stat().st_size == 0:
+            continue
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        rest = [k for k in schema.KEYS[kind] if k != "host" and k in df]
+        redone = set(map(tuple, df.loc[df["host"] == new, rest].to_numpy()))
+        drop = (df["host"] == old) & pd.Series([tuple(r) in redone for r in df[rest].to_numpy()], index=df.index)
+        if drop.any():
+            for rel in df.loc[drop, "samples_file"] if "samples_file" in df else []:
+                if rel and (data_dir / rel).is_file():
+                    (data_dir / rel).unlink()
+            buf = io.StringIO()
+            df[~drop].to_csv(buf, index=False)
+            atomic_write(path, buf.getvalue())
+            done.append(f"{name}: {int(drop.sum())} row(s) of {old} re-measured on {new}")
+    for kind in KINDS:
+        if record_path(kind, new, data_dir).is_file() and record_path(kind, old, data_dir).is_file():
+            record_path(kind, old, data_dir).unlink()
+            done.append(f"{record_path(kind, old, data_dir).name}: replaced by {record_path(kind, new, data_dir).name}")
+    return done
+
+
 def _prune(folder: Path):
     """Remove folders the moves left empty."""
     for d in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
@@ -107,7 +144,15 @@ def _prune(folder: Path):
 
 
 def main(argv=None):
-    args = argv if argv is not None else sys.argv[1:]
+    args = list(argv if argv is not None else sys.argv[1:])
+    if args[:1] == ["--retire"]:
+        if len(args) < 4 or args[2] != "--by":
+            raise SystemExit("usage: migrate_unknown_hosts.py --retire UNKNOWN_HOST --by HOST_ID [DATA_DIR]")
+        data_dir = Path(args[4]) if len(args) > 4 else paths.DATA
+        for what in retire(data_dir, args[1], args[3]):
+            print(f"retired {what}")
+        _prune(data_dir / SAMPLES)
+        return
     data_dir = Path(args[0]) if args else paths.DATA
     for kind in schema.FILES:
         n = migrate_table(data_dir, kind)

@@ -171,3 +171,6 @@ def test_old_results_read_and_migrate_as_an_unknown_machine(tmp_path):
     rec = schema.read_profile_record(tmp_path / "limits_unknown-2x-AMD-EPYC.json", "limits")
     assert rec["host"] == "unknown-2x-AMD-EPYC" and rec["environment"]["host_label"].startswith("unknown machine")
     assert schema.unknown("unknown-2x-AMD-EPYC") and schema.unknown("2x AMD EPYC") and not schema.unknown(new_id)
+    gone = tmp_path / moved["samples_file"]
+    migrate.main(["--retire", "unknown-2x-AMD-EPYC", "--by", new_id, str(tmp_path)])  # new_id re-measured that row
+    assert list(store.read()["host"]) == [new_id] and not gone.exists()
