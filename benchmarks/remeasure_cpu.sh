@@ -14,6 +14,7 @@
 # others_cores, busy); afterwards check the report's Machines list for busy rows and re-run those steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code, installed or not
 DATA="${RTML_DATA_DIR:-../shared/data}"
 RP=(python -m rtml_profile)
 ZOO=(-m 1a -m 1b -m 2a -m 2b)

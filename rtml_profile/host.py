@@ -115,9 +115,34 @@ def host_id() -> str:
 
 @lru_cache(maxsize=1)
 def _cpuinfo() -> dict:
-    import cpuinfo  # py-cpuinfo: CPUID where it can, /proc/cpuinfo and lscpu otherwise (about a second, once)
+    """py-cpuinfo's facts (CPUID, /proc/cpuinfo, lscpu). Reading them takes about a second (py-cpuinfo runs CPUID
+    in a subprocess), so they are kept per boot in the cache folder: the CPU cannot change without a reboot, and
+    every later process of this boot reads them at once."""
+    import cpuinfo
 
-    return cpuinfo.get_cpu_info()
+    path = _boot_file(f"cpuinfo-{cpuinfo.CPUINFO_VERSION_STRING}")
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        info = json.loads(path.read_text())
+        if isinstance(info, dict) and "flags" in info:
+            return info
+    info = cpuinfo.get_cpu_info()
+    with contextlib.suppress(OSError):
+        from rtml_profile.files import atomic_write
+
+        atomic_write(path, json.dumps(info))
+    return info
+
+
+def _boot_file(stem: str) -> Path:
+    """<cache folder>/<stem>-<this boot's id>.json ($RTML_CACHE_DIR, default ~/.cache/rtml-profile)."""
+    import psutil
+
+    boot = ""
+    with contextlib.suppress(OSError):
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    boot = boot or f"{platform.node()}-{int(psutil.boot_time())}"
+    folder = Path(os.environ.get("RTML_CACHE_DIR") or Path.home() / ".cache" / "rtml-profile")
+    return folder / f"{stem}-{re.sub(r'[^A-Za-z0-9._-]+', '-', boot)}.json"
 
 
 def read_facts() -> dict:
