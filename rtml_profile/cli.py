@@ -527,10 +527,13 @@ def compare(
     factor: Annotated[float, typer.Option(help="Fail when a row is significantly slower by this ratio.")] = 1.2,
 ):
     """Per row of bench.csv and load.csv: the latency ratio NEW/OLD and whether the raw samples make it real
-    (Mann-Whitney U at 0.001 and a 1.1x ratio); exits 1 when a row regressed beyond --factor."""
+    (Mann-Whitney U at 0.001 and a 1.1x ratio); exits 1 when a row regressed beyond --factor. Rows are compared
+    only with rows of the same machine (fingerprint); OLD and NEW from different machines: exit 2."""
     from rtml_profile import compare as cmp
 
     res = cmp.compare(old, new or "reports/data", factor)
+    for w in res.warnings:
+        typer.echo(w, err=True)
     echo_table(res.rows, floatfmt=".4g") if res.rows else typer.echo("no rows in common")
     typer.echo(res.summary())
     if res.regressions:
@@ -636,6 +639,10 @@ def limits(threads: Threads = None, results: Results = Path("reports/data")):
     echo_table(rows, title=f"measured by `{command}` ({runs[-1]['threads']} threads), {runs[-1]['timestamp']}:")
     off = [k for k, d in agree.items() if d > lim.AGREE]
     typer.echo(f"wrote {res['path']} ({len(runs)} run(s) kept)")
+    from rtml_profile.host import busy_note
+
+    if busy_note(runs[-1]):  # measured while other processes took cores: say so before any comparison
+        typer.echo(f"Warning: {busy_note(runs[-1])}; re-run `{command}` on a quiet machine.")
     if agree:
         typer.echo(f"{len(agree) - len(off)} of {len(agree)} limits agree with the previous run within "
                    f"{lim.AGREE:.0%}" + (f"; not: {', '.join(off)}" if off else ""))  # fmt: skip

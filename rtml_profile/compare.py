@@ -6,6 +6,12 @@ the ratio NEW/OLD of a latency (bench: p50 per call; load: p99 per query) is pri
 samples: slower or faster only when stats.is_faster says so (a one-sided Mann-Whitney U test at
 stats.FASTER_ALPHA and a median ratio of at least stats.FASTER_RATIO, as asv does), otherwise within noise. A row
 that is significantly slower by at least the user's factor is a regression.
+
+Rows are only ever compared with rows of the same machine: the `host` column, part of every key, is the
+machine's fingerprint id (rtml_profile.host). When OLD and NEW share no machine at all, compare refuses (exit 2,
+one sentence naming both sides' machines): latencies of different machines differ for reasons no change made.
+When they share some, only those machines' rows are compared and every machine present on one side only is
+named in a warning, so a comparison never silently shrinks.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class Comparison:
     factor: float
     rows: list[dict] = field(default_factory=list)
     regressions: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # machines on one side only (their rows are not compared)
 
     def summary(self) -> str:
         counts = {v: sum(1 for r in self.rows if r["verdict"] == v) for v in ("slower", "faster", "no change")}
@@ -66,12 +73,46 @@ def compare(old: str, new: str, factor: float = 1.2) -> Comparison:
     res = Comparison(factor)
     with tempfile.TemporaryDirectory() as tmp:
         a, b = resolve(old, Path(tmp)), resolve(new, Path(tmp))
+        res.warnings = same_machines(old, a, new, b)
         for kind in ("bench", "load"):
             for row in _pairs(a, b, kind):
                 res.rows.append(row)
                 if row["verdict"] == "slower" and row["ratio"] >= factor:
                     res.regressions.append(row)
     return res
+
+
+def machines(folder: Path) -> dict[str, str]:
+    """{host id: label} of the ok bench and load rows in a results folder."""
+    from rtml_profile.results import read_csv
+
+    out = {}
+    for kind in ("bench", "load"):
+        t = read_csv(folder / schema.FILES[kind], kind)
+        t = t[t["status"] == "ok"]
+        out.update(dict(zip(t["host"], t["host_label"] if "host_label" in t else t["host"])))
+    return out
+
+
+def _named(ms: dict[str, str]) -> str:
+    return ", ".join(f"{label} [{h}]" for h, label in sorted(ms.items())) or "none"
+
+
+def same_machines(old: str, a: Path, new: str, b: Path) -> list[str]:
+    """Warnings for machines on one side only; UserError when the two sides share no machine."""
+    ma, mb = machines(a), machines(b)
+    if ma and mb and not set(ma) & set(mb):
+        raise UserError(
+            f"{old} was measured on {_named(ma)} and {new} on {_named(mb)}: different machines (their fingerprints "
+            f"differ), so their latencies are not compared; compare two results of one machine"
+        )
+    out = []
+    for side, mine, other in ((old, ma, mb), (new, mb, ma)):
+        only = {h: v for h, v in mine.items() if h not in other}
+        if only and other:
+            out.append(f"Warning: {side} holds rows of {_named(only)}, a machine the other side lacks; those rows "
+                       f"are not compared")  # fmt: skip
+    return out
 
 
 def _pairs(a: Path, b: Path, kind: str):
@@ -94,6 +135,7 @@ def _pairs(a: Path, b: Path, kind: str):
             verdict = "slower" if stats.is_faster(so, sn) else "faster" if stats.is_faster(sn, so) else "no change"
         yield {
             "table": kind,
+            "machine": r.get("host_label_new", r["host"]),
             **{k: r[k] for k in SHOWN[kind]},
             f"old {metric}": float(r[f"{metric}_old"]),
             f"new {metric}": float(r[f"{metric}_new"]),

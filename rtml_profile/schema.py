@@ -2,7 +2,7 @@
 
 Result files (reports/data/): bench.csv and analysis.csv (tables), train_<id>.json and gpu_train_<id>.json
 (training records), train_speed_<where>.json (training-speed benchmarks), samples/**.npz (raw latencies in us),
-limits_<host>.json, nodes_<host>.json and lifecycle_<host>.json (where the time goes: rtml_profile.profile).
+limits_<host>.json, nodes_<host>.json and lifecycle_<host>.json (where the time goes: rtml_profile.scenarios.where).
 Columns or keys beyond the schema are kept: writers may add new ones without breaking readers.
 Every reader raises `rtml_profile.UserError("<path>: <problem>")` on a defect; nothing else escapes.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ _PREPARE = (
     "tune_s",
     "trained_epochs",
 )
+_QUIET = ("loadavg_1m", "window_s", "others_cpu_s", "others_cores")  # host.Quiet; 'busy' is yes / no / ''
 _NODE_NUM = ("order", "rel_error", "max_abs_error", "added_error", "tolerance")
 _FIX_NUM = ("excluded", "metric_value", "eval_rows", "p50_us", "fp32_metric_value", "fp32_p50_us", "prepare_s")
 TABLES = {
@@ -90,8 +92,11 @@ TABLES = {
             **{c: "float" for c in _LATENCY},
             **{c: "float" for c in _STATS},
             **{c: "float" for c in _PREPARE},
+            **{c: "float" for c in _QUIET},
+            "host_label": "str",
+            "busy": "str",
         },
-        optional=frozenset({*_LATENCY, *_STATS, *_PREPARE, "variant"}),
+        optional=frozenset({*_LATENCY, *_STATS, *_PREPARE, *_QUIET, "variant", "busy"}),
         ok_required=frozenset(_LATENCY),
         defaults=(("variant", ""),),
     ),
@@ -112,9 +117,12 @@ TABLES = {
             "max_batch": "int",
             **{c: "float" for c in ("max_wait_us", "deadline_us", "offered_qps")},
             **{c: "float" for c in _LOAD_RESULTS},
+            **{c: "float" for c in _QUIET},
             "late": "int",
+            "host_label": "str",
+            "busy": "str",
         },
-        optional=frozenset({*_LOAD_RESULTS, "late", "role"}),
+        optional=frozenset({*_LOAD_RESULTS, *_QUIET, "late", "role", "busy"}),
         ok_required=frozenset({"n", "p50_us", "p99_us", "miss_rate", "issue_p99_us", "achieved_qps"}),
     ),
     "precision_nodes": TableSchema(
@@ -185,6 +193,7 @@ def _check_table(path: Path, df, kind: str):
     schema = TABLES[kind]
     for col, value in schema.defaults:
         df[col] = df[col].fillna(value) if col in df.columns else value
+    upgrade_hosts(df)
     lacking = [c for c in _MUST[kind] if c not in df.columns]
     if lacking:
         raise UserError(
@@ -275,6 +284,7 @@ def read_model_record(path) -> dict:
     """A profiled model's record (data/models/<slug>.json), checked; its key must hold ':' (never a zoo id)."""
     obj = _read_json(path)
     _check_keys(path, obj, MODEL_RECORD)
+    upgrade_environment(obj)
     if ":" not in obj["key"]:
         raise UserError(f"{path}: key {obj['key']!r} is not a profiled model's key (<origin>:<name>@<digest>)")
     for i, t in enumerate(obj["inputs"]):
@@ -287,6 +297,7 @@ def read_record(path) -> dict:
     its history holding train_loss, val_loss and the validation metric. A defect raises UserError naming it."""
     obj = _read_json(path)
     _check_keys(path, obj, RECORD)
+    upgrade_environment(obj["environment"])
     m = obj["overfitting"]["metric"]
     for key in (f"final.val.{m}", f"final.train.{m}"):
         _check_keys(path, obj, [(key, "num")])
@@ -306,6 +317,7 @@ def read_speed(path) -> dict:
     """A training-speed record (train_speed_<where>.json), checked; a defect raises UserError naming it."""
     obj = _read_json(path)
     _check_keys(path, obj, SPEED)
+    upgrade_environment(obj["environment"])
     for key in ("trainer_epoch_s", "bare_epoch_s"):
         if not obj[key] or not all(_is_num(v) and v > 0 for v in obj[key]):
             raise UserError(f"{path}: {key} must be a non-empty list of positive seconds")
@@ -342,6 +354,7 @@ def read_profile_record(path, kind: str) -> dict:
     its items or nodes). A defect raises UserError naming the file and the entry."""
     obj = _read_json(path)
     _check_keys(path, obj, [("kind", "str"), ("host", "str"), ("environment", "dict"), ("entries", "list")])
+    upgrade_environment(obj["environment"], obj)
     if obj["kind"] != kind:
         raise UserError(f"{path}: holds a {obj['kind']!r} record, expected {kind!r}")
     for i, e in enumerate(obj["entries"]):
@@ -387,6 +400,48 @@ def _check_keys(path, obj: dict, keys, prefix: str = ""):
             raise UserError(
                 f"{path}: {prefix}{dotted} should be a {'number' if kind == 'num' else kind}, got {str(v)[:40]!r}"
             )
+
+
+# ---------------------------------------------------------------- machines written before fingerprints
+
+UNKNOWN = "unknown-"  # the host id the migration gives results whose machine cannot be told apart any more
+FINGERPRINT_ID = re.compile(r"[0-9a-f]{12}")  # rtml_profile.host.fingerprint_id
+
+
+def unknown(host) -> bool:
+    """Is `host` anything but a machine fingerprint id (a result written before machines were fingerprinted)?"""
+    return not FINGERPRINT_ID.fullmatch(str(host))
+
+
+def unknown_machine(host: str) -> tuple[str, str]:
+    """(host id, host_label) for a result written before machines were fingerprinted (rtml_profile.host): its
+    host was a CPU name and a count ('2x AMD EPYC') that different machines shared, so which machine measured it
+    is unknown. The id ('unknown-2x-AMD-EPYC') can never equal a fingerprint id (12 hex digits): such results
+    are never mixed with a known machine's, nor compared with them."""
+    was = str(host).removeprefix(UNKNOWN)
+    short = " ".join(re.sub(r"\((R|TM)\)|\bNVIDIA\b|\bProcessor\b", "", was).split())
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", was).strip("-")[:80] or "x"
+    return f"{UNKNOWN}{slug}", f"unknown machine (was '{short}')"
+
+
+def upgrade_hosts(df):
+    """In place: rows of a table that carry no host_label (written before fingerprints) are labelled as an
+    unknown machine (their host, the key, is kept; the migration renames it)."""
+    if "host" not in df.columns:
+        return df
+    if "host_label" not in df.columns:
+        df["host_label"] = ""
+    blank = df["host_label"].isna() | df["host_label"].astype(str).str.strip().eq("")
+    if blank.any():
+        df.loc[blank, "host_label"] = [unknown_machine(h)[1] for h in df.loc[blank, "host"]]
+    return df
+
+
+def upgrade_environment(env: dict, record: dict | None = None):
+    """In place: an environment written before fingerprints is labelled as an unknown machine."""
+    host = env.get("host", (record or {}).get("host"))
+    if host is not None and not str(env.get("host_label") or "").strip():
+        env["host_label"] = unknown_machine(host)[1]
 
 
 # ---------------------------------------------------------------- raw samples

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rtml_profile import schema
 from rtml_profile.vocab import ACT_BYTES, WEIGHT_BYTES
 
 ROOFLINE = """The roofline: each benchmarked (model, runtime, precision, batch) against its host's measured limits.
@@ -79,12 +80,15 @@ def bytes_time(nbytes: float, bandwidth: float) -> float:
 
 
 def points(inp) -> list[dict]:
-    """Roofline points for every compute-scope bench row on a host with a limits record."""
+    """Roofline points for every compute-scope bench row on a host with a limits record: rows and limits keyed by
+    the same machine fingerprint (a machine's limits apply to its own rows only; rows and limits whose machine
+    is unknown, written before fingerprints, are never joined)."""
     limits = inp.profiles.get("limits", {})
     if inp.ok is None or inp.analysis_nodes is None or not limits:
         return []
     out = []
-    rows = inp.ok[(inp.ok["scope"] == "compute") & inp.ok["host"].isin(list(limits))]
+    known = [h for h in limits if not schema.unknown(h)]  # an unknown machine's limits may be another's
+    rows = inp.ok[(inp.ok["scope"] == "compute") & inp.ok["host"].isin(known)]
     for r in rows.to_dict("records"):
         nodes = inp.analysis_nodes[inp.analysis_nodes["model"] == r["model"]]
         if r["model"] not in inp.macs or nodes.empty or not np.isfinite(inp.macs[r["model"]]):

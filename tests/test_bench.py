@@ -1,3 +1,4 @@
+import json
 import multiprocessing as mp
 import shutil
 
@@ -203,16 +204,17 @@ def test_second_run_and_other_hosts_keep_rows(workdir, monkeypatch, cli):
     r = cli(*args)
     assert r.exit_code == 0, r.output
     assert len(pd.read_csv("reports/data/bench.csv")) == len(before) == 2  # same keys replaced, nothing lost
-    monkeypatch.setenv("RTML_HOST", "another machine")
+    from rtml_profile import host
+
+    other = {**host.read_facts(), "cpu_stepping": "another"}  # another machine: another fingerprint
+    (workdir / "other.json").write_text(json.dumps(other))
+    monkeypatch.setenv(host.FINGERPRINT_ENV, str(workdir / "other.json"))
     assert cli(*args).exit_code == 0
     third = pd.read_csv("reports/data/bench.csv")
-    assert len(third) == 4 and set(third.host) == set(before.host) | {"another machine"}
+    assert len(third) == 4 and set(third.host) == set(before.host) | {host.fingerprint_id(other)}
 
 
 def _writer(root, host, n):
-    import os
-
-    os.environ["RTML_HOST"] = host
     store = BenchStore(root)
     for i in range(n):
         ns = np.arange(1, 50, dtype=np.int64) * 1000 + i

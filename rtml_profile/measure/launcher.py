@@ -15,7 +15,7 @@ import signal
 from dataclasses import dataclass
 
 from rtml_profile import UserError, runtimes
-from rtml_profile.host import host_label
+from rtml_profile.host import fingerprint_columns
 from rtml_profile.runtimes.base import Probe, RunConfig
 
 
@@ -83,7 +83,7 @@ def _death(proc, current, groups) -> str:
 def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, emit, measure, on_checks=None):
     """Probe and measure `groups` (all of runtime `name`) in a worker; `emit(group, scope, batch, status, reason,
     samples, extra, probe)` is called in this process for every job, as soon as it is known, and
-    `on_checks(group, records, host)` for a group's output-check records.
+    `on_checks(group, records, host facts)` for a group's output-check records.
 
     `measure(conn, runtime_class, group_index, group, target, settings, config)` runs in the worker (a module-level
     function, so it can be sent there); it sends ("start", job), then ("row", job, status, reason, samples, extra)
@@ -108,7 +108,7 @@ def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, e
             if msg[0] == "start":
                 current = msg[1]
             elif msg[0] == "checks" and on_checks is not None:
-                on_checks(groups[msg[1]], msg[2], host_label())
+                on_checks(groups[msg[1]], msg[2], fingerprint_columns())
             elif msg[0] == "row":
                 _, job, status, reason, ns, extra = msg
                 emit(pending.pop(job), job[1], job[2], status, reason, ns, extra, probe)

@@ -15,7 +15,7 @@ from rtml_profile import UserError, analyze, paths, runtimes
 from rtml_profile.anymodel import source
 from rtml_profile.anymodel.source import Source, opset_of
 from rtml_profile.files import check_writable, write_json
-from rtml_profile.host import host_label, physical_cores
+from rtml_profile.host import host_id, host_label, physical_cores
 from rtml_profile.measure.request import check_request, parse_batches
 from rtml_profile.measure.targets import ModelTarget, Options, model_target
 from rtml_profile.measure.timing import Settings
@@ -127,7 +127,8 @@ def write_record(src: Source, t: ModelTarget, analysis, results: Path) -> Path:
         "analysis_batch": analysis.batch,
         "unknown_ops": list(analysis.unknown),
         "info": src.info,
-        "host": host_label(),
+        "host": host_id(),
+        "host_label": host_label(),
         "timestamp": now(),
     }
     path = Path(results) / paths.MODEL_RECORDS / f"{src.slug}.json"

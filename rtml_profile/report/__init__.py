@@ -49,7 +49,13 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
     from rtml_profile.report.faster import section_faster
     from rtml_profile.report.findings import section_findings
     from rtml_profile.report.loadsec import section_load
-    from rtml_profile.report.sections import section_environment, section_skipped, section_training
+    from rtml_profile.report.sections import (
+        appendix_machines,
+        section_environment,
+        section_machines,
+        section_skipped,
+        section_training,
+    )
     from rtml_profile.report.where import appendix_where, section_where
 
     parts = [
@@ -60,6 +66,7 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
             "MACs are multiply-accumulates per sample; latencies are per call on one batch.\n"
         ),
         section_decision(inp, budgets_ms),
+        section_machines(inp),
         section_faster(inp),
         section_findings(inp),
         section_load(inp, figures),
@@ -73,7 +80,8 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
         _models_line(inp),
     ]
     report = "\n".join(p.rstrip("\n") + "\n" for p in parts if p)
-    appendix = render_appendix(inp, budgets_ms) + appendix_where(inp) + "\n" + section_environment(inp)
+    appendix = render_appendix(inp, budgets_ms) + appendix_where(inp) + appendix_machines(inp)
+    appendix += "\n" + section_environment(inp)
     return report, appendix + f"\nRegenerate:\n\n```\n{REGENERATE}\n```\n"
 
 

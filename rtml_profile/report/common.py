@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from rtml_profile import stats, zoo
+from rtml_profile.host import BUSY_CORES
 from rtml_profile.report.fmt import pct, points, sig, signed
 from rtml_profile.report.inputs import Inputs, samples
 
@@ -26,9 +27,11 @@ def host_gpu(inp: Inputs, host: str) -> str:
 
 
 def host_label(inp: Inputs, host: str) -> str:
-    """A short, unique name: 'H100 80GB HBM3 host' for a GPU host, '2x AMD EPYC host' for a CPU host."""
-    gpu = host_gpu(inp, host)
-    return f"{gpu.removeprefix('NVIDIA ')} host" if gpu else f"{host} host"
+    """The machine's readable label ('2-core AMD EPYC, Zen 5, AVX-512'), with its short fingerprint id when
+    another machine in the data shares the label ('... [94b8b0b7]'): two machines never read as one."""
+    labels = {h: m.get("host_label") or h for h, m in inp.machines.items()}
+    label = labels.get(host) or str(host)
+    return f"{label} [{str(host)[:8]}]" if sum(v == label for v in labels.values()) > 1 else label
 
 
 def config(row) -> str:
@@ -129,13 +132,16 @@ def how_much(r: float, verdict: str) -> str:
 
 
 def warn_mark(row) -> str:
-    """'' or a footnote mark for a row whose statistics carry a warning: † high variation, ‡ too few samples."""
+    """'' or a footnote mark for a row whose statistics carry a warning: † high variation, ‡ too few samples,
+    § measured on a busy machine."""
     w = str(row.get("warnings") or "")
     w = "" if w == "nan" else w
-    return ("‡" if "samples for" in w else "") + ("†" if "variation" in w else "")
+    busy = "§" if str(row.get("busy")) == "yes" else ""
+    return ("‡" if "samples for" in w else "") + ("†" if "variation" in w else "") + busy
 
 
 WARN_NOTE = (
     "‡ fewer samples than a p99 needs (662, MLPerf's bound); † coefficient of variation above 0.3 (the "
-    "p50 is stable, the tail is not)."
+    "p50 is stable, the tail is not); § measured on a busy machine (other processes kept more than "
+    f"{BUSY_CORES:g} cores busy on average while it was measured)."
 )

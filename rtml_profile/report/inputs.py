@@ -25,6 +25,7 @@ class Inputs:
     load: object = None  # DataFrame: load.csv rows (open-loop load runs) of known models
     nodes: object = None  # DataFrame: precision_nodes.csv (per-node error of reduced-precision variants)
     fixes: object = None  # DataFrame: precision_fixes.csv (nodes kept in fp32: accuracy and latency)
+    machines: dict = field(default_factory=dict)  # host (fingerprint id) -> its facts and host_label
     _samples: dict = field(default_factory=dict)
 
     @property
@@ -84,11 +85,34 @@ def load_inputs(data_dir) -> Inputs:
         raise UserError(
             f"{data_dir}: holds no result file (bench.csv, analysis.csv, train_<id>.json); is it the right folder?"
         )
+    inp.machines = machines(inp)
     for row in [] if inp.ok is None else inp.ok.to_dict("records"):  # every row's samples, read and checked once
         samples(inp, row)
     for row in [] if inp.load is None else inp.load[inp.load["status"] == "ok"].to_dict("records"):
         _load_samples(inp, row)
     return inp
+
+
+def machines(inp: Inputs) -> dict:
+    """host id -> the first filled value of each machine fact (host.FACTS, host_label) over every row and record
+    of that host."""
+    from rtml_profile.host import FACTS
+
+    wanted = ("host_label", *FACTS)
+    found = [r["environment"] for r in [*inp.records.values(), *inp.extras.values()]]
+    found += [rec["environment"] for recs in inp.profiles.values() for rec in recs.values()]
+    for t in (inp.bench, inp.load, inp.nodes, inp.fixes):
+        if t is not None and len(t):
+            cols = ["host", *[c for c in wanted if c in t]]
+            found += t[cols].drop_duplicates().to_dict("records")
+    out: dict = {}
+    for e in found:
+        m = out.setdefault(str(e["host"]), {})
+        for k in wanted:
+            v = e.get(k)
+            if k not in m and v is not None and v == v and str(v).strip() != "":
+                m[k] = v
+    return out
 
 
 def _load_samples(inp: Inputs, row: dict):

@@ -154,6 +154,89 @@ def ort_distributions(inp: Inputs, host: str) -> list[str]:
     )
 
 
+def _results(inp: Inputs, h: str) -> str:
+    """'192 bench (3 of 192 busy §), 168 load, limits, nodes': what machine `h` measured."""
+    load = None if inp.load is None else inp.load[inp.load["status"] == "ok"]
+    counts = [_busy_count(t[t["host"] == h], name) for name, t in (("bench", inp.ok), ("load", load)) if t is not None]
+    return ", ".join([c for c in counts if c] + [k for k, recs in inp.profiles.items() if h in recs]) or "records"
+
+
+def _hosts_in_order(inp: Inputs) -> list[str]:
+    from rtml_profile.schema import unknown
+
+    return sorted(inp.machines, key=lambda h: (unknown(h), host_label(inp, h)))
+
+
+def section_machines(inp: Inputs) -> str:
+    """REPORT.md: which machine measured what (the fingerprints are in the appendix)."""
+    from rtml_profile.host import BUSY_CORES
+    from rtml_profile.schema import unknown
+
+    if not inp.machines:
+        return ""
+    lines = [f"- {host_label(inp, h)}{'' if unknown(h) else f' (`{h}`)'}: {_results(inp, h)}"
+             for h in _hosts_in_order(inp)]  # fmt: skip
+    out = (
+        "## Machines\n\nRows are keyed by their machine's fingerprint ([appendix](APPENDIX.md#machines)): machines "
+        "that share a name stay apart, are never compared, and a machine's limits apply to its own rows only. "
+        f"§: measured while other processes kept more than {BUSY_CORES:g} cores busy.\n\n" + "\n".join(lines) + "\n"
+    )
+    if any(unknown(h) for h in inp.machines):
+        out += (
+            "\nUnknown machines' results predate fingerprints (different machines shared one name): kept apart, "
+            "joined to no limits; `benchmarks/remeasure_cpu.sh` re-measures the CPU host's.\n"
+        )
+    return out
+
+
+def appendix_machines(inp: Inputs) -> str:
+    """APPENDIX.md: every machine's fingerprint and what it measured."""
+    rows = []
+    for h in _hosts_in_order(inp):
+        m = inp.machines[h]
+        gpu = ""
+        if filled(m.get("gpu")):
+            gpu = (f"{m.get('gpu_count') or 1}x {m['gpu']} (cc {m.get('gpu_cc') or '?'}, "
+                   f"{m.get('gpu_memory_gib', '?')} GiB, driver {m.get('driver', '?')}, "
+                   f"CUDA {m.get('cuda', '?')})")  # fmt: skip
+        cpu = ""
+        if "cpu_family" in m:
+            cpu = f"{m.get('cpu_vendor', '')} family {m['cpu_family']} model {m.get('cpu_model_number', '')} " \
+                  f"stepping {m.get('cpu_stepping', '')}"  # fmt: skip
+        rows.append({
+            "machine": host_label(inp, h), "id": f"`{h}`", "CPU": cpu, "ISA": m.get("cpu_isa", ""),
+            "cores": f"{m['physical_cores']} / {m['logical_cores']}" if "logical_cores" in m else "",
+            "L1d / L2 / L3": " / ".join(_kib(m.get(k)) for k in ("l1d_bytes", "l2_bytes", "l3_bytes"))
+            if "l2_bytes" in m else "",
+            "memory": f"{m['memory_gib']} GiB" if "memory_gib" in m else "",
+            "GPU": gpu or ("none" if cpu else ""), "results": _results(inp, h),
+        })  # fmt: skip
+    if not rows:
+        return ""
+    return (
+        "\n## Machines\n\nEach machine's fingerprint (its id is a digest of these facts; cores: physical / logical). "
+        "Empty cells: the facts were not recorded (results written before fingerprints).\n\n" + table(rows)
+    )
+
+
+def _busy_count(rows, name: str) -> str:
+    """'12 bench (3 of 12 busy §)'; '' for no rows."""
+    if not len(rows):
+        return ""
+    judged = rows["busy"].astype(str).isin(["yes", "no"]) if "busy" in rows else None
+    if judged is None or not judged.any():
+        return f"{len(rows)} {name}"
+    return f"{len(rows)} {name} ({int((rows['busy'].astype(str) == 'yes').sum())} of {int(judged.sum())} busy §)"
+
+
+def _kib(v) -> str:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return "?"
+    return f"{v / 2**20:g} MiB" if v >= 2**20 else f"{v / 2**10:g} KiB"
+
+
 def section_environment(inp: Inputs) -> str:
     hosts = sorted(
         set([] if inp.bench is None else inp.bench["host"])

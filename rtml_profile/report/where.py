@@ -8,6 +8,7 @@ from rtml_profile.report.common import host_label
 from rtml_profile.report.figures import plain_log, png, pyplot
 from rtml_profile.report.fmt import duration_s, duration_us, pct, sig, table
 from rtml_profile.report.inputs import Inputs
+from rtml_profile.schema import unknown
 from rtml_profile.views import agreement, item_key, points, value
 
 
@@ -90,9 +91,21 @@ def _over(pts: list[dict], inp: Inputs, host: str) -> str:
     if not over:
         return ""
     runs = inp.profiles["limits"][host]["entries"]
-    load = runs[-1].get("load_average_1min")
+    load = _load(runs[-1])
     return (f" {len(over)} of {len(pts)} points beat their ceiling (up to {pct(max(p['efficiency'] for p in over))}): "
             f"the limits (load average {sig(load)}) are low; read them as lower bounds.")  # fmt: skip
+
+
+def _load(run: dict):
+    """A record's 1-minute load average (older records name it load_average_1min)."""
+    return run.get("loadavg_1m", run.get("load_average_1min"))
+
+
+def _busy(run: dict) -> str:
+    """', BUSY: others kept N cores busy' when the run was measured on a busy machine (host.Quiet)."""
+    if run.get("busy") != "yes":
+        return ""
+    return f"; **busy**: other processes kept {sig(run.get('others_cores'))} cores busy"
 
 
 def section_where(inp: Inputs, figures: dict) -> str:
@@ -112,7 +125,10 @@ def section_where(inp: Inputs, figures: dict) -> str:
         out.append(f"![roofline](figures/roofline_{slug}.png)\n")
     bench_hosts = set() if inp.ok is None else set(inp.ok["host"])
     for h in sorted(bench_hosts - set(hosts)):
-        out.append(f"{host_label(inp, h)}: no limits measured there, so no roofline.\n")
+        why = "no limits measured there, so no roofline"
+        if unknown(h):
+            why = "its machine is unknown, so no roofline joins its rows to limits"
+        out.append(f"{host_label(inp, h)}: {why}.\n")
     if len(out) == 1:
         return ""
     return "\n".join(out)
@@ -137,7 +153,7 @@ def limit_rows(inp: Inputs) -> list[dict]:
                          "run before": fmt(prev[k]) if prev.get(k) else "",
                          "difference": pct(agree[k]) if k in agree else "",
                          "command": f"`{runs[-1]['command']}` ({runs[-1]['timestamp']}, load average "
-                                    f"{sig(runs[-1].get('load_average_1min'))})"})  # fmt: skip
+                                    f"{sig(_load(runs[-1]))}{_busy(runs[-1])})"})  # fmt: skip
         rows += [{"host": host_label(inp, host), "limit": ", ".join(ks), "last run": why, "run before": "",
                   "difference": "", "command": ""} for why, ks in absent.items()]  # fmt: skip
     return rows

@@ -43,7 +43,7 @@ class _Torch(Runtime):
         if self.model.model_id is None and not self.model.empty:
             raise UserError(f"{self.name} runs zoo checkpoints only; {self.model.name} is an ONNX file")
         if self.caps.device == "cpu" and self.option("threads"):
-            torch.set_num_threads(self.option("threads"))  # this process runs one runtime only (see bench's workers)
+            torch.set_num_threads(self.option("threads"))  # this process runs one runtime only (see measure.launcher)
         self.dtype = torch.float16 if self.precision == "fp16" else torch.float32
         net = (
             torch.nn.Sequential(*[torch.nn.ReLU() for _ in range(self.model.empty)])

@@ -172,7 +172,9 @@ def run(req: Request) -> Result:
     req.threads = req.threads or physical_cores()
     calib_req = CalibrationRequest(req.methods[0], req.calibration_rows, req.calibration_seed)
     targets = [zoo_target(s.id, req.data_dir, True, calib_req) for s in specs]  # every data mistake shows first
-    common = {"host": environment()["host"], "threads": req.threads, "note": req.note, "timestamp": now()}
+    env = environment()
+    common = {"host": env["host"], "host_label": env["host_label"], "threads": req.threads, "note": req.note,
+              "timestamp": now()}  # fmt: skip
     res = Result([], [])
     for t in targets:
         if t.x_eval is None:

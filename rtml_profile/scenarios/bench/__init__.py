@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rtml_profile import UserError, paths, runtimes, zoo
 from rtml_profile.artifacts import check_quantizable
-from rtml_profile.host import environment, physical_cores
+from rtml_profile.host import FACTS, Quiet, environment, physical_cores
 from rtml_profile.measure.launcher import Group, run_runtime
 from rtml_profile.measure.request import check_memory, check_request, parse_batches
 from rtml_profile.measure.targets import (
@@ -77,8 +77,9 @@ class RunResult:
     kept: list[str] = field(default_factory=list)  # attempts that did not replace an earlier good row
     checks: list[dict] = field(default_factory=list)  # per-output check records (Target.evaluate)
 
-    def add_checks(self, g: Group, records: list[dict], host: str):
-        keys = {"host": host, "model": g.target, "runtime": g.runtime, "precision": g.precision}
+    def add_checks(self, g: Group, records: list[dict], host: dict):
+        """`host`: host.fingerprint_columns() of the machine that checked."""
+        keys = {**host, "model": g.target, "runtime": g.runtime, "precision": g.precision}
         self.checks += [{**keys, **r} for r in records]
 
     def problems(self, asked_runtimes: list[str] | None = None, asked_precisions: list[str] | None = None) -> list[str]:
@@ -126,11 +127,12 @@ def run(
     config = RunConfig(threads=settings.threads, min_batch=min(batches), max_batch=max(batches),
                        row_shapes=row_shapes[0] if row_shapes else ())  # fmt: skip
     by_name = {t.ref.name: t for t in targets}
-    result, row_of = RunResult(), _row_builder(settings)
+    result, row_of, quiet = RunResult(), _row_builder(settings), Quiet()
     with _progress(progress, sum(len(g.jobs()) for g in groups) + sum(len(g.jobs()) for g, _ in skips)) as bar:
 
         def emit(g, scope, batch, status, reason, ns=None, extra=None, probe=None):
             row = row_of(g, scope, batch, status, reason, ns, extra or {}, probe, by_name[g.target].row_facts())
+            row.update(quiet.lap())  # how quiet the machine was since the previous row (this row's measuring)
             outcome = store.record(row, ns)
             result.rows.append(row)
             if not outcome.saved:
@@ -155,10 +157,7 @@ def _row_builder(settings: Settings):
         k: env.get(k, "")
         for k in (
             "cpu",
-            "physical_cores",
-            "gpu",
-            "driver",
-            "cuda",
+            *FACTS,
             "python",
             "torch",
             "onnxruntime",
@@ -173,6 +172,7 @@ def _row_builder(settings: Settings):
         device = runtimes.get(g.runtime).caps.device
         out = {
             "host": env["host"],
+            "host_label": env["host_label"],
             "model": g.target,
             "runtime": g.runtime,
             "precision": g.precision,

@@ -36,7 +36,7 @@ import numpy as np
 from rtml_profile import UserError, paths, runtimes, stats, zoo
 from rtml_profile.checkpoints import trained_epochs
 from rtml_profile.files import check_writable
-from rtml_profile.host import environment, physical_cores
+from rtml_profile.host import FACTS, Quiet, environment, physical_cores
 from rtml_profile.measure.launcher import reason_of, run_runtime
 from rtml_profile.measure.request import check_request
 from rtml_profile.measure.targets import zoo_target
@@ -567,10 +567,11 @@ def execute(req: Request) -> list[dict]:
     threads = req.threads or max(1, physical_cores() - 1)  # one core stays free for the generator's dispatcher
     targets = {m: zoo_target(m, with_accuracy=False) for m in req.models}
     config = RunConfig(threads=threads, min_batch=1, max_batch=max(g.scenario.max_batch for g in groups))
-    row_of, out = _row_builder(threads), []
+    row_of, out, quiet = _row_builder(threads), [], Quiet()
 
     def emit(g, _scope, _index, status, reason, arrays=None, extra=None, probe=None):
         row, stem = row_of(g, status, reason, arrays, extra or {}, probe)
+        row.update(quiet.lap())  # how quiet the machine was since the previous trial (this trial's run)
         out.append(record_with_samples(req.results, "load", row, stem, arrays if status == "ok" else None))
         if req.say:
             req.say(trial_line(out[-1]))
@@ -589,7 +590,8 @@ def _row_builder(threads: int):
         sc = dataclasses.replace(sc, duration_s=extra.get("duration_s", sc.duration_s))
         device = runtimes.get(g.runtime).caps.device
         out = {
-            "host": env["host"], "model": g.target, "runtime": g.runtime, "precision": g.precision,
+            **{k: env[k] for k in ("host", "host_label", *FACTS)},
+            "model": g.target, "runtime": g.runtime, "precision": g.precision,
             "scenario": sc.kind, "max_batch": sc.max_batch, "max_wait_us": sc.max_wait_us,
             "deadline_us": g.goal.deadline_us, "offered_qps": sc.offered_qps if "rate" in extra else 0.0,
             "role": extra.get("role", ""), "status": status, "reason": reason, "device": device,

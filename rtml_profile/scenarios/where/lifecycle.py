@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from rtml_profile import UserError, artifacts, paths, runtimes, stats, zoo
-from rtml_profile.host import physical_cores
+from rtml_profile.host import Quiet, physical_cores
 from rtml_profile.measure.launcher import Group, reason_of, run_runtime
 from rtml_profile.measure.targets import zoo_target
 from rtml_profile.measure.timing import Settings, time_calls
@@ -104,7 +104,7 @@ def measure_isolated(name: str, target, precision: str, threads: int) -> dict:
     runtime is an entry with its reason."""
     base = {"model": target.ref.name, "runtime": name, "precision": precision, "scope": SCOPE, "batch": BATCH,
             "threads": threads, "timestamp": now(), "note": weights_note(target.ref.name)}  # fmt: skip
-    got = {}
+    got, quiet = {}, Quiet()
 
     def emit(g, scope, batch, status, reason, ns=None, extra=None, probe=None):
         status = "absent" if status == "skipped" else status
@@ -113,7 +113,7 @@ def measure_isolated(name: str, target, precision: str, threads: int) -> dict:
     config = RunConfig(threads=threads, min_batch=BATCH, max_batch=BATCH)
     group = Group(target.ref.name, name, precision, [SCOPE], [BATCH])
     run_runtime(name, [group], {target.ref.name: target}, None, config, emit, _measure_in_worker)
-    return {**base, **got}
+    return {**base, **got, **quiet.lap()}
 
 
 def run(models, runtime_names=None, threads=None, save=True, data_dir=None) -> list[dict]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from rtml_profile import UserError, paths, runtimes, stats
 from rtml_profile.files import check_writable
-from rtml_profile.host import load_average, physical_cores
+from rtml_profile.host import Quiet, physical_cores
 from rtml_profile.measure.timing import Settings, time_calls
 from rtml_profile.results import now, save_entries
 from rtml_profile.runtimes.base import ModelRef, RunConfig, cuda_ready
@@ -205,10 +205,10 @@ def measure(threads: int | None = None) -> dict:
     """One run of every limit on this machine."""
 
     threads = threads or physical_cores()
-    t0 = time.perf_counter()
+    t0, quiet = time.perf_counter(), Quiet()
     items = matmul_rates(threads) + bandwidths() + floors(threads)
     return {"timestamp": now(), "threads": threads, "llc_bytes": llc_bytes(), "items": items,
-            "took_s": time.perf_counter() - t0, "load_average_1min": load_average()}  # fmt: skip
+            "took_s": time.perf_counter() - t0, **quiet.lap()}  # fmt: skip
 
 
 def run(threads: int | None = None, data_dir: Path = paths.DATA, command: str = "rtml-profile limits") -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 from rtml_profile import UserError, paths, runtimes, stats, zoo
 from rtml_profile.analyze import analyze
 from rtml_profile.files import read_json
-from rtml_profile.host import load_average, physical_cores
+from rtml_profile.host import Quiet, physical_cores
 from rtml_profile.measure.targets import zoo_target
 from rtml_profile.measure.timing import Settings, time_calls
 from rtml_profile.results import now, save_entries
@@ -140,7 +140,9 @@ def decompose(profiled_ns: np.ndarray, trace) -> dict:
 
 def entry(target, runtime: str, precision: str, batch: int, scope: str, settings, cost: dict) -> dict:
     """One configuration's profile as a record entry (see the module docstring for each part)."""
+    quiet = Quiet()
     plain, profiled, trace = measure(target, runtime, precision, batch, scope, settings)
+    quiet = quiet.lap()  # how quiet the machine was while the configuration was timed
     parts = decompose(profiled, trace)
     per_node = parts.pop("per_node")
     unprof = LatencyStats(plain, batch).percentile_us(50)
@@ -164,7 +166,7 @@ def entry(target, runtime: str, precision: str, batch: int, scope: str, settings
         "profiled": {"p50_us": LatencyStats(profiled, batch).percentile_us(50), "n": len(profiled)},
         "call": parts, "profiler_cost": {**cost, "this_call_us": profiler_us},
         "accounted_us": accounted, "accounted_error": accounted / unprof - 1,
-        "nodes": nodes, "note": target.note, "load_average_1min": load_average(),
+        "nodes": nodes, "note": target.note, **quiet,
     }  # fmt: skip
 
 
