@@ -138,10 +138,10 @@ def _measure_step(target, files: dict, runtime: str, batches, precisions, scopes
         _place(files, Path(tmp))
         os.chdir(tmp)
         try:
-            res = bench.run([target], [runtime], batches, precisions, scopes, settings, False, paths.DATA)
+            bench.run([target], [runtime], batches, precisions, scopes, settings, False, paths.DATA)
             store = BenchStore(paths.DATA)
             out = []
-            for r in res.rows:
+            for r in store.read().to_dict("records"):  # the rows as stored, naming their samples files
                 us = store.load_samples(r) if r.get("status") == "ok" else None
                 out.append({"row": r, "us": us, "sha": r.get("samples_sha256") if us is not None else None})
         finally:
