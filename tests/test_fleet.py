@@ -91,12 +91,12 @@ def test_a_sweep_files_each_machine_under_its_fingerprint(cluster, fleet_project
 
 def test_a_node_lost_mid_sweep_costs_only_its_unfinished_steps(cluster, fleet_project):
     c, nodes = cluster
-    killed = []
+    killed = {}  # machine kind -> the node killed: one per kind, right after its first step came home
 
     def kill_after_first(node, rows):
         victim = next((n for n in nodes.values() if n.node_id == node["node_id"]), None)
-        if victim is not None and victim.node_id not in killed:
-            killed.append(victim.node_id)
+        if victim is not None and node["id"] not in killed:
+            killed[node["id"]] = victim.node_id
             c.remove_node(victim)
 
     out = _sweep(cluster, fleet_project / "r2", on_rows=kill_after_first)
