@@ -12,7 +12,7 @@ from pathlib import Path
 from rtml_profile.report.fmt import duration_us, pct, rate, sig  # noqa: F401  (the number style, for callers)
 from rtml_profile.report.inputs import Inputs, load_inputs
 
-DEFAULT_BUDGETS_MS = (1.0,)  # other deadlines: `rtml-profile load --deadline`, Sustainable load
+DEFAULT_BUDGETS_MS = (33.3,)  # one frame at 30 fps; other deadlines: `rtml-profile load --deadline`
 APPENDIX = "APPENDIX.md"
 REGENERATE = (
     "`rtml-profile all --data-dir ../shared/data` (the whole pipeline), `rtml-profile report` (from reports/data/)"
