@@ -133,6 +133,13 @@ def same_weights_fp32(inp: Inputs, row):
 def change_vs_fp32(inp: Inputs, row) -> str:
     """The row's metric change against the PyTorch fp32 model (its training record; for rows from other
     weights, fp32 on those same weights), with its interval."""
+    from rtml_profile.report import paired
+
+    mine = paired.reference_row(inp, row)
+    if mine is not None and mine is not row and paired.predictions(inp, row) is not None:
+        got = paired.paired_change(inp, row, mine, zoo.get(row["model"]).task == "classification")
+        if got:
+            return got[0]
     ref = reference(inp, row["model"]) if on_record(inp, row) else same_weights_fp32(inp, row)
     v = row.get("metric_value")
     if ref is None or not filled(v):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rtml_profile.report import paired
 from rtml_profile.report.common import (
     TIE_TEXT,
     WARN_NOTE,
@@ -144,10 +145,10 @@ def decision_rows(inp: Inputs, budgets_ms, rate: float = CAMERA_RATE) -> list[di
         best, ties = fastest_batch1(inp, g)
         rows = {}  # pick -> [goals, row, ties, budget]
         if best:
-            rows[_pick(best)] = [["batch 1"], best, ties, None]
+            rows[_pick(best)] = [["batch 1"], best, ties, kept[0] * 1e3 if kept else None]
         for b in kept:
             r = best_within(g, b * 1e3, rate)
-            goal = f"{sig(rate)}/s, p99 <= {sig(b)} ms"
+            goal = f"{rate:g}/s, p99 <= {sig(b)} ms"
             if r is None:
                 out.append({"model": mid, "host": host_label(inp, host), "goal": goal,
                             "run (end to end)": "none fits"})  # fmt: skip
@@ -171,15 +172,15 @@ def section_decision(inp: Inputs, budgets_ms, rate: float = CAMERA_RATE) -> str:
         return "".join(out) + missing("end-to-end benchmark results", "rtml-profile bench --scope end-to-end")
     out.append(
         f"Per model and host, end to end (host input in, host output out: what a user pays): the lowest p50 at "
-        f"batch 1 ({TIE_TEXT}), and at a camera's {sig(rate)} inputs/s the lowest p99 from arrival within each "
-        f"budget. Latency from arrival counts batch formation: at {sig(rate)}/s the first of B inputs waits "
-        f"(B-1)/{sig(rate)} s for the rest, so a batch above 1 never fits a frame. Misses: timed calls over the "
+        f"batch 1 ({TIE_TEXT}), and at a camera's {rate:g} inputs/s the lowest p99 from arrival within each "
+        f"budget. Latency from arrival counts batch formation: at {rate:g}/s the first of B inputs waits "
+        f"(B-1)/{rate:g} s for the rest, so a batch above 1 never fits a frame. Misses: timed calls over the "
         f"budget. The metric change is against the PyTorch fp32 model, with its 95% interval.\n\n"
     )
     out.append(table(rows))
     out.append(
         f"\n`if input on device`: the same runtime and precision when your input already lives on the device (no "
         f"copy in or out; not what a host-fed user pays). {SCOPES_NOTE} {WARN_NOTE} {OTHER_WEIGHTS} ran other "
-        f"weights than the committed training record (see Faster paths). " + " ".join(notes) + "\n"
+        f"weights than the committed training record (see Faster paths). {paired.note(inp)} " + " ".join(notes) + "\n"
     )
     return "".join(out)

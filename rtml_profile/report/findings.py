@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 from rtml_profile import zoo
+from rtml_profile.report import paired
 from rtml_profile.report.common import (
     change,
     config,
@@ -61,7 +62,8 @@ def same_data(inp: Inputs) -> list[str]:
         (va, na) = reference(inp, a)
         for b in mids[1:]:
             (vb, nb) = reference(inp, b)
-            text, tie = change(b, vb, nb, va, na)
+            got = _paired_models(inp, a, b)
+            text, tie = got or change(b, vb, nb, va, na)
             verdict = (
                 "a tie at 95%: the extra cost buys no measurable accuracy"
                 if tie
@@ -70,13 +72,27 @@ def same_data(inp: Inputs) -> list[str]:
                 else "better"
                 if vb > va
                 else "worse"
-            )
+            ) + ("" if got else f"; {paired.UNPAIRED}" if tie is not None else "")
             out.append(
                 f"On {dataset}, {b} costs {ratio(macs[b] / macs[a])} the MACs of {a} ({count(macs[b])} vs "
                 f"{count(macs[a])} per sample) and scores validation {metric_name(b)} "
                 f"{metric_value(b, vb)} vs {metric_value(a, va)}: {text} ({verdict})."
             )
     return out
+
+
+def _paired_models(inp: Inputs, a: str, b: str):
+    """(text, tie) of b against a from the PyTorch fp32 bench rows' stored predictions on one host, or None."""
+    ok = inp.ok
+    if ok is None or "predictions_file" not in ok:
+        return None
+    g = ok[(ok["precision"] == REFERENCE) & ok["predictions_file"].notna() & (ok["runtime"] == "torch-cpu")]
+    for _, h in g.groupby("host", sort=True):
+        ra, rb = h[h["model"] == a], h[h["model"] == b]
+        if len(ra) and len(rb):
+            return paired.paired_change(inp, rb.iloc[0].to_dict(), ra.iloc[0].to_dict(),
+                                        zoo.get(b).task == "classification")  # fmt: skip
+    return None
 
 
 def _best(g, batch, precision=None):
