@@ -10,6 +10,7 @@ same run (the guide: a timing method is trusted only after it agrees with the re
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import numpy as np
@@ -42,24 +43,26 @@ def compare_single_call(harness_call, bare_call, sync=lambda: None, rounds: int 
     for _ in range(rounds):
         h.append(stats.percentile(time_calls(harness_call, sync, settings).ns, 50) / 1e3)
         b.append(stats.percentile(bare_loop(bare_call, iters), 50) / 1e3)
-    hp, bp = float(np.median(h)), float(np.median(b))
+    hp, bp = statistics.median(h), statistics.median(b)
     return {"harness_p50_us": hp, "bare_p50_us": bp, "ratio": hp / bp, "rounds": rounds, "iters": iters,
             "harness_rounds_us": h, "bare_rounds_us": b}  # fmt: skip
 
 
-def single_call(target, threads: int | None = None, rounds: int = ROUNDS, iters: int = ITERS) -> dict:
-    """The harness against a bare loop for `target` (measure.targets.Target) on ort-cpu fp32, end to end, batch 1."""
+def single_call(target, threads: int | None = None, rounds: int = ROUNDS, iters: int = ITERS,
+                runtime: str = "ort-cpu") -> dict:  # fmt: skip
+    """The harness against a bare loop for `target` (measure.targets.Target) on an ONNX Runtime runtime (its
+    `session`), fp32, end to end, batch 1."""
     from rtml_profile import runtimes
     from rtml_profile.runtimes.base import RunConfig
 
     threads = threads or physical_cores()
     x = target.inputs(1)
-    with runtimes.get("ort-cpu")(target.ref, "fp32", RunConfig(threads=threads)) as rt:
+    with runtimes.get(runtime)(target.ref, "fp32", RunConfig(threads=threads)) as rt:
         feeds = rt.feeds(x)
         sess = rt.session
         out = compare_single_call(rt.runner("end-to-end", x), lambda: sess.run(None, feeds), rt.synchronize,
                                   rounds, iters)  # fmt: skip
-    return {"model": target.ref.name, "runtime": "ort-cpu", "precision": "fp32", "scope": "end-to-end", "batch": 1,
+    return {"model": target.ref.name, "runtime": runtime, "precision": "fp32", "scope": "end-to-end", "batch": 1,
             "threads": threads, **out}  # fmt: skip
 
 

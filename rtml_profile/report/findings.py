@@ -82,11 +82,11 @@ def same_data(inp: Inputs) -> list[str]:
 
 
 def _paired_models(inp: Inputs, a: str, b: str):
-    """(text, tie) of b against a from the PyTorch fp32 bench rows' stored predictions on one host, or None."""
+    """(text, tie) of b against a from fp32 CPU bench rows' stored predictions on one host, or None."""
     ok = inp.ok
     if ok is None or "predictions_file" not in ok:
         return None
-    g = ok[(ok["precision"] == REFERENCE) & ok["predictions_file"].notna() & (ok["runtime"] == "torch-cpu")]
+    g = ok[(ok["precision"] == REFERENCE) & ok["predictions_file"].notna() & (ok["device"] == "cpu")]
     for _, h in g.groupby("host", sort=True):
         ra, rb = h[h["model"] == a], h[h["model"] == b]
         if len(ra) and len(rb):

@@ -57,7 +57,7 @@ def paired_change(inp: Inputs, a, b, classifier: bool) -> tuple[str, bool] | Non
 
 
 def reference_row(inp: Inputs, row) -> dict | None:
-    """The fp32 row of the same host, model and weights with stored predictions (PyTorch first), or None."""
+    """An fp32 row of the same host, model and weights with stored predictions (CPU rows first), or None."""
     ok = inp.ok
     if ok is None or "predictions_file" not in ok:
         return None
@@ -65,7 +65,7 @@ def reference_row(inp: Inputs, row) -> dict | None:
            & ok["predictions_file"].notna()]  # fmt: skip
     if "weights" in g and filled(row.get("weights")):
         g = g[g["weights"] == row["weights"]]
-    g = g.sort_values(["runtime", "scope", "batch"], key=lambda c: c != "torch-cpu" if c.name == "runtime" else c)
+    g = g.sort_values(["device", "runtime", "scope", "batch"], key=lambda c: c != "cpu" if c.name == "device" else c)
     return None if g.empty else g.iloc[0].to_dict()
 
 

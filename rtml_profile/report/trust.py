@@ -17,7 +17,8 @@ def single_sentence(inp: Inputs, host: str, e: dict) -> str:
     return (
         f"Single calls on the {host_label(inp, host)}: the harness's batch-1 p50 of {s['model']} ({s['runtime']} "
         f"{s['precision']}, {s['scope']}) was {duration_us(s['harness_p50_us'])} against "
-        f"{duration_us(s['bare_p50_us'])} for a bare perf_counter_ns loop over the same ONNX Runtime session: "
+        f"{duration_us(s['bare_p50_us'])} for a bare loop (a clock read before and after each call) over the same "
+        f"ONNX Runtime session: "
         f"ratio {ratio(s['ratio'])} (median of {s['rounds']} alternating rounds of {s['iters']:,} calls, load "
         f"average {sig(e.get('load_average_1min'))}, {e['timestamp'][:10]})."
     )
