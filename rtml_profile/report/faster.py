@@ -223,7 +223,8 @@ def section_faster(inp: Inputs) -> str:
     out = [
         f"## Faster paths\n\nAt batch 1 ({', '.join(sorted({host_label(inp, h) for _, h, _ in menu_groups(inp)}))}), "
         "the fastest path (torch.compile, static INT8, tuned settings included) whose metric stays within fp32's "
-        "95% interval, against the fastest default-setting fp32 path:\n\n",
+        "95% interval, against the fastest default-setting fp32 path in the same scope (`compute`: the input "
+        "already on the device, where the wider menu was measured):\n\n",
         table(rows),
     ]
     prec = precision_rows(inp)
