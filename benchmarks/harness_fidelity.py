@@ -10,19 +10,14 @@ in [0.95, 1.05].
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 
 def bare(call, n):
-    out = np.empty(n, np.int64)
-    clock = time.perf_counter_ns
-    for i in range(n):
-        t0 = clock()
-        call()
-        out[i] = clock() - t0
-    return out
+    from rtml_profile.measure.fidelity import bare_loop  # the one bare reference loop (the report's, too)
+
+    return bare_loop(call, n)
 
 
 def main(argv=None):

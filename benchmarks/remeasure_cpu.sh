@@ -70,6 +70,9 @@ python -c "import sys; sys.path.insert(0, 'tests'); from anymodels import transf
 step "training speed (trainer vs a bare loop, 2b)"
 python benchmarks/train_speed.py --data-dir "$DATA"
 
+step "fidelity: the harness's batch-1 p50 against a bare loop on the same session (the report's trust section)"
+python -c "from rtml_profile.pipeline import trust_run; print(trust_run()['single_call']['ratio'])"
+
 step "retire what this run re-measured from $OLD, render the report"
 python benchmarks/migrate_unknown_hosts.py --retire "$OLD" --by "$HOST" reports/data
 "${RP[@]}" report

@@ -114,8 +114,39 @@ class _quiet_root_logger:
 def _quantize_int8(src: Path, dest: Path, exclude: tuple = ()):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # quantize_dynamic first rewrites each Gemm into '<name>_MatMul' + '<name>_Add' and matches the exclusions
+    # against the new names: excluding '/0/Gemm' alone would change nothing
+    names = [*exclude, *(f"{n}{GEMM_MATMUL}" for n in exclude)]
     with _quiet_root_logger():
-        quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude))
+        quantize_dynamic(str(src), str(dest), weight_type=QuantType.QInt8, nodes_to_exclude=names)
+
+
+GEMM_MATMUL = "_MatMul"  # the suffix quantize_dynamic gives the MatMul it splits a Gemm into
+QUANTIZED_OPS = {"MatMulInteger", "QLinearMatMul", "ConvInteger", "QLinearConv", "QGemm", "QAttention"}
+
+
+def not_kept(path: Path, names) -> list[str]:
+    """Which of `names` (nodes asked to stay in fp32) did NOT stay fp32 in the derived graph at `path`: a name is
+    kept when a node of that name (or quantize_dynamic's '<name>_MatMul') is there, is not a quantized op, takes
+    no input from a DequantizeLinear node (QDQ) and has no weight stored in another type than float32."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    by_name = {n.name: n for n in graph.node}
+    dq_out = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    inits = {i.name: i.data_type for i in graph.initializer}
+    missed = []
+    for name in names:
+        node = by_name.get(name) or by_name.get(f"{name}{GEMM_MATMUL}")
+        ok = (
+            node is not None
+            and node.op_type not in QUANTIZED_OPS
+            and not any(i in dq_out for i in node.input)
+            and all(inits[i] == onnx.TensorProto.FLOAT for i in node.input if i in inits)
+        )
+        if not ok:
+            missed.append(name)
+    return missed
 
 
 def _half(src: Path, dest: Path, exclude: tuple = ()):

@@ -607,7 +607,7 @@ def _budgets(text: str | None) -> list[float]:
 
 Budget = Annotated[
     Optional[str],
-    typer.Option(help="Frame budgets in ms, comma-separated (default 1; other deadlines: `rtml-profile load`)."),
+    typer.Option(help="Latency budgets from arrival at 30 inputs/s in ms, comma-separated (default 33.3)."),
 ]
 
 

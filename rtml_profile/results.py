@@ -243,7 +243,7 @@ def save_checks(data_dir: Path, records: list[dict]):
 
 # ---------------------------------------------------------------- where-the-time-goes records
 
-PROFILE_KINDS = ("limits", "nodes", "lifecycle")  # where-the-time-goes records, one per host
+PROFILE_KINDS = ("limits", "nodes", "lifecycle", "fidelity")  # per-host records (fidelity: measure/fidelity.py)
 
 
 def record_path(kind: str, host: str, data_dir: Path = paths.DATA) -> Path:

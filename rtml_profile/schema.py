@@ -326,6 +326,7 @@ def read_speed(path) -> dict:
 
 # entries of limits_/nodes_/lifecycle_<host>.json: (dotted key, kind) every entry must hold
 PROFILE_ENTRY = {
+    "fidelity": [("timestamp", "str"), ("single_call", "dict"), ("load", "dict")],
     "limits": [("timestamp", "str"), ("threads", "int"), ("items", "list"), ("command", "str")],
     "nodes": [
         ("model", "str"),

@@ -182,3 +182,38 @@ def queries_needed(over: int, p: float = 99, level: float = CONFIDENCE) -> int:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if percentile_within(mid, over, p, level) else (mid + 1, hi)
     return lo
+
+
+# ---------------------------------------------------------------- paired comparisons (same evaluation rows)
+
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def mcnemar(correct_a, correct_b) -> tuple[float, int, int]:
+    """McNemar's exact test for two classifiers scored on the same rows: (two-sided p, rows only a got right,
+    rows only b got right); under 'equally accurate' the discordant rows split 50/50 (scipy.stats.binomtest)."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return 1.0, 0, 0
+    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue), only_a, only_b
+
+
+def paired_bootstrap(metric, a, b, y, level: float = CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0):
+    """(metric(a, y) - metric(b, y), low, high): a percentile interval of the difference over `resamples` draws
+    of the same rows for both (a paired bootstrap); seeded, so the same inputs give the same interval."""
+    a, b, y = np.asarray(a), np.asarray(b), np.asarray(y)
+    d = float(metric(a, y) - metric(b, y))
+    rng = np.random.default_rng(seed)
+    draws = [metric(a[i], y[i]) - metric(b[i], y[i]) for i in rng.integers(0, len(y), (resamples, len(y)))]
+    lo, hi = np.percentile(draws, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return d, float(lo), float(hi)
+
+
+def r2(pred, y) -> float:
+    """Coefficient of determination over all rows (and outputs)."""
+    pred, y = np.asarray(pred, np.float64).reshape(-1), np.asarray(y, np.float64).reshape(-1)
+    sst = float(((y - y.mean()) ** 2).sum())
+    return 1 - float(((y - pred) ** 2).sum()) / sst if sst else math.nan

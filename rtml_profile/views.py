@@ -17,11 +17,13 @@ ROOFLINE = """The roofline: each benchmarked (model, runtime, precision, batch) 
 For a call on a batch B: FLOPs = 2 x MACs per sample x B; bytes = weights (parameters x their width at the
 precision) + B x activation bytes per sample (every node's activation inputs and outputs, fp32). The ceilings
 are the host's measured peak matmul rate for the precision on the runtime's device, and its copy bandwidth:
-last-level-cache bandwidth when the call's bytes fit in the cache, memory bandwidth otherwise. Then
+read bandwidth of the smallest cache level the call's bytes fit in (l1, l2, llc; measured reading the way the
+model reads: every thread, read-only), memory bandwidth otherwise. Then
 
     compute = FLOPs / peak, memory = bytes / bandwidth, floor = the runtime's measured per-call floor (scope)
     predicted = max(compute, memory) + floor;  bound = the largest of the three
     attainable = min(peak, FLOPs/bytes x bandwidth);  efficiency = (FLOPs / measured p50) / attainable
+    a point over 100% means the ceiling was measured too low (the point is a measurement; the ceiling a model)
 
 Pure functions of the records (no measuring): the report calls them."""
 
@@ -42,9 +44,21 @@ def ceilings(limits_record: dict, device: str, precision: str, runtime: str, sco
     bw = {i["precision"]: value(i) for i in run["items"] if i["kind"] == "bandwidth"}
     floor = [value(i) for i in run["items"] if i["kind"] == "floor" and i["runtime"] == runtime and i["scope"] == scope]
     peaks = [p for p in peaks if p]
+    levels = [] if device == "cuda" else cache_ceilings(run)
     return {"peak": max(peaks) if peaks else None, "dram": bw.get("gpu" if device == "cuda" else "dram"),
-            "llc": None if device == "cuda" else bw.get("llc"), "llc_bytes": run.get("llc_bytes"),
-            "floor": floor[0] if floor else None}  # fmt: skip
+            "levels": levels, "floor": floor[0] if floor else None}  # fmt: skip
+
+
+def cache_ceilings(run: dict) -> list[tuple[str, float, float, str]]:
+    """[(level, capacity bytes, bandwidth B/s, engine)] of a limits run's cache levels, smallest first. Runs that
+    predate per-level reads have one 'llc' copy item whose capacity is the run's llc_bytes."""
+    out = []
+    for i in run["items"]:
+        if i["kind"] == "bandwidth" and i["precision"] not in ("dram", "gpu") and value(i):
+            cap = i.get("capacity_bytes") or (run.get("llc_bytes") if i["precision"] == "llc" else None)
+            if cap:
+                out.append((i["precision"], float(cap), value(i), i["engine"]))
+    return sorted(out, key=lambda x: x[1])
 
 
 def model_bytes(nodes, precision: str, batch: int) -> float:
@@ -63,8 +77,8 @@ def point(row: dict, macs: float, nbytes: float, c: dict) -> dict:
     if not c["peak"] or not c["dram"] or c["floor"] is None:
         missing = [k for k in ("peak", "dram", "floor") if not c[k] and c[k] != 0]
         return {**out, "reason": f"no measured {' / '.join(missing)} for this configuration"}
-    bw_level = "llc" if c["llc"] and c["llc_bytes"] and nbytes <= c["llc_bytes"] else "dram"
-    bw = c[bw_level]
+    levels = c.get("levels") or ([("llc", c["llc_bytes"], c["llc"], "")] if c.get("llc") and c.get("llc_bytes") else [])
+    bw_level, bw = next(((n, b) for n, cap, b, _ in levels if nbytes <= cap), ("dram", c["dram"]))
     parts = {"compute": flops / c["peak"], "memory": bytes_time(nbytes, bw), "overhead": c["floor"]}
     predicted = max(parts["compute"], parts["memory"]) + parts["overhead"]
     attainable = min(c["peak"], out["intensity"] * bw)

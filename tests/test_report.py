@@ -57,8 +57,8 @@ def test_committed_report_small_plain_and_answers_first(committed):
         assert (out.parent / "figures" / png).stat().st_size > 1000
     from rtml_profile.report.decide import kept_budgets
 
-    kept, notes = kept_budgets(load_inputs(DATA), (1.0, 16.7, 33.3))  # a budget that separates nothing is dropped
-    assert kept == [1.0, 16.7] and "33.3 ms picks the same configuration" in notes[0]
+    kept, notes = kept_budgets(load_inputs(DATA), (0.01, 1.0, 33.3))  # a budget that separates nothing is dropped
+    assert kept == [0.01, 1.0] and "33.3 ms picks the same configuration" in notes[0]
     assert "onnxruntime 1.30.0, onnxruntime-gpu 1.31.1" in appendix and "Warning:" in appendix  # environment moved
     assert "| ort-cuda | tf32 |" in appendix and "| ort-cuda | fp32 |" not in appendix
     assert "ort-cuda fp32" not in text
@@ -78,7 +78,9 @@ def test_findings_compare_across_hosts_only_saying_so(committed):
     for line in sec.splitlines():
         if all(h in line for h in hosts) or ("GPU host" in line and "CPU" in line):
             assert "across hosts" in line
-    assert "2a, across hosts" in sec and re.search(r"at batch 1 in fp32 the GPU host is [\d.]+x faster", sec)
+    # end to end (what a host-fed user pays) the 2-core CPU wins at batch 1; the GPU only if the input lived there
+    assert "2a, across hosts end to end" in sec and "at batch 1 in fp32 the GPU host is 3.02x slower" in sec
+    assert "only if the input already lived on the device would it be 1.85x faster" in sec
     assert "1a is still learning" in sec and "fell in 199 of 199 epochs" in sec
 
 
@@ -98,7 +100,7 @@ def test_findings_follow_the_data(tmp_path):
     rec["overfitting"]["min_val_loss_epoch"] = len(rec["history"])
     (data / "train_2b.json").write_text(json.dumps(rec))
     after = findings(load_inputs(data))
-    assert any("scores validation accuracy 60.0% vs 46.1%" in s and "(better)" in s for s in after)
+    assert any("scores validation accuracy 60.0% vs 46.1%" in s and "(better" in s for s in after)
     assert any(s.startswith("2b is still learning") for s in after)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from rtml_profile import metrics, tolerances, zoo
@@ -35,7 +37,36 @@ def accuracy(rt, target) -> dict:
     row.update(parity(out, target.reference, rt.precision, rt.caps.device, spec.task == "classification"))
     if spec.task != "classification":
         row["mae"] = m["mae"]
+    row["predictions"] = compact_predictions(out, target.y_eval, spec.task == "classification")
     return row
+
+
+def compact_predictions(out: np.ndarray, y, classifier: bool) -> dict:
+    """Per evaluation row, what paired comparisons need: the predicted class and the label (uint8 / int16), or
+    the predicted and true value (float32; R^2 is unchanged by the min-max de-normalization)."""
+    y = np.asarray(y)
+    if classifier:
+        small = np.uint8 if out.shape[1] <= 256 else np.int32
+        return {"pred": out.argmax(1).astype(small), "y": y.reshape(-1).astype(small)}
+    return {"pred": out.reshape(len(out), -1).astype(np.float32), "y": y.reshape(len(out), -1).astype(np.float32)}
+
+
+def write_predictions(data_dir: Path, host: str, model: str, arrays: dict) -> str:
+    """Store per-row predictions as a compact .npz beside the row's samples, named by its content (rows with the
+    same predictions share one file); returns the path relative to `data_dir`, for the row's predictions_file."""
+    import hashlib
+    import io
+
+    from rtml_profile.files import atomic_write
+    from rtml_profile.results import SAMPLES, slug
+
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(arrays[k]).tobytes() for k in sorted(arrays))).hexdigest()
+    rel = f"{SAMPLES}/{slug(host)}/{slug(model)}/predictions.{digest[:12]}.npz"
+    if not (Path(data_dir) / rel).is_file():
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write(Path(data_dir) / rel, buf.getvalue())
+    return rel
 
 
 def parity(out: np.ndarray, reference: np.ndarray, precision: str, device: str, classifier: bool) -> dict:

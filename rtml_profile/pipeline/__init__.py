@@ -194,8 +194,18 @@ def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", 
     say(f"benchmarked: {len(result.rows)} rows in {paths.DATA / paths.BENCH_CSV}")
     rows = short_load()
     say(f"load: {len(rows)} runs in {paths.DATA / paths.LOAD_CSV}")
+    f = trust_run()
+    say(f"fidelity: harness p50 / bare loop p50 = {f['single_call']['ratio']:.3f} (2b, ort-cpu, batch 1)")
     path = report.render(paths.DATA, paths.REPORT, budgets_ms or report.DEFAULT_BUDGETS_MS)
     return AllResult(records, analyses, result, path, rows)
+
+
+def trust_run(model_id: str = "2b", data_dir=None) -> dict:
+    """How far to trust this run (report: "How far to trust this run"): the harness against a bare loop on the
+    same ORT session, and the load half (measure.fidelity.LOAD_HOOK), appended to this host's fidelity record."""
+    from rtml_profile.measure import fidelity
+
+    return fidelity.run(bench.zoo_target(model_id, data_dir, with_accuracy=False), data_dir=None)
 
 
 def short_load(model_id: str = "2b", runtime: str = "ort-cpu", deadline_ms: float = 10.0) -> list[dict]:

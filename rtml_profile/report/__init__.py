@@ -12,7 +12,7 @@ from pathlib import Path
 from rtml_profile.report.fmt import duration_us, pct, rate, sig  # noqa: F401  (the number style, for callers)
 from rtml_profile.report.inputs import Inputs, load_inputs
 
-DEFAULT_BUDGETS_MS = (1.0,)  # other deadlines: `rtml-profile load --deadline`, Sustainable load
+DEFAULT_BUDGETS_MS = (33.3,)  # one frame at 30 fps; other deadlines: `rtml-profile load --deadline`
 APPENDIX = "APPENDIX.md"
 REGENERATE = (
     "`rtml-profile all --data-dir ../shared/data` (the whole pipeline), `rtml-profile report` (from reports/data/)"
@@ -51,11 +51,14 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
     from rtml_profile.report.loadsec import section_load
     from rtml_profile.report.sections import (
         appendix_machines,
+        appendix_speed,
         section_environment,
         section_machines,
         section_skipped,
         section_training,
+        summary_skipped,
     )
+    from rtml_profile.report.trust import section_trust
     from rtml_profile.report.where import appendix_where, section_where
 
     parts = [
@@ -70,18 +73,20 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
         section_faster(inp),
         section_findings(inp),
         section_load(inp, figures),
+        section_trust(inp),
         section_training(inp),
         section_cost(inp, figures),
         section_where(inp, figures),
-        section_skipped(inp),
+        summary_skipped(inp),
         "## HW2's figures beside the measurements\n\nHW2's printed parameters, MACs, losses, accuracies and "
         "training times beside the measured ones, with what each difference comes from: "
         "[appendix](APPENDIX.md#hw2s-figures-beside-the-measurements).\n",  # section_hw2 is never empty
         _models_line(inp),
     ]
     report = "\n".join(p.rstrip("\n") + "\n" for p in parts if p)
-    appendix = render_appendix(inp, budgets_ms) + appendix_where(inp) + appendix_machines(inp)
-    appendix += "\n" + section_environment(inp)
+    skipped = section_skipped(inp)
+    appendix = render_appendix(inp, budgets_ms) + appendix_where(inp) + (f"\n{skipped}" if skipped else "")
+    appendix += appendix_machines(inp) + appendix_speed(inp) + "\n" + section_environment(inp)
     return report, appendix + f"\nRegenerate:\n\n```\n{REGENERATE}\n```\n"
 
 

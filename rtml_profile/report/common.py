@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
+
+import numpy as np
 
 from rtml_profile import stats, zoo
 from rtml_profile.host import BUSY_CORES
-from rtml_profile.report.fmt import pct, points, sig, signed
+from rtml_profile.report.fmt import delta, pct, points, sig, signed
 from rtml_profile.report.inputs import Inputs, samples
+from rtml_profile.vocab import base_variant
 
 
 def filled(v) -> bool:
@@ -24,6 +28,12 @@ def host_gpu(inp: Inputs, host: str) -> str:
             return str(g[0])
     envs = [r["environment"] for r in [*inp.records.values(), *inp.extras.values()]]
     return next((str(e["gpu"]) for e in envs if e.get("host") == host and filled(e.get("gpu"))), "")
+
+
+def cores_label(host: str) -> str:
+    """'2x AMD EPYC' (host.py's '<physical cores>x <cpu>') -> '2-core AMD EPYC': never read as two sockets."""
+    m = re.fullmatch(r"(\d+)x (.+)", host.strip())
+    return f"{m[1]}-core {m[2]}" if m else host
 
 
 def host_label(inp: Inputs, host: str) -> str:
@@ -45,14 +55,36 @@ def on_record(inp: Inputs, row) -> bool:
     return not filled(e) or r is None or int(float(e)) == int(r["recipe"]["epochs"])
 
 
-def plain(rows):
+def plain(inp: Inputs, rows):
     """Rows of a runtime's only (or default) setting: no variant, not tuned, the committed record's weights."""
     if "variant" not in rows:
         return rows
     keep = rows["variant"].fillna("").eq("")
-    if "trained_epochs" in rows:
-        keep &= rows["trained_epochs"].isna()
+    keep &= np.array([on_record(inp, r) for r in rows.to_dict("records")], dtype=bool)
     return rows[keep]
+
+
+def tuned_is_default(rows, r: dict) -> bool:
+    """Is a tuned row the default measured twice? The stated rule: a search winner inside the noise keeps the
+    defaults, so a tuned row is its own configuration only with settings other than the default row's AND a gain
+    beyond noise; a record that breaks the rule (default settings 'beyond noise', other settings 'within noise')
+    is read as the default."""
+    v = r.get("variant") or ""
+    if not filled(v) or base_variant(v) == v:
+        return False
+    same = rows[(rows["model"] == r["model"]) & (rows["host"] == r["host"]) & (rows["runtime"] == r["runtime"])
+                & (rows["precision"] == r["precision"]) & (rows["variant"].fillna("") == base_variant(v))
+                & (rows["scope"] == r["scope"]) & (rows["batch"] == r["batch"])]  # fmt: skip
+    default = str(same.iloc[0].get("settings")) if len(same) else None
+    return str(r.get("settings")) == default or str(r.get("tune_beyond_noise")) != "True"
+
+
+def distinct(rows):
+    """`rows` without tuned rows that are the default measured twice (tuned_is_default)."""
+    if rows is None or rows.empty or "variant" not in rows:
+        return rows
+    recs = rows.to_dict("records")
+    return rows[[not tuned_is_default(rows, r) for r in recs]]
 
 
 def metric_name(mid: str) -> str:
@@ -86,7 +118,7 @@ def change(mid: str, new: float, n_new, ref: float, n_ref) -> tuple[str, bool | 
     if not (math.isfinite(new) and math.isfinite(ref)):
         return "n/a", None
     if zoo.get(mid).task != "classification" or not n_new or not n_ref:
-        return f"{signed(new - ref)} {metric_name(mid)}", None
+        return f"{delta(new - ref)} {metric_name(mid)}", None
     d, lo, hi = stats.difference_ci(round(new * n_new), int(n_new), round(ref * n_ref), int(n_ref))
     tie = lo <= 0 <= hi
     return f"{points(d)} [{signed(100 * lo)}, {signed(100 * hi)}]{', tie' if tie else ''}", tie
@@ -104,6 +136,13 @@ def same_weights_fp32(inp: Inputs, row):
 def change_vs_fp32(inp: Inputs, row) -> str:
     """The row's metric change against the PyTorch fp32 model (its training record; for rows from other
     weights, fp32 on those same weights), with its interval."""
+    from rtml_profile.report import paired
+
+    mine = paired.reference_row(inp, row)
+    if mine is not None and mine is not row and paired.predictions(inp, row) is not None:
+        got = paired.paired_change(inp, row, mine, zoo.get(row["model"]).task == "classification")
+        if got:
+            return got[0]
     ref = reference(inp, row["model"]) if on_record(inp, row) else same_weights_fp32(inp, row)
     v = row.get("metric_value")
     if ref is None or not filled(v):
@@ -112,23 +151,38 @@ def change_vs_fp32(inp: Inputs, row) -> str:
     return change(row["model"], float(v), int(n) if filled(n) and n else ref[1], ref[0], ref[1])[0]
 
 
+TIE_RATIO = stats.FASTER_RATIO  # p50s within this ratio are practically equivalent: a tie
+TIE_TEXT = "a tie is within 10% at p50: practically equivalent"
+
+
+def is_tie(p50_a: float, p50_b: float) -> bool:
+    """The report's one tie rule (TIE_TEXT): the larger p50 is less than TIE_RATIO times the smaller."""
+    lo, hi = sorted((float(p50_a), float(p50_b)))
+    return hi < TIE_RATIO * lo
+
+
 def speed_verdict(inp: Inputs, a: dict, b: dict) -> tuple[float, str]:
-    """(p50 ratio b/a, 'faster' | 'slower' | 'tie'): whether a's raw samples are faster than b's, by a strict
-    Mann-Whitney U test plus a minimum ratio (stats.is_faster); without samples, the p50 ratio alone."""
+    """(p50 ratio b/a, verdict): 'tie' when the p50s are within TIE_RATIO (is_tie, whatever a test says: with
+    10-20k samples any difference is significant), else 'faster' / 'slower' when the raw samples show it (a
+    one-sided Mann-Whitney U test at 0.001, stats.is_faster), else 'unclear' (a 1.1x ratio inside the noise).
+    Without samples, the ratio alone."""
     r = float(b["p50_us"]) / float(a["p50_us"])
+    if is_tie(a["p50_us"], b["p50_us"]):
+        return r, "tie"
     sa, sb = samples(inp, a), samples(inp, b)
     if sa is None or sb is None:
-        faster, slower = r >= stats.FASTER_RATIO, 1 / r >= stats.FASTER_RATIO
-    else:
-        faster, slower = stats.is_faster(sa, sb), stats.is_faster(sb, sa)
-    return r, "faster" if faster else "slower" if slower else "tie"
+        return r, "faster" if r > 1 else "slower"
+    return r, "faster" if stats.is_faster(sa, sb) else "slower" if stats.is_faster(sb, sa) else "unclear"
 
 
 def how_much(r: float, verdict: str) -> str:
-    """'1.89x faster' / '3.22x slower' / 'no measurable difference' for a ratio b/a and its verdict."""
+    """'1.89x faster' / '3.22x slower' / 'within 10% (p50 ratio 1.03)' / '1.2x slower, not beyond noise'."""
+    x = sig(r if r >= 1 else 1 / r)
     if verdict == "tie":
-        return f"no measurable difference (p50 ratio {sig(r)})"
-    return f"{sig(r if r >= 1 else 1 / r)}x {verdict}"
+        return f"within 10% (p50 ratio {sig(r)})"
+    if verdict == "unclear":
+        return f"{x}x {'faster' if r > 1 else 'slower'} at p50, not beyond noise"
+    return f"{x}x {verdict}"
 
 
 def warn_mark(row) -> str:

@@ -9,12 +9,13 @@ from rtml_profile.report.inputs import Inputs
 
 
 def cost_points(inp: Inputs) -> list[dict]:
-    """Per (host, classification model, runtime, precision) at batch 1: its best scope by p99 and accuracy."""
+    """Per (host, classification model, runtime, precision, variant) at batch 1, end to end: p99 and accuracy."""
     ok = inp.ok
     if ok is None or ok.empty:
         return []
     cls = [m for m in zoo.MODELS if zoo.get(m).task == "classification"]
-    rows = ok[(ok["batch"] == 1) & ok["model"].isin(cls) & ok["metric_value"].notna() & ok["eval_rows"].notna()]
+    rows = ok[(ok["batch"] == 1) & ok["model"].isin(cls) & ok["metric_value"].notna() & ok["eval_rows"].notna()
+              & (ok["scope"] == "end-to-end")]  # fmt: skip
     pts = []
     rows = rows[[on_record(inp, r) for r in rows.to_dict("records")]] if len(rows) else rows
     for _, g in rows.groupby(["host", "model", "runtime", "precision", "variant"], sort=True):
@@ -57,14 +58,14 @@ def section_cost(inp: Inputs, figures: dict) -> str:
                     "configuration": config(p),
                     "p99 at batch 1": duration_us(p["p99_us"]),
                     "accuracy": pct(p["value"]),
-                    "of": f"{len(mine)} points",
+                    "of": f"{len(mine)} points",  # the host's (model, runtime, precision) points at batch 1
                 }
             )
     figures["accuracy_latency.png"] = fg.accuracy_vs_latency(pts, lambda h: host_label(inp, h))
     out.append(
-        "Per host, each (model, runtime, precision) at batch 1, fastest scope. Frontier: the fastest point, "
+        "Per host, each (model, runtime, precision) at batch 1, end to end. Frontier: the fastest point, "
         "then any slower one more accurate beyond the 95% interval of the difference (a tie never earns a "
-        "place):\n\n"
+        "place); `of N points`: how many points the host had to choose from:\n\n"
     )
     out.append(table(rows) + "\n![accuracy vs p99 latency, per host](figures/accuracy_latency.png)\n")
     return "".join(out)

@@ -9,6 +9,7 @@ from rtml_profile.report.common import (
     change,
     change_vs_fp32,
     config,
+    distinct,
     filled,
     host_label,
     how_much,
@@ -17,6 +18,7 @@ from rtml_profile.report.common import (
     reference,
     same_weights_fp32,
     speed_verdict,
+    tuned_is_default,
 )
 from rtml_profile.report.fmt import duration_s, duration_us, sig, table
 from rtml_profile.report.inputs import Inputs, models
@@ -54,17 +56,6 @@ def within_fp32(inp: Inputs, row) -> bool | None:
     return change(row["model"], float(v), n, ref[0], ref[1])[1]
 
 
-def kept_defaults(rows, r: dict) -> bool:
-    """A tuned row whose search kept the default setting: a second measurement of the default, not a new path
-    (picking the faster of two measurements of one setting would pick noise)."""
-    v = r.get("variant") or ""
-    if base_variant(v) == v:
-        return False
-    same = rows[(rows["runtime"] == r["runtime"]) & (rows["precision"] == r["precision"])
-                & (rows["variant"] == base_variant(v)) & (rows["scope"] == r["scope"])]  # fmt: skip
-    return bool(len(same)) and str(same.iloc[0].get("settings")) == str(r.get("settings"))
-
-
 def _fastest(rows) -> dict | None:
     rows = rows.sort_values(["p50_us", "runtime", "precision", "variant", "scope"], kind="stable")
     return rows.iloc[0].to_dict() if len(rows) else None
@@ -91,8 +82,8 @@ def best_rows(inp: Inputs, detail: bool = False) -> list[dict]:
     fastest default-setting fp32 path, with the ratio and the Mann-Whitney verdict of their raw samples."""
     out = []
     for mid, host, g in menu_groups(inp):
-        b1 = g[g["batch"] == 1]
-        best = _fastest(b1[[bool(within_fp32(inp, r)) and not kept_defaults(b1, r) for r in b1.to_dict("records")]])
+        b1 = distinct(g[g["batch"] == 1])
+        best = _fastest(b1[[bool(within_fp32(inp, r)) for r in b1.to_dict("records")]])
         if not best:
             continue
         b1 = b1[b1["scope"] == best["scope"]]  # like with like: the same scope
@@ -100,13 +91,16 @@ def best_rows(inp: Inputs, detail: bool = False) -> list[dict]:
         if not base:
             continue
         r, verdict = speed_verdict(inp, best, base)
+        same = config(best) == config(base)
         out.append(
             {
                 "model": mid,
                 **({"host": host_label(inp, host)} if detail or len({h for _, h, _ in menu_groups(inp)}) > 1 else {}),
                 "fastest within fp32's metric": config(best),
                 "p50": duration_us(best["p50_us"]),
-                "vs fastest default fp32": f"{how_much(r, verdict)} vs {config(base)} {duration_us(base['p50_us'])}",
+                "vs fastest default fp32": "it is the fastest default fp32 path"
+                if same
+                else f"{how_much(r, verdict)} vs {config(base)} {duration_us(base['p50_us'])}",
                 "change vs fp32 [95%]": change_vs_fp32(inp, best),
                 **({"prepare": prepare_text(best)} if detail else {}),
             }
@@ -167,8 +161,29 @@ def precision_rows(inp: Inputs, detail: bool = False) -> list[dict]:
     return out
 
 
+UNVERIFIED = "not verified"
+
+
+def kept_check(fix: dict) -> str:
+    """'ok', 'not kept: <nodes>' (the output graph was checked), or UNVERIFIED: a dynamic-int8 fix recorded before
+    the check (quantize_dynamic renamed the node, so the exclusion may have changed nothing)."""
+    c = fix.get("kept_check")
+    if filled(c):
+        return str(c)
+    return UNVERIFIED if fix["precision"] == "int8" and int(fix.get("excluded") or 0) else "ok"
+
+
+REFUSED_NOTE = (
+    "Fix columns read `refused` where the node asked to stay fp32 was not shown to stay fp32 in the output graph: "
+    "quantize_dynamic renames `/0/Gemm` to `/0/Gemm_MatMul...`, so that exclusion changed nothing (rerun "
+    "`rtml-profile precision`, which now checks the graph)."
+)
+
+
 def _precision_row(inp, mid, host, prec, meth, n, first, fix, detail: bool) -> dict:
     v, ref, rows = fix["metric_value"], fix["fp32_metric_value"], int(fix["eval_rows"])
+    check = kept_check({**fix, "precision": prec})
+    refused = check != "ok"
     return {
         "model": mid,
         **({"host": host_label(inp, host)} if detail else {}),
@@ -176,11 +191,14 @@ def _precision_row(inp, mid, host, prec, meth, n, first, fix, detail: bool) -> d
         "first node over tolerance": f"{first.iloc[0]['node']} ({sig(first.iloc[0]['rel_error'])})"
         if len(first)
         else f"none (all <= {sig(n['tolerance'].iloc[0])})",
-        "worst (added error)": _worst_nodes(n),
-        "kept in fp32": fix["kept_fp32"] if filled(fix["kept_fp32"]) else "(none)",
+        "variant: worst (added error)": _worst_nodes(n),
+        "fix: kept in fp32": (fix["kept_fp32"] if filled(fix["kept_fp32"]) else "(none)")
+        + (f" ({check})" if refused and check != UNVERIFIED else ""),
         **({"metric (fp32)": f"{metric_value(mid, v)} ({metric_value(mid, ref)})"} if detail else {}),
-        "change [95%]": change(mid, v, rows, ref, rows)[0],
-        "p50 b1 (fp32)": f"{duration_us(fix['p50_us'])} ({duration_us(fix['fp32_p50_us'])})",
+        "fix: change [95%]": "refused" if refused else change(mid, v, rows, ref, rows)[0],
+        "fix: p50 b1 (fp32)": "refused"
+        if refused
+        else f"{duration_us(fix['p50_us'])} ({duration_us(fix['fp32_p50_us'])})",
     }
 
 
@@ -205,7 +223,8 @@ def section_faster(inp: Inputs) -> str:
     out = [
         f"## Faster paths\n\nAt batch 1 ({', '.join(sorted({host_label(inp, h) for _, h, _ in menu_groups(inp)}))}), "
         "the fastest path (torch.compile, static INT8, tuned settings included) whose metric stays within fp32's "
-        "95% interval, against the fastest default-setting fp32 path:\n\n",
+        "95% interval, against the fastest default-setting fp32 path in the same scope (`compute`: the input "
+        "already on the device, where the wider menu was measured):\n\n",
         table(rows),
     ]
     prec = precision_rows(inp)
@@ -215,8 +234,10 @@ def section_faster(inp: Inputs) -> str:
         out.append(
             "\nWhere reduced precision breaks (per-node relative error against fp32, all tensors exposed"
             + (", no node over its tolerance" if none else "")
-            + "; fix: the node adding the most error kept in fp32):\n\n"
+            + "; `variant:` columns describe the reduced-precision variant, `fix:` columns the same variant with "
+            "the node adding the most error kept in fp32):\n\n"
             + table([{k: v for k, v in r.items() if not (none and k == col)} for r in prec])
+            + ("\n" + REFUSED_NOTE + "\n" if any(r["fix: change [95%]"] == "refused" for r in prec) else "")
         )
     note = " ".join([*prepare_summary(inp), training_note(inp)]).strip()
     out.append(f"\n{note} Grids: [appendix](APPENDIX.md#faster-paths).\n")
@@ -253,6 +274,7 @@ def tuned_rows(inp: Inputs) -> list[dict]:
             "p50 default / tuned": f"{duration_us(r['tune_default_p50_us'])} / {duration_us(r['p50_us'])}",
             "gain": f"{sig(r['tune_gain'])}x"
             + (" (beyond noise)" if str(r.get("tune_beyond_noise")) == "True" else " (within noise)"),
+            "read as": "the default measured twice" if tuned_is_default(ok, r) else "its own configuration",
         }
         for r in t.to_dict("records")
     ]
@@ -269,7 +291,9 @@ def appendix_faster(inp: Inputs) -> str:
         out.append(
             "\nTuned settings (`bench --tune`): the best of every knob combination (brief timing; a winner inside "
             "the noise keeps the defaults), then timed in alternating rounds with the default setting in one "
-            "worker and compared by the raw samples (Mann-Whitney U at 0.001 and a 1.1x ratio).\n\n" + table(tuned)
+            "worker and compared by the raw samples (Mann-Whitney U at 0.001 and a 1.1x ratio). A tuned row is its own "
+            "configuration only with settings other than the default's AND a gain beyond noise; any other record "
+            "is read as the default measured twice and never listed as a choice.\n\n" + table(tuned)
         )
     detail = precision_rows(inp, detail=True)
     if detail:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 
 from rtml_profile import zoo
+from rtml_profile.report import paired
 from rtml_profile.report.common import (
     change,
     config,
+    distinct,
     filled,
     host_gpu,
     host_label,
@@ -18,6 +20,7 @@ from rtml_profile.report.common import (
     reference,
     speed_verdict,
 )
+from rtml_profile.report.decide import DEVICE_SCOPES, END_TO_END, end_to_end
 from rtml_profile.report.fmt import count, duration_us, missing, ratio, sig
 from rtml_profile.report.inputs import CONFIG, Inputs, models
 
@@ -59,7 +62,8 @@ def same_data(inp: Inputs) -> list[str]:
         (va, na) = reference(inp, a)
         for b in mids[1:]:
             (vb, nb) = reference(inp, b)
-            text, tie = change(b, vb, nb, va, na)
+            got = _paired_models(inp, a, b)
+            text, tie = got or change(b, vb, nb, va, na)
             verdict = (
                 "a tie at 95%: the extra cost buys no measurable accuracy"
                 if tie
@@ -68,13 +72,27 @@ def same_data(inp: Inputs) -> list[str]:
                 else "better"
                 if vb > va
                 else "worse"
-            )
+            ) + ("" if got else f"; {paired.UNPAIRED}" if tie is not None else "")
             out.append(
                 f"On {dataset}, {b} costs {ratio(macs[b] / macs[a])} the MACs of {a} ({count(macs[b])} vs "
                 f"{count(macs[a])} per sample) and scores validation {metric_name(b)} "
                 f"{metric_value(b, vb)} vs {metric_value(a, va)}: {text} ({verdict})."
             )
     return out
+
+
+def _paired_models(inp: Inputs, a: str, b: str):
+    """(text, tie) of b against a from fp32 CPU bench rows' stored predictions on one host, or None."""
+    ok = inp.ok
+    if ok is None or "predictions_file" not in ok:
+        return None
+    g = ok[(ok["precision"] == REFERENCE) & ok["predictions_file"].notna() & (ok["device"] == "cpu")]
+    for _, h in g.groupby("host", sort=True):
+        ra, rb = h[h["model"] == a], h[h["model"] == b]
+        if len(ra) and len(rb):
+            return paired.paired_change(inp, rb.iloc[0].to_dict(), ra.iloc[0].to_dict(),
+                                        zoo.get(b).task == "classification")  # fmt: skip
+    return None
 
 
 def _best(g, batch, precision=None):
@@ -91,9 +109,15 @@ def _best(g, batch, precision=None):
     )
 
 
+def _on_device(g, batch, precision=None):
+    return _best(g[g["scope"].isin(DEVICE_SCOPES)], batch, precision)
+
+
 def across_hosts(inp: Inputs) -> list[str]:
-    """Per model, a CPU host against a GPU host: at batch 1 in fp32, and at the largest batch both measured."""
-    ok, out = inp.ok, []
+    """Per model, a CPU host against a GPU host END TO END (host input in, host output out): at batch 1 in fp32,
+    and best throughput at the largest batch both measured; compute scope only as 'if the input already lives on
+    the device'."""
+    ok, out = distinct(inp.ok), []
     hosts = sorted(ok["host"].unique()) if ok is not None else []
     cpu = [h for h in hosts if not host_gpu(inp, h)]
     gpu = [h for h in hosts if host_gpu(inp, h)]
@@ -102,9 +126,10 @@ def across_hosts(inp: Inputs) -> list[str]:
     c, d = cpu[0], gpu[0]
     for mid in models(inp):
         gc, gd = ok[(ok["model"] == mid) & (ok["host"] == c)], ok[(ok["model"] == mid) & (ok["host"] == d)]
-        a, b = _best(gd, 1, REFERENCE), _best(gc, 1, REFERENCE)
-        top = min(gc["batch"].max(), gd["batch"].max()) if len(gc) and len(gd) else None
-        x, y = (_best(gd, top), _best(gc, top)) if top else (None, None)
+        ec, ed = end_to_end(gc), end_to_end(gd)
+        a, b = _best(ed, 1, REFERENCE), _best(ec, 1, REFERENCE)
+        top = min(ec["batch"].max(), ed["batch"].max()) if len(ec) and len(ed) else None
+        x, y = (_best(ed, top), _best(ec, top)) if top else (None, None)
         if not (a and b and x and y):
             continue
         r1, v1 = speed_verdict(inp, a, b)
@@ -114,62 +139,82 @@ def across_hosts(inp: Inputs) -> list[str]:
             if x["precision"] == y["precision"]
             else f"different precisions: {x['precision']} vs {y['precision']}"
         )
-        out.append(
-            f"{mid}, across hosts ({host_label(inp, d)} vs {host_label(inp, c)}): at batch 1 in fp32 the GPU "
-            f"host is {how_much(r1, v1)} ({config(a)} {duration_us(a['p50_us'])} vs {config(b)} "
+        s = (
+            f"{mid}, across hosts end to end ({host_label(inp, d)} vs {host_label(inp, c)}): at batch 1 in fp32 "
+            f"the GPU host is {how_much(r1, v1)} ({config(a)} {duration_us(a['p50_us'])} vs {config(b)} "
             f"{duration_us(b['p50_us'])}, p50); at batch {top}, best throughput vs best throughput, it is "
             f"{how_much(r2, v2)} ({config(x)} {duration_us(x['mean_us'])} vs {config(y)} "
-            f"{duration_us(y['mean_us'])} per call, {differ})."
+            f"{duration_us(y['mean_us'])} per call, {differ})"
         )
+        dc, dd = _on_device(gc, 1, REFERENCE), _on_device(gd, 1, REFERENCE)
+        if dc and dd:
+            r3, v3 = speed_verdict(inp, dd, dc)
+            s += (
+                f"; only if the input already lived on the device would it be {how_much(r3, v3)} at batch 1 "
+                f"({config(dd)} {duration_us(dd['p50_us'])} vs {config(dc)} {duration_us(dc['p50_us'])})"
+            )
+        out.append(s + ".")
     return out
 
 
 def precision_pairs(inp: Inputs):
     """[(precision, host, runtime, scope)] where a non-reference precision and fp32 were both measured with
-    the same runtime and scope (compute scope first), one per (precision, host)."""
+    the same runtime and scope (end-to-end scope first), one per (precision, host)."""
     ok = inp.ok
     if ok is None or ok.empty:
         return []
     out = {}
-    for (host, rt, scope), g in plain(ok).groupby(["host", "runtime", "scope"], sort=True):
+    for (host, rt, scope), g in plain(inp, ok).groupby(["host", "runtime", "scope"], sort=True):
         if REFERENCE not in set(g["precision"]):
             continue
         for p in sorted(set(g["precision"]) - {REFERENCE}):
-            if (p, host) not in out or scope == "compute":
+            if (p, host) not in out or scope == END_TO_END:
                 out[(p, host)] = (p, host, rt, scope)
     return sorted(out.values())
 
 
+def shared_batches(g, p) -> list[int]:
+    """Batches at which every model has both fp32 and `p` rows; batch 1 is required (else [])."""
+    common = None
+    for _, m in g.groupby("model"):
+        both = set(m.loc[m["precision"] == REFERENCE, "batch"]) & set(m.loc[m["precision"] == p, "batch"])
+        common = both if common is None else common & both
+    common = sorted(int(b) for b in common or ())
+    return [1, common[-1]] if common and common[0] == 1 else []
+
+
 def precision_effect(inp: Inputs, p, host, rt, scope) -> str:
-    ok = plain(inp.ok)
+    """One sentence: `p` against fp32 per model at the SAME batches for every model, batch 1 always included."""
+    ok = plain(inp, inp.ok)
     g = ok[(ok["host"] == host) & (ok["runtime"] == rt) & (ok["scope"] == scope)]
+    batches = shared_batches(g[g["model"].isin(models(inp))], p)
+    if not batches:
+        return ""
     speed, acc = [], []
     for mid in models(inp):
         m = g[g["model"] == mid]
-        pairs = {
-            b: (
-                m[(m["batch"] == b) & (m["precision"] == REFERENCE)].to_dict("records"),
-                m[(m["batch"] == b) & (m["precision"] == p)].to_dict("records"),
-            )
-            for b in sorted(set(m["batch"]))
-        }
-        pairs = {b: (f[0], q[0]) for b, (f, q) in pairs.items() if f and q}
-        if not pairs:
+        pairs = {}
+        for b in batches:
+            f, q = (m[(m["batch"] == b) & (m["precision"] == x)].to_dict("records") for x in (REFERENCE, p))
+            if f and q:
+                pairs[b] = (f[0], q[0])
+        if len(pairs) < len(batches):
             continue
-        b1, top = min(pairs), max(pairs)
         speed.append(
-            f"{mid} {how_much(*speed_verdict(inp, pairs[b1][1], pairs[b1][0]))} at batch {b1} and "
-            f"{how_much(*speed_verdict(inp, pairs[top][1], pairs[top][0]))} at batch {top}"
+            f"{mid} "
+            + " and ".join(
+                f"{how_much(*speed_verdict(inp, pairs[b][1], pairs[b][0]))} at batch {b}" for b in batches
+            )  # fmt: skip
         )
-        f, q = pairs[top]
+        f, q = pairs[batches[-1]]
         if filled(f.get("metric_value")) and filled(q.get("metric_value")):
             n = int(q["eval_rows"]) if filled(q.get("eval_rows")) else None
             acc.append(f"{mid} {change(mid, q['metric_value'], n, f['metric_value'], n)[0]}")
     if not speed:
         return ""
     return (
-        f"{p} against {REFERENCE} on the {host_label(inp, host)} ({rt}, {scope} scope, p50): "
-        f"{'; '.join(speed)}. Metric change: {'; '.join(acc) or 'not measured'}."
+        f"{p} against {REFERENCE} on the {host_label(inp, host)} ({rt}, {scope} scope, p50, the same batches for "
+        f"every model): {'; '.join(speed)}. Metric change: {'; '.join(acc) or 'not measured'}."
     )
 
 

@@ -67,6 +67,16 @@ def signed(x) -> str:
     return "n/a" if not _finite(x) else f"{'+' if x >= 0 else '-'}{sig(abs(x))}"
 
 
+FLOAT_NOISE = 1e-6  # a metric change smaller than this is float32 rounding (about 1e-7 relative), not a change
+
+
+def delta(x) -> str:
+    """A signed metric change, float noise (|x| < FLOAT_NOISE) printed as zero: '-0.0000000199' -> '0'."""
+    if _finite(x) and abs(x) < FLOAT_NOISE:
+        return "0"
+    return signed(x)
+
+
 def ratio(x) -> str:
     return "n/a" if not _finite(x) else f"{sig(x)}x"
 

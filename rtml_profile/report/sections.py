@@ -46,10 +46,29 @@ def section_training(inp: Inputs) -> str:
     figs = " ".join(f"[{mid}](figures/curves_{mid}.png)" for mid in models(inp) if mid in inp.records)
     out.append(
         f"\nValidation: CIFAR-10's 10,000 test images, or a seeded 20% of the housing rows; intervals are 95% "
-        f"Wilson intervals. Prices de-normalized. Training time: training passes only. Curves: {figs}.\n"
+        f"Wilson intervals. Prices de-normalized. Training time: training passes only. Curves: {figs}. "
+        f"{MACS_EQUAL_PARAMS if macs_equal_params(inp) else ''}\n"
     )
-    out += [f"\n{s}\n" for s in speed_notes(inp)]
+    if speed_notes(inp):
+        out.append("\nTraining speed benchmarks beside the training runs: [appendix](APPENDIX.md#training-speed).\n")
     return "".join(out)
+
+
+def appendix_speed(inp: Inputs) -> str:
+    notes = speed_notes(inp)
+    return "\n## Training speed\n\n" + "".join(f"{s}\n\n" for s in notes) if notes else ""
+
+
+MACS_EQUAL_PARAMS = (
+    "MACs equal parameters for these MLPs: at batch 1 every weight is used in exactly one multiply-accumulate "
+    "per sample and each bias add is counted as one MAC, so MACs = weights + biases = parameters."
+)
+
+
+def macs_equal_params(inp: Inputs) -> bool:
+    return bool(inp.records) and all(
+        mid in inp.macs and int(inp.macs[mid]) == int(r["spec"]["params"]) for mid, r in inp.records.items()
+    )
 
 
 def _speed_model(sp: dict) -> str | None:
@@ -126,6 +145,19 @@ def section_skipped(inp: Inputs) -> str:
         )
     ]
     return f"## Not measured\n\n{len(skipped)} of {len(b)} rows measured nothing:\n\n" + table(rows)
+
+
+def summary_skipped(inp: Inputs) -> str:
+    """REPORT.md's line on what was not measured (the table is in the appendix)."""
+    b = inp.bench
+    if b is None or (b["status"] == "ok").all():
+        return ""
+    skipped = b[b["status"] != "ok"]
+    rts = ", ".join(sorted(set(skipped["runtime"])))
+    return (
+        f"## Not measured\n\n{len(skipped)} of {len(b)} rows measured nothing ({rts} where absent); every "
+        f"runtime's reason: [appendix](APPENDIX.md#not-measured).\n"
+    )
 
 
 def ort_distributions(inp: Inputs, host: str) -> list[str]:

@@ -31,7 +31,7 @@ def roofline_figure(points: list[dict], limits: dict, title: str) -> bytes:
         ax.text(lo, p[1] / 1e9 * 1.05, f"{p[0]} peak {sig(p[1] / 1e9)} GFLOP/s", fontsize=7)
     for level, bw in {(p["bandwidth_level"], p["bandwidth"]) for p in ok}:
         ax.plot([lo, hi], [lo * bw / 1e9, hi * bw / 1e9], ":", color="grey")
-        ax.text(lo * 1.1, lo * bw / 1e9 * 1.3, f"{level} copy {sig(bw / 1e9)} GB/s", fontsize=7)
+        ax.text(lo * 1.1, lo * bw / 1e9 * 1.3, f"{level} {sig(bw / 1e9)} GB/s", fontsize=7)
     for key in sorted({(p["model"], p["runtime"], p["precision"]) for p in ok}):
         g = [p for p in ok if (p["model"], p["runtime"], p["precision"]) == key]
         ax.plot([p["intensity"] for p in g], [p["achieved"] / 1e9 for p in g], "o-", ms=3, label=" ".join(key))
@@ -68,32 +68,46 @@ def _profile(inp: Inputs, host: str, config, batch: int):
                  e["batch"]) == (*config, batch)), None)  # fmt: skip
 
 
+def _ceiling_engine(inp: Inputs, host: str, level: str) -> str:
+    run = inp.profiles["limits"][host]["entries"][-1]
+    return next((i["engine"] for i in run["items"] if i["kind"] == "bandwidth" and i["precision"] == level), "")
+
+
 def _bound_sentence(inp: Inputs, p: dict, host: str) -> str:
-    s = (
+    head = (
         f"batch {p['batch']} {p['bound']} (predicted {duration_s(p['predicted_s'])}, measured "
-        f"{duration_s(p['measured_s'])}: {pct(p['efficiency'])} of the attainable {_gflops(p['attainable'])}"
+        f"{duration_s(p['measured_s'])}"
     )
+    if p["efficiency"] > 1:  # a measurement cannot beat a true ceiling: the ceiling is what is wrong
+        return head + f": faster than its {p['bandwidth_level']} ceiling allows, so that ceiling is wrong)"
+    s = head + f": {pct(p['efficiency'])} of the attainable {_gflops(p['attainable'])}"
     prof = _profile(inp, host, (p["model"], p["runtime"], p["precision"]), p["batch"])
     if prof:
+        # the node's share of THIS call (the bench row's p50), so node and call agree in one sentence
         top = max(prof["nodes"], key=lambda n: n["p50_us"])
-        if p["bound"] == "compute-bound":
-            rate = f"{_gflops(top['gflop_s'] * 1e9)} = {pct(top['gflop_s'] * 1e9 / p['peak'])} of peak"
-        else:
-            share = pct(top["gb_s"] * 1e9 / p["bandwidth"])
-            rate = f"{_gbs(top['gb_s'] * 1e9)} = {share} of the {p['bandwidth_level']} copy"
-        s += f"; {top['node']} takes {pct(top['share'])} at {rate}"
+        t = top["share"] * p["measured_s"]
+        work = (top["gflop_s"] * 1e9 if p["bound"] == "compute-bound" else top["gb_s"] * 1e9) * top["p50_us"] / 1e6
+        ceiling = p["peak"] if p["bound"] == "compute-bound" else p["bandwidth"]
+        unit = _gflops if p["bound"] == "compute-bound" else _gbs
+        where = "peak" if p["bound"] == "compute-bound" else f"the {p['bandwidth_level']} read ceiling"
+        s += f"; {top['node']} takes {pct(top['share'])} of it at {unit(work / t)}"
+        s += f" = {pct(work / t / ceiling)} of {where}" if work / t <= ceiling else f", above {where}"
     return s + ")"
 
 
 def _over(pts: list[dict], inp: Inputs, host: str) -> str:
-    """A warning when measured points beat the measured ceilings (the limits were measured lower than reached)."""
+    """Where measured points beat their ceilings, say the ceiling is wrong (never print a share over 100%)."""
     over = [p for p in pts if p.get("efficiency", 0) > 1]
     if not over:
         return ""
     runs = inp.profiles["limits"][host]["entries"]
-    load = _load(runs[-1])
-    return (f" {len(over)} of {len(pts)} points beat their ceiling (up to {pct(max(p['efficiency'] for p in over))}): "
-            f"the limits (load average {sig(load)}) are low; read them as lower bounds.")  # fmt: skip
+    levels = sorted({p["bandwidth_level"] for p in over if p["bound"] != "compute-bound"} or {"peak"})
+    engines = sorted({_ceiling_engine(inp, host, lv) for lv in levels} - {""})
+    how = f" (measured by {', '.join(engines)})" if engines else ""
+    return (f" {len(over)} of the {len(pts)} points (every compute-scope bench row with a ceiling) are faster "
+            f"than their {'/'.join(levels)} ceiling{how}: those ceilings are wrong, not the points; "
+            f"`rtml-profile limits` (load average then {sig(_load(runs[-1]))}) now reads per "
+            f"cache level with every thread, as the model does.")  # fmt: skip
 
 
 def _load(run: dict):
@@ -226,7 +240,7 @@ def appendix_where(inp: Inputs) -> str:
     ]
     for title, rows, what in (
         ("Measured limits", limit_rows(inp), "Matmul peaks: the 10th-percentile call; the rest: p50; "
-         "a copy counts read + write bytes; the last two runs."),
+         "a copy (older runs) counts read + write bytes, a read its bytes once; the last two runs."),
         ("Slowest nodes", node_rows(inp), "From the runtime's own profiler (warm calls); share of the unprofiled "
          "p50; bytes = weights + activations in and out; the profiler's cost is calibrated on empty node chains."),
         ("Predicted beside measured", prediction_rows(inp), "Compute scope, p50; predicted = max(compute, memory) "

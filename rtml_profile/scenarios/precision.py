@@ -212,10 +212,13 @@ def analyze_variant(t, precision: str, method: str, fp32: dict, req: Request) ->
     fixes, recommended = [], False
     for s in sets:
         path = build(s)
+        missed = artifacts.not_kept(path, s)  # an exclusion the quantizer ignored changes nothing: say so
         ev = evaluate(path, t, req.threads)
-        tie = ties(t.ref.model_id, ev, fp32)
-        fixes.append({"kept_fp32": ";".join(s), "excluded": len(s), **ev, "fp32_metric_value": fp32["metric_value"],
-                      "fp32_p50_us": fp32["p50_us"], "ties_fp32": "yes" if tie else "no",
+        tie = ties(t.ref.model_id, ev, fp32) and not missed
+        check = f"not kept: {';'.join(missed)}" if missed else "ok"
+        fixes.append({"kept_fp32": ";".join(s), "excluded": len(s), "kept_check": check, **ev,
+                      "fp32_metric_value": fp32["metric_value"], "fp32_p50_us": fp32["p50_us"],
+                      "ties_fp32": "yes" if tie else "no",
                       "recommended": "yes" if tie and not recommended else "no", **artifacts.prepare_cost(path),
                       **extra})  # fmt: skip
         recommended = recommended or tie

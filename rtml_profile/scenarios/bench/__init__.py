@@ -13,6 +13,7 @@ from pathlib import Path
 from rtml_profile import UserError, paths, runtimes, zoo
 from rtml_profile.artifacts import check_quantizable
 from rtml_profile.host import FACTS, Quiet, environment, physical_cores
+from rtml_profile.measure.accuracy import write_predictions
 from rtml_profile.measure.launcher import Group, run_runtime
 from rtml_profile.measure.request import check_memory, check_request, parse_batches
 from rtml_profile.measure.targets import (
@@ -131,8 +132,12 @@ def run(
     with _progress(progress, sum(len(g.jobs()) for g in groups) + sum(len(g.jobs()) for g, _ in skips)) as bar:
 
         def emit(g, scope, batch, status, reason, ns=None, extra=None, probe=None):
-            row = row_of(g, scope, batch, status, reason, ns, extra or {}, probe, by_name[g.target].row_facts())
+            extra = dict(extra or {})
+            preds = extra.pop("predictions", None)
+            row = row_of(g, scope, batch, status, reason, ns, extra, probe, by_name[g.target].row_facts())
             row.update(quiet.lap())  # how quiet the machine was since the previous row (this row's measuring)
+            if preds is not None and status == "ok":  # the evaluation set's per-row predictions, for paired tests
+                row["predictions_file"] = write_predictions(data_dir, row["host"], row["model"], preds)
             outcome = store.record(row, ns)
             result.rows.append(row)
             if not outcome.saved:

@@ -1,10 +1,10 @@
-"""The machine's limits, measured by the toolkit: peak matrix-multiply rate per precision and engine, memory
-bandwidth (a copy far larger than the last-level cache, and one that fits in it), and each runtime's per-call
+"""The machine's limits, measured by the toolkit: peak matrix-multiply rate per precision and engine, read
+bandwidth per cache level and from memory (every thread reading weights as the model does), each runtime's per-call
 floor (a one-node model through its own call path, per scope; a CUDA-graph replay where a GPU exists).
 
 Every figure is a p50 over repeated calls after a warm-up (measure.timing.time_calls), except the matmul peaks (the
 10th-percentile call: the rate the cores reach undisturbed); rates are work / that time. A copy
-moves 2 x its size (read + write). `rtml-profile limits` measures them and appends a run to this host's record,
+read counts its bytes once. `rtml-profile limits` measures them and appends a run to this host's record,
 so two runs can be compared (they should agree within 15%).
 """
 
@@ -26,7 +26,7 @@ from rtml_profile.views import agreement
 
 AGREE = 0.15  # two runs of the same limit should differ by less than this (relative)
 MATMUL_SIZES = (256, 512, 1024)  # square products; the peak is the best of them (big ones can lose to paging)
-DRAM_COPY_BYTES = 256 * 2**20  # per buffer: far beyond any last-level cache here
+DRAM_READ_BYTES = 128 * 2**20  # far beyond any last-level cache here
 KEEP_RUNS = 6
 PEAK_PERCENTILE = 10
 
@@ -135,23 +135,68 @@ def _torch_matmuls(threads: int) -> list[dict]:
     return out
 
 
-def bandwidths() -> list[dict]:
-    """Copy bandwidth (bytes read + written per second) far beyond the last-level cache, and within it."""
-    llc = llc_bytes()
-    sizes = [("dram", DRAM_COPY_BYTES)]
-    if llc:
-        sizes.append(("llc", llc // 4))  # source + destination fill half the cache
-    # numpy's copy on one thread: PyTorch's parallel copy_ ran at a fraction of this on cache-sized tensors here,
-    # and two numpy threads moved no more bytes than one
-    engine = "numpy copyto (one thread)"
+def cache_levels() -> list[tuple[str, int, bool]]:
+    """[(name, bytes, private per core)] of the data caches from sysfs: l1 (data), l2, l3 ('llc' for the last)."""
+    found = {}
+    for d in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        with contextlib.suppress(OSError, ValueError):
+            if (d / "type").read_text().strip() == "Instruction":
+                continue
+            level, size = int((d / "level").read_text()), (d / "size").read_text().strip()
+            mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1], 1)
+            found[level] = int(size.rstrip("KMG")) * mult
+    top = max(found, default=None)  # every level below the last is taken as private to a core
+    return [("llc" if lv == top else f"l{lv}", b, lv != top) for lv, b in sorted(found.items())]
+
+
+READ_COLUMNS = 256  # the swept buffer is a K x 256 fp32 weight matrix read once per call, as an MLP reads
+
+
+def _gemv(nbytes: int, threads: int):
+    """An ONNX Runtime CPU session multiplying a 1 x K vector by a K x 256 fp32 matrix of `nbytes`: a read-only
+    pass over the matrix by every intra-op thread, the way a batch-1 MLP layer reads its weights."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rtml_profile.session import cpu_session
+
+    k = max(1, nbytes // (4 * READ_COLUMNS))
+    w = numpy_helper.from_array(np.ones((k, READ_COLUMNS), np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "read",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, READ_COLUMNS])], [w])  # fmt: skip
+    sess = cpu_session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+                       .SerializeToString(), threads)  # fmt: skip
+    x = np.ones((1, k), np.float32)
+    return (lambda: sess.run(None, {"x": x})), k * READ_COLUMNS * 4
+
+
+def read_bandwidth(nbytes: int, threads: int) -> tuple[float, str]:
+    """(bytes/s, how) of reading a buffer of `nbytes` through ONNX Runtime with every thread: bytes over the p50
+    call time less the p50 of the same call on a one-row matrix (the per-call overhead, which a model pays in
+    its floor, not in its reads), the correction capped at 10x."""
+    (full, b1), (empty, _) = _gemv(nbytes, threads), _gemv(4 * READ_COLUMNS, threads)
+    t0, t1 = _p50_s(empty, settings=_settings(0.2)), _p50_s(full, settings=_settings(0.3))
+    t = max(t1 - t0, t1 / 10)  # at most a 10x correction: a difference lost in noise cannot claim more
+    return b1 / t, f"read of {b1 / 2**10:.0f} KiB less a 1-row call's {t0 * 1e6:.1f} us, {threads} threads"
+
+
+def bandwidths(threads: int | None = None) -> list[dict]:
+    """Read-only bandwidth per cache level and from memory, measured the way the model reads: ONNX Runtime
+    reading a weight matrix with every intra-op thread (read_bandwidth). A per-core level is swept with half its
+    size per thread, a shared one with half its size in all, memory with DRAM_READ_BYTES. Each item's
+    `capacity_bytes` is the largest call footprint the level serves."""
+    threads = threads or physical_cores()
+    engine = "onnxruntime MatMul read (every thread)"
     out = []
-    for level, nbytes in sizes:
-        dst, src = np.empty(nbytes // 4, np.float32), np.ones(nbytes // 4, np.float32)
-        s = _p50_s(lambda d=dst, s_=src: np.copyto(d, s_), settings=_settings(0.3))
-        what = f"copy of {nbytes / 2**20:.0f} MiB" + (f" (last-level cache {llc / 2**20:.0f} MiB)" if llc else "")
-        out.append(_rate("bandwidth", level, engine, 2 * nbytes / s, what))
-    if not llc:
-        out.append(_absent("bandwidth", "llc", engine, "the last-level cache size is not readable in sysfs"))
+    levels = cache_levels()
+    for name, size, private in levels:
+        capacity = size * threads if private else size
+        bw, what = read_bandwidth(capacity // 2, threads)
+        out.append({**_rate("bandwidth", name, engine, bw, what), "capacity_bytes": capacity})
+    bw, what = read_bandwidth(DRAM_READ_BYTES, threads)
+    out.append({**_rate("bandwidth", "dram", engine, bw, what), "capacity_bytes": None})
+    if not levels:
+        out.append(_absent("bandwidth", "llc", engine, "the cache sizes are not readable in sysfs"))
     return out + [_gpu_bandwidth()]
 
 
@@ -206,7 +251,7 @@ def measure(threads: int | None = None) -> dict:
 
     threads = threads or physical_cores()
     t0, quiet = time.perf_counter(), Quiet()
-    items = matmul_rates(threads) + bandwidths() + floors(threads)
+    items = matmul_rates(threads) + bandwidths(threads) + floors(threads)
     return {"timestamp": now(), "threads": threads, "llc_bytes": llc_bytes(), "items": items,
             "took_s": time.perf_counter() - t0, **quiet.lap()}  # fmt: skip
 

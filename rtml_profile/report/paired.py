@@ -1,0 +1,84 @@
+"""Paired comparisons: two rows scored on the same evaluation rows compared row by row (McNemar's exact test for
+accuracy, a paired bootstrap for R^2), from the per-row predictions bench stores beside the samples
+(`predictions_file`). Rows without stored predictions (older runs) fall back to the unpaired interval, saying so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rtml_profile import UserError, stats
+from rtml_profile.report.common import filled
+from rtml_profile.report.fmt import delta, points, sig, signed
+from rtml_profile.report.inputs import Inputs
+
+UNPAIRED = "unpaired: no stored per-row predictions"
+ALPHA = 0.05
+
+
+def predictions(inp: Inputs, row) -> dict | None:
+    """{'pred', 'y'} of a bench row, or None when the row names no predictions file."""
+    rel = row.get("predictions_file") if hasattr(row, "get") else None
+    if not filled(rel):
+        return None
+    path = Path(inp.data_dir) / str(rel)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {"pred": z["pred"], "y": z["y"]}
+    except Exception as e:
+        why = type(e).__name__
+        raise UserError(f"{path} (per-row predictions of a bench row) is missing or unreadable ({why})") from None
+
+
+def compare(a: dict, b: dict, classifier: bool) -> tuple[str, bool] | None:
+    """(text, is_tie) for a's metric minus b's on the same rows, or None when the rows differ. Accuracy: the
+    difference in points, McNemar's exact p and the discordant rows; R^2: the difference with a paired 95%
+    bootstrap interval."""
+    if a["y"].shape != b["y"].shape or not np.array_equal(a["y"], b["y"]):
+        return None
+    if classifier:
+        ca, cb = a["pred"] == a["y"], b["pred"] == b["y"]
+        p, only_a, only_b = stats.mcnemar(ca, cb)
+        tie = p >= ALPHA
+        d = float(ca.mean() - cb.mean())
+        ptxt = "< 0.001" if p < 0.001 else sig(p)
+        return (f"{points(d)}, paired: McNemar p {ptxt} ({only_a} vs {only_b} rows right by one only)"
+                f"{', tie' if tie else ''}"), tie  # fmt: skip
+    d, lo, hi = stats.paired_bootstrap(stats.r2, a["pred"], b["pred"], a["y"])
+    tie = lo <= 0 <= hi
+    return f"{delta(d)} R^2 [{signed(lo)}, {signed(hi)}] paired{', tie' if tie else ''}", tie
+
+
+def paired_change(inp: Inputs, a, b, classifier: bool) -> tuple[str, bool] | None:
+    """compare() of two bench rows' stored predictions, or None when either has none."""
+    pa, pb = predictions(inp, a), predictions(inp, b)
+    return None if pa is None or pb is None else compare(pa, pb, classifier)
+
+
+def reference_row(inp: Inputs, row) -> dict | None:
+    """An fp32 row of the same host, model and weights with stored predictions (CPU rows first), or None."""
+    ok = inp.ok
+    if ok is None or "predictions_file" not in ok:
+        return None
+    g = ok[(ok["host"] == row["host"]) & (ok["model"] == row["model"]) & (ok["precision"] == "fp32")
+           & ok["predictions_file"].notna()]  # fmt: skip
+    if "weights" in g and filled(row.get("weights")):
+        g = g[g["weights"] == row["weights"]]
+    g = g.sort_values(["device", "runtime", "scope", "batch"], key=lambda c: c != "cpu" if c.name == "device" else c)
+    return None if g.empty else g.iloc[0].to_dict()
+
+
+def any_stored(inp: Inputs) -> bool:
+    ok = inp.ok
+    return ok is not None and "predictions_file" in ok and bool(ok["predictions_file"].notna().any())
+
+
+def note(inp: Inputs) -> str:
+    """One sentence when the intervals had to be unpaired."""
+    if any_stored(inp):
+        return "Metric changes are paired (same rows) where both rows stored per-row predictions, else unpaired."
+    return (
+        "No row stores per-row predictions yet (older runs), so metric intervals are unpaired (Newcombe: "
+        "conservative) and R^2 changes carry none; `rtml-profile bench` now stores them for paired tests."
+    )

@@ -1,0 +1,338 @@
+"""Report v3 (issue 22): the first screen gives the right answer for a real-time user. Each rule on constructed
+data, and the committed report checked against its own end-to-end rows."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO, committed_data
+
+from rtml_profile import UserError, artifacts, stats, views
+from rtml_profile.report import decide, faster, findings, paired, trust
+from rtml_profile.report.common import (
+    TIE_TEXT,
+    cores_label,
+    distinct,
+    is_tie,
+    speed_verdict,
+    tuned_is_default,
+)
+from rtml_profile.report.fmt import delta
+from rtml_profile.report.inputs import Inputs, load_inputs
+
+DATA = committed_data()
+
+
+@pytest.fixture(scope="module")
+def inp():
+    return load_inputs(DATA)
+
+
+def row(**kw) -> dict:
+    base = {"host": "h", "model": "2b", "runtime": "ort-cpu", "precision": "fp32", "variant": "", "scope":
+            "end-to-end", "batch": 1, "status": "ok", "p50_us": 10.0, "p99_us": 12.0, "mean_us": 10.0,
+            "throughput_sps": 1e5, "settings": "", "tune_beyond_noise": "", "metric_value": np.nan,
+            "eval_rows": np.nan, "trained_epochs": np.nan, "warnings": ""}  # fmt: skip
+    return {**base, **kw}
+
+
+def constructed(rows, tmp_path, records=None) -> Inputs:
+    return Inputs(tmp_path, records=records or {}, bench=pd.DataFrame(rows))
+
+
+# ---------------------------------------------------------------- 1. end to end first
+
+
+def test_first_screen_never_flips_against_end_to_end_rows(inp):
+    """Every pick on the first screen is an end-to-end row, the lowest end-to-end p50 at batch 1 (or within 10%
+    of it), and each cross-host sentence's direction at batch 1 is the end-to-end rows' direction."""
+    ok = distinct(inp.ok)
+    for _, _, g in decide.groups(inp):
+        best, ties = decide.fastest_batch1(inp, g)
+        e2e = g[(g["scope"] == "end-to-end") & (g["batch"] == 1)]
+        assert best["scope"] == "end-to-end" and best["p50_us"] == e2e["p50_us"].min()
+        assert all(t["scope"] == "end-to-end" and is_tie(best["p50_us"], t["p50_us"]) for t in ties)
+    for s in findings.across_hosts(inp):
+        mid = s.split(",")[0]
+        m = ok[(ok["model"] == mid) & (ok["scope"] == "end-to-end") & (ok["batch"] == 1) & (ok["precision"] == "fp32")]
+        gpu = m[m["host"].str.contains("H100")]["p50_us"].min()
+        cpu = m[~m["host"].str.contains("H100")]["p50_us"].min()
+        said = re.search(r"at batch 1 in fp32 the GPU host is [\d.,]+x (faster|slower)", s)[1]
+        assert said == ("faster" if gpu < cpu else "slower"), s
+    # the audit's numbers: end to end at batch 1 the 2-core CPU beats the H100 host for 2a and 2b
+    text = findings.across_hosts(inp)
+    assert any(s.startswith("2a") and "3.02x slower" in s and "41.0 us" in s for s in text)
+
+
+def test_first_screen_shows_compute_only_as_on_device(inp):
+    rows = decide.decision_rows(inp, (33.3,))
+    assert rows and all(" compute" not in r["run (end to end)"] for r in rows)
+    assert all(r["if input on device"] == "" or re.search(r"\((compute|cuda-graph)", r["if input on device"])
+               for r in rows)  # fmt: skip
+    text = decide.section_decision(inp, (33.3,))
+    assert "if your input already lives on the device" not in text or "input on device" in text
+    assert "`end-to-end` = host array in, host array out" in text
+
+
+# ---------------------------------------------------------------- 2. budgets are latencies from arrival
+
+
+def test_budget_counts_batch_formation(tmp_path):
+    rows = [row(batch=1, p50_us=50.0, p99_us=60.0, throughput_sps=2e4),
+            row(batch=1024, p50_us=300.0, p99_us=400.0, throughput_sps=3e6)]  # fmt: skip
+    inp = constructed(rows, tmp_path)
+    assert decide.formation_us(1024, 30) == pytest.approx(1023 / 30 * 1e6)  # 34 s to gather 1024 frames
+    g = inp.bench
+    assert decide.best_within(g, 1000.0, 30)["batch"] == 1  # a 1 ms budget at 30/s: batch 1024 needs 34 s
+    assert decide.best_within(g, 1000.0, 1e4)["batch"] == 1  # at 10k/s batch 1024 still takes 102 ms to gather
+    assert decide.best_within(g, 50.0, 30) is None  # nothing fits 50 us from arrival
+    # a rate batch 1 cannot keep up with leaves the batched row, which fits once formation (409 us) is short
+    assert decide.best_within(g, 1000.0, 2.5e6)["batch"] == 1024 and decide.best_within(g, 700.0, 2.5e6) is None
+    assert decide.best_within(g, 1e6, 5e6) is None  # no row keeps up with 5M/s
+
+
+# ---------------------------------------------------------------- 3. ties
+
+
+def test_a_tie_is_within_10_percent_at_p50_whatever_a_test_says(tmp_path):
+    assert "within 10% at p50" in TIE_TEXT and is_tie(100, 109) and not is_tie(100, 111)
+    rng = np.random.default_rng(0)
+    a = row(p50_us=100.0)
+    b = row(p50_us=105.0, runtime="torch-cpu")
+    inp = constructed([a, b], tmp_path)
+    inp._samples = {}
+    key = lambda r: tuple(r[k] for k in ["host", "model", "runtime", "precision", "variant", "scope", "batch"])  # noqa: E731
+    inp._samples[key(a)] = 100 + rng.random(20000)  # 5% apart: the Mann-Whitney test fires with 20k samples
+    inp._samples[key(b)] = 105 + rng.random(20000)
+    assert stats.is_faster(inp._samples[key(a)], inp._samples[key(b)], min_ratio=1.0)
+    assert speed_verdict(inp, a, b)[1] == "tie"
+    best, ties = decide.fastest_batch1(inp, inp.bench)
+    assert best["runtime"] == "ort-cpu" and [t["runtime"] for t in ties] == ["torch-cpu"]
+
+
+# ---------------------------------------------------------------- 4. tuned rows that kept the defaults
+
+
+def test_tuned_rows_are_their_own_configuration_only_with_other_settings_beyond_noise(tmp_path):
+    d = row(scope="compute", settings="threads=2 spin=on")
+    same = row(scope="compute", variant="tuned", settings="threads=2 spin=on", tune_beyond_noise="True")
+    noise = row(scope="compute", variant="tuned", settings="threads=1 spin=on", tune_beyond_noise="False", batch=1)
+    rows = pd.DataFrame([d, same])
+    assert tuned_is_default(rows, same)  # default settings "beyond noise": an inconsistent record, the default
+    rows = pd.DataFrame([d, noise])
+    assert tuned_is_default(rows, noise)  # other settings "within noise": the stated rule keeps the defaults
+    real = {**noise, "tune_beyond_noise": "True"}
+    rows = pd.DataFrame([d, real])
+    assert not tuned_is_default(rows, real) and len(distinct(rows)) == 2
+    assert len(distinct(pd.DataFrame([d, same]))) == 1
+
+
+def test_committed_picks_list_no_tuned_row_that_kept_the_defaults(inp):
+    text = (REPO / "reports" / "REPORT.md").read_text()
+    first = text.split("## What to run")[1].split("\n## ")[0]
+    assert "tuned" not in first
+    assert all(r["fastest within fp32's metric"].find("tuned") < 0 for r in faster.best_rows(inp))
+
+
+# ---------------------------------------------------------------- 5. the int8 finding
+
+
+def test_precision_findings_use_the_same_batches_with_batch_1(tmp_path, inp):
+    rows = [row(model=m, precision=p, batch=b) for m in ("2a", "2b") for p in ("fp32", "int8") for b in (1, 16, 256)]
+    rows += [row(model="2a", precision="int8", batch=1024)]  # only one model has it: never used
+    g = pd.DataFrame(rows)
+    assert findings.shared_batches(g, "int8") == [1, 256]
+    assert findings.shared_batches(g[g["batch"] != 1], "int8") == []  # without batch 1, no sentence
+    s = [x for x in findings.findings(inp) if x.startswith("int8 against fp32")][0]
+    assert s.count("at batch 1 ") == 4 and "1b 1.28x slower at batch 1" in s and "1a 1.32x slower at batch 1" in s
+
+
+# ---------------------------------------------------------------- 6. kept in fp32, checked in the output graph
+
+
+def test_an_exclusion_is_checked_in_the_output_graph(tmp_path):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from test_faster import mlp_onnx
+
+    src = mlp_onnx(tmp_path / "m.onnx")
+    naive = tmp_path / "naive.onnx"
+    quantize_dynamic(str(src), str(naive), weight_type=QuantType.QInt8, nodes_to_exclude=["/0/Gemm"])
+    assert artifacts.not_kept(naive, ["/0/Gemm"]) == ["/0/Gemm"]  # the renamed node was quantized anyway
+    fixed = tmp_path / "fixed.onnx"
+    artifacts._quantize_int8(src, fixed, ("/0/Gemm",))
+    assert artifacts.not_kept(fixed, ["/0/Gemm"]) == [] and artifacts.not_kept(fixed, ["/1/Gemm"]) == ["/1/Gemm"]
+
+
+def test_committed_dynamic_int8_fixes_are_refused_with_a_sentence(inp):
+    rows = faster.precision_rows(inp)
+    dyn = [r for r in rows if r["variant"] == "int8"]
+    assert dyn and all(r["fix: change [95%]"] == "refused" for r in dyn)
+    assert all(r["fix: change [95%]"] != "refused" for r in rows if r["variant"] != "int8")
+    assert faster.kept_check({"precision": "int8", "excluded": 1, "kept_check": "ok"}) == "ok"
+    text = faster.section_faster(inp)
+    assert "renames `/0/Gemm` to `/0/Gemm_MatMul...`" in text and "`fix:` columns" in text
+
+
+# ---------------------------------------------------------------- 7. one set of weights per comparison
+
+
+def test_rows_from_other_weights_are_flagged(tmp_path):
+    rec = {"2b": {"recipe": {"epochs": 300}}}
+    inp = constructed([row(), row(scope="compute", trained_epochs=20.0)], tmp_path, rec)
+    assert decide.weights_mark(inp, inp.bench.iloc[0].to_dict()) == ""
+    assert decide.weights_mark(inp, inp.bench.iloc[1].to_dict()) == decide.OTHER_WEIGHTS
+
+
+def test_remeasure_script_is_valid_bash_and_runs_every_model_on_the_committed_weights():
+    script = REPO / "benchmarks" / "remeasure_committed.sh"
+    text = script.read_text()
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    for part in ("torch-cpu", "ort-cpu", "int8-static", "1,16,64,256,1024", "--tune", "limits", "profile-nodes",
+                 "lifecycle", "precision", "load", "trust_run"):  # fmt: skip
+        assert part in text, part
+    code = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    assert not any("train-and-export" in ln for ln in code)  # never trains: the weights are the committed ones
+
+
+# ---------------------------------------------------------------- 8. the roofline's ceilings
+
+
+def test_a_point_picks_the_smallest_cache_level_it_fits_and_never_beats_it_silently(tmp_path, inp):
+    run = {
+        "items": [
+            {
+                "kind": "bandwidth",
+                "precision": "l1",
+                "engine": "e",
+                "status": "ok",
+                "per_s": 4e11,
+                "capacity_bytes": 65536,
+            },
+            {
+                "kind": "bandwidth",
+                "precision": "llc",
+                "engine": "e",
+                "status": "ok",
+                "per_s": 1e11,
+                "capacity_bytes": 2**25,
+            },
+            {"kind": "bandwidth", "precision": "dram", "engine": "e", "status": "ok", "per_s": 2e10},
+            {"kind": "matmul", "precision": "fp32", "engine": "onnxruntime CPU", "status": "ok", "per_s": 5e11},
+            {"kind": "floor", "runtime": "ort-cpu", "scope": "compute", "status": "ok", "seconds": 1e-6},
+        ]
+    }
+    c = views.ceilings({"entries": [run]}, "cpu", "fp32", "ort-cpu", "compute")  # fmt: skip
+    small = views.point({"batch": 1, "p50_us": 5.0}, 1000, 40_000, c)
+    big = views.point({"batch": 1, "p50_us": 5.0}, 1000, 10_000_000, c)
+    assert small["bandwidth_level"] == "l1" and big["bandwidth_level"] == "llc"
+    fast = views.point({"batch": 1, "p50_us": 0.001}, 1000, 40_000, c)
+    assert fast["efficiency"] > 1
+    from rtml_profile.report.where import section_where
+
+    text = section_where(inp, {})
+    assert not re.search(r"\b(1\d\d|[2-9]\d\d)(\.\d+)?%", text)  # no share over 100% is printed
+    assert "ceiling is wrong" in text or "ceilings are wrong" in text
+
+
+def test_read_ceilings_cover_every_cache_level_the_way_the_model_reads():
+    from rtml_profile.scenarios.where import limits
+
+    levels = limits.cache_levels()
+    if not levels:
+        pytest.skip("no cache sizes in sysfs here")
+    assert levels[-1][0] == "llc" and all(n for n, _, _ in levels)
+    bw, how = limits.read_bandwidth(levels[0][1] // 2, 1)
+    assert bw > 0 and "read of" in how
+
+
+# ---------------------------------------------------------------- 9. paired comparisons
+
+
+def test_mcnemar_and_paired_bootstrap_on_constructed_predictions():
+    y = np.arange(1000) % 10
+    a = y.copy()
+    b = y.copy()
+    b[:60] = (b[:60] + 1) % 10  # b is wrong on 60 rows a gets right
+    p, only_a, only_b = stats.mcnemar(a == y, b == y)
+    assert (only_a, only_b) == (60, 0) and p < 1e-10
+    text, tie = paired.compare({"pred": a, "y": y}, {"pred": b, "y": y}, True)
+    assert not tie and "McNemar p < 0.001" in text and "+6.00 points" in text
+    same, tie = paired.compare({"pred": a, "y": y}, {"pred": a, "y": y}, True)
+    assert tie
+    rng = np.random.default_rng(1)
+    yr = rng.standard_normal(200)
+    good, bad = yr + 0.1 * rng.standard_normal(200), yr + 1.0 * rng.standard_normal(200)
+    d, lo, hi = stats.paired_bootstrap(stats.r2, good, bad, yr)
+    assert lo > 0 and lo < d < hi and stats.paired_bootstrap(stats.r2, good, bad, yr) == (d, lo, hi)  # seeded
+    assert paired.compare({"pred": good, "y": yr}, {"pred": good, "y": yr[::-1].copy()}, False) is None
+
+
+def test_predictions_are_stored_compactly_and_read_back(tmp_path):
+    from rtml_profile.measure.accuracy import compact_predictions, write_predictions
+
+    out = np.eye(10, dtype=np.float32)[np.arange(50) % 10]
+    arrays = compact_predictions(out, np.arange(50) % 10, True)
+    assert arrays["pred"].dtype == np.uint8
+    rel = write_predictions(tmp_path, "2x cpu", "2b", arrays)
+    assert rel.startswith("samples/") and write_predictions(tmp_path, "2x cpu", "2b", arrays) == rel
+    inp = Inputs(tmp_path)
+    got = paired.predictions(inp, {"predictions_file": rel})
+    assert np.array_equal(got["pred"], arrays["pred"])
+    (tmp_path / rel).write_bytes(b"garbage")
+    with pytest.raises(UserError, match="per-row predictions"):
+        paired.predictions(inp, {"predictions_file": rel})
+
+
+def test_committed_rows_fall_back_to_unpaired_intervals_and_say_so(inp):
+    assert not paired.any_stored(inp) and "unpaired" in paired.note(inp)
+    s = [x for x in findings.same_data(inp) if x.startswith("On cifar10")][0]
+    assert paired.UNPAIRED in s
+
+
+# ---------------------------------------------------------------- 10. reading
+
+
+def test_reading_host_labels_float_noise_and_no_self_comparison(inp):
+    assert cores_label("2x AMD EPYC") == "2-core AMD EPYC" and cores_label("gpu-box") == "gpu-box"
+    assert delta(-0.0000000199) == "0" and delta(0.00000704) == "+0.00000704"
+    text = (REPO / "reports" / "REPORT.md").read_text()
+    assert "2x AMD EPYC host" not in text and "2-core AMD EPYC host" in text
+    assert "-0.0000000199" not in text and "MACs equal parameters" in text and "`of N points`" in text
+    for r in faster.best_rows(inp):
+        assert r["fastest within fp32's metric"] not in r["vs fastest default fp32"]
+
+
+# ---------------------------------------------------------------- 12. how far to trust this run
+
+
+def test_fidelity_compares_the_harness_with_a_bare_loop():
+    from rtml_profile.measure import fidelity
+
+    x = np.ones((64, 64), np.float32)
+    out = fidelity.compare_single_call(lambda: x @ x, lambda: x @ x, rounds=2, iters=50)
+    assert out["ratio"] == pytest.approx(out["harness_p50_us"] / out["bare_p50_us"])
+    assert len(out["harness_rounds_us"]) == 2 and fidelity.LOAD_HOOK()["status"] == "not measured"
+
+
+def test_trust_section_reads_the_fidelity_record(tmp_path):
+    from rtml_profile import schema
+
+    entry = {"timestamp": "2026-12-03T07:00:00Z", "load_average_1min": 0.5,
+             "single_call": {"status": "ok", "model": "2b", "runtime": "ort-cpu", "precision": "fp32",
+                             "scope": "end-to-end", "batch": 1, "harness_p50_us": 41.0, "bare_p50_us": 40.0,
+                             "ratio": 1.04, "rounds": 3, "iters": 2000},
+             "load": {"status": "not measured", "reason": "hook"}}  # fmt: skip
+    p = tmp_path / "fidelity_h.json"
+    p.write_text(json.dumps({"kind": "fidelity", "host": "2x cpu", "environment": {}, "entries": [entry]}))
+    inp = Inputs(tmp_path, profiles={"fidelity": {"2x cpu": schema.read_profile_record(p, "fidelity")}})
+    text = trust.section_trust(inp)
+    assert "ratio 1.04x" in text and "2-core cpu host" in text and "not measured (hook)" in text
+    assert "No fidelity record" in trust.section_trust(Inputs(tmp_path))
+    p.write_text(json.dumps({"kind": "fidelity", "host": "h", "environment": {}, "entries": [{"timestamp": "t"}]}))
+    with pytest.raises(UserError):
+        schema.read_profile_record(p, "fidelity")
