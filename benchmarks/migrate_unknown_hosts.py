@@ -6,7 +6,7 @@
 Before fingerprints a host was a CPU name and a count ('2x AMD EPYC'), and different machines wrote rows under
 one name, so which machine measured an old row cannot be told any more. Every table row, record and samples
 file whose host is not a fingerprint id gets schema.unknown_machine's host id ('unknown-2x-AMD-EPYC') and label
-("unknown machine (was '2x AMD EPYC')"): never a fingerprint id, so old results are never mixed with new ones.
+("2-core AMD EPYC, unknown machine"): never a fingerprint id, so old results are never mixed with new ones.
 Samples files move to the folder of their new host id (their digests are of their contents and still check) and
 limits_/nodes_/lifecycle_<host>.json are renamed after it. Idempotent: fingerprinted and already migrated results
 are left alone. Table cells are rewritten as read (strings), so nothing but the host columns changes.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-measure, in one run on one quiet machine, everything REPORT.md shows for the CPU host (issue 20): the rows
-# committed under "unknown machine (was '2x AMD EPYC')" came from different machines that shared that name.
+# committed under "2-core AMD EPYC, unknown machine" came from different machines that shared that name.
 #
 #   bash benchmarks/remeasure_cpu.sh            # from the repository root, with models/ and exported/ in place
 #

@@ -421,8 +421,9 @@ def unknown_machine(host: str) -> tuple[str, str]:
     are never mixed with a known machine's, nor compared with them."""
     was = str(host).removeprefix(UNKNOWN)
     short = " ".join(re.sub(r"\((R|TM)\)|\bNVIDIA\b|\bProcessor\b", "", was).split())
+    short = re.sub(r"\b(\d+)x (?=[A-Z])", r"\1-core ", short.split(" / ")[0])  # '2x AMD EPYC': cores, not sockets
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", was).strip("-")[:80] or "x"
-    return f"{UNKNOWN}{slug}", f"unknown machine (was '{short}')"
+    return f"{UNKNOWN}{slug}", f"{short}, unknown machine"
 
 
 def upgrade_hosts(df):

@@ -155,7 +155,7 @@ def test_old_results_read_and_migrate_as_an_unknown_machine(tmp_path):
     (tmp_path / "limits_2x-AMD-EPYC.json").write_text(json.dumps(
         {"kind": "limits", "host": "2x AMD EPYC", "environment": {"host": "2x AMD EPYC"}, "entries": []}))  # fmt: skip
     read = store.read().set_index("host")
-    assert read.loc["2x AMD EPYC", "host_label"] == "unknown machine (was '2x AMD EPYC')"
+    assert read.loc["2x AMD EPYC", "host_label"] == "2-core AMD EPYC, unknown machine"
     spec = importlib.util.spec_from_file_location("migrate", REPO / "benchmarks" / "migrate_unknown_hosts.py")
     migrate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migrate)

@@ -25,7 +25,7 @@ from rtml_profile.report.inputs import CONFIG, Inputs, models, samples
 END_TO_END = "end-to-end"
 DEVICE_SCOPES = ("compute", "cuda-graph")  # inputs already on the runtime's device
 CAMERA_RATE = 30.0  # arrivals per second: a 30 fps camera, one input per frame
-OTHER_WEIGHTS = "§"
+OTHER_WEIGHTS = "¶"  # § marks a busy machine (common.marks)
 SCOPES_NOTE = (
     "Scopes: `end-to-end` = host array in, host array out (copies and conversions included: what a user pays); "
     "`compute` = inputs already on the runtime's device, outputs left there; `cuda-graph` = compute replayed "

@@ -239,8 +239,8 @@ def section_faster(inp: Inputs) -> str:
             + table([{k: v for k, v in r.items() if not (none and k == col)} for r in prec])
             + ("\n" + REFUSED_NOTE + "\n" if any(r["fix: change [95%]"] == "refused" for r in prec) else "")
         )
-    note = " ".join([*prepare_summary(inp), training_note(inp)]).strip()
-    out.append(f"\n{note} Grids: [appendix](APPENDIX.md#faster-paths).\n")
+    note = training_note(inp).strip()
+    out.append(f"\n{note} What preparing each path costs, and the grids: [appendix](APPENDIX.md#faster-paths).\n")
     return "".join(out)
 
 
@@ -284,6 +284,7 @@ def appendix_faster(inp: Inputs) -> str:
     if not menu_groups(inp) and inp.nodes is None:
         return ""
     out = ["\n## Faster paths\n\nThe summary's picks with what preparing them cost:\n\n", table(best_rows(inp, True))]
+    out += [f"\n{line}\n" for line in prepare_summary(inp)]
     out.append("\nfp32, compute scope: every runtime and variant at batch 1 and the largest batch.\n\n")
     out.append(table(fp32_grid(inp)))
     tuned = tuned_rows(inp)

@@ -80,5 +80,5 @@ def note(inp: Inputs) -> str:
         return "Metric changes are paired (same rows) where both rows stored per-row predictions, else unpaired."
     return (
         "No row stores per-row predictions yet (older runs), so metric intervals are unpaired (Newcombe: "
-        "conservative) and R^2 changes carry none; `rtml-profile bench` now stores them for paired tests."
+        "conservative) and R^2 changes carry none."
     )

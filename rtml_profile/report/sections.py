@@ -15,6 +15,7 @@ from rtml_profile.report.common import (
 )
 from rtml_profile.report.fmt import count, duration_s, missing, sig, table
 from rtml_profile.report.inputs import Inputs, models
+from rtml_profile.schema import unknown
 
 
 def section_training(inp: Inputs) -> str:
@@ -201,17 +202,14 @@ def _hosts_in_order(inp: Inputs) -> list[str]:
 
 def section_machines(inp: Inputs) -> str:
     """REPORT.md: which machine measured what (the fingerprints are in the appendix)."""
-    from rtml_profile.host import BUSY_CORES
-    from rtml_profile.schema import unknown
-
     if not inp.machines:
         return ""
     lines = [f"- {host_label(inp, h)}{'' if unknown(h) else f' (`{h}`)'}: {_results(inp, h)}"
              for h in _hosts_in_order(inp)]  # fmt: skip
     out = (
         "## Machines\n\nRows are keyed by their machine's fingerprint ([appendix](APPENDIX.md#machines)): machines "
-        "that share a name stay apart, are never compared, and a machine's limits apply to its own rows only. "
-        f"§: measured while other processes kept more than {BUSY_CORES:g} cores busy.\n\n" + "\n".join(lines) + "\n"
+        "that share a name stay apart, are never compared, and a machine's limits apply to its own rows only "
+        "(§: busy, as above).\n\n" + "\n".join(lines) + "\n"
     )
     if any(unknown(h) for h in inp.machines):
         out += (
