@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
@@ -28,12 +27,6 @@ def host_gpu(inp: Inputs, host: str) -> str:
             return str(g[0])
     envs = [r["environment"] for r in [*inp.records.values(), *inp.extras.values()]]
     return next((str(e["gpu"]) for e in envs if e.get("host") == host and filled(e.get("gpu"))), "")
-
-
-def cores_label(host: str) -> str:
-    """'2x AMD EPYC' (host.py's '<physical cores>x <cpu>') -> '2-core AMD EPYC': never read as two sockets."""
-    m = re.fullmatch(r"(\d+)x (.+)", host.strip())
-    return f"{m[1]}-core {m[2]}" if m else host
 
 
 def host_label(inp: Inputs, host: str) -> str:
