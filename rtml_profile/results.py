@@ -8,6 +8,8 @@
 - A failed, skipped or degraded measurement never replaces a good row: the good row stays and carries the
   attempt (`attempt_status`, `attempt_reason`, `attempt_at`), and the caller is told.
 - Paths in rows are relative to the results folder, so rows from any machine can be merged.
+- A results file is input from elsewhere (committed, merged from other machines): a path read from it is data,
+  used only when `samples_path` (the one containment rule) accepts it, for reading and for deleting alike.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import stat
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -62,7 +66,9 @@ def _upsert(path: Path, rows: list[dict], kind: str):
         old = read_csv(path, kind)
         merged = pd.concat([old, pd.DataFrame(rows)], ignore_index=True) if len(old) else pd.DataFrame(rows)
         merged = merged.drop_duplicates(subset=key, keep="last").sort_values(key, kind="stable")
-        atomic_write(path, merged.to_csv(index=False))
+        text = merged.to_csv(index=False)
+        schema.check_before_write(path, text, kind)
+        atomic_write(path, text)
         for rel in set(old.get("samples_file", [])) - set(merged.get("samples_file", [])):
             drop_unreferenced(path.parent, rel, merged)  # samples files no row names any more
     return old, merged
@@ -132,7 +138,9 @@ class BenchStore:
                 table = pd.concat([table[~same] if len(table) else table, pd.DataFrame([row])], ignore_index=True)
                 outcome = Outcome(True)
             table = table.sort_values(KEY, kind="stable")
-            atomic_write(self.csv, table.to_csv(index=False))
+            text = table.to_csv(index=False)
+            schema.check_before_write(self.csv, text, "bench")
+            atomic_write(self.csv, text)
             # a replaced row's samples, or a rejected attempt's (the kept row still cites its own)
             drop_unreferenced(self.dir, (old or {}).get("samples_file") if outcome.saved else row.get("samples_file"),
                               table)  # fmt: skip
@@ -155,37 +163,84 @@ def write_samples(data_dir: Path, stem: str, us, **extra) -> tuple[str, str]:
     data = np.asarray(us, np.float32)
     digest = hashlib.sha256(data.tobytes()).hexdigest()
     rel = f"{SAMPLES}/{stem}.{digest[:12]}.npz"
+    folder = Path(data_dir)
+    for part in PurePosixPath(rel).parts[:-1]:  # never write through a symlink a results folder from elsewhere holds
+        folder = folder / part
+        if folder.is_symlink():
+            raise UserError(f"{folder} is a symbolic link; raw samples are written only inside the results folder")
     buf = io.BytesIO()
     np.savez_compressed(buf, us=data, **extra)
     atomic_write(Path(data_dir) / rel, buf.getvalue())
     return rel, digest
 
 
+def samples_path(data_dir: Path, rel) -> tuple[Path | None, str]:
+    """The one containment rule for a path read from a results file (a row's `samples_file`): (the path, '') when
+    `rel` is relative, lies inside `data_dir`/samples/ with no '..' and no symlink on the way (the samples folder
+    included), and names a regular file; (None, why) otherwise. A file that is simply missing is (path, 'missing'),
+    for the caller to report as damage. Nothing outside the folder is opened, followed or deleted."""
+    if not isinstance(rel, str) or not rel:
+        return None, "no samples file"
+    parts = PurePosixPath(rel.replace("\\", "/")).parts
+    if PurePosixPath(rel).is_absolute() or len(parts) < 2 or parts[0] != SAMPLES or ".." in parts or "\0" in rel:
+        return None, f"does not lie inside {SAMPLES}/ of the results folder"
+    path = Path(data_dir)
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = path.lstat().st_mode
+        except OSError:
+            return path, "missing"
+        if stat.S_ISLNK(mode):
+            return None, "is (or passes through) a symbolic link"
+        if i < len(parts) - 1 and not stat.S_ISDIR(mode):
+            return None, "does not lie inside a folder"
+    if not stat.S_ISREG(mode):
+        return None, "is not a regular file"
+    if not path.resolve().is_relative_to((Path(data_dir) / SAMPLES).resolve()):
+        return None, f"does not lie inside {SAMPLES}/ of the results folder"
+    return path, ""
+
+
+def _refused(data_dir: Path, row: dict, table: str, why: str):
+    """One line on stderr for a row whose samples path the rule refused (the row is then taken to have none)."""
+    what = " ".join(str(row.get(k, "")) for k in ("host", "model", "runtime", "precision", "scope", "batch"))
+    rel = str(row.get("samples_file"))[:200]
+    print(f"warning: {Path(data_dir) / table} row ({what.strip()}): samples_file {rel!r} {why}; the row is treated "
+          f"as having no samples", file=sys.stderr)  # fmt: skip
+
+
 def drop_unreferenced(data_dir: Path, rel, table):
-    """Remove the samples file `rel` when no row of `table` names it any more."""
+    """Remove the samples file `rel` when no row of `table` names it any more, and only if `samples_path` accepts
+    it (a row from elsewhere can never make this delete a file outside the results folder's samples/)."""
     if isinstance(rel, str) and rel and rel not in set(table.get("samples_file", [])):
-        p = Path(data_dir) / rel
-        if p.is_file() and SAMPLES in p.parts:
+        p, why = samples_path(data_dir, rel)
+        if p is not None and not why:
             p.unlink()
 
 
-def load_samples(data_dir: Path, row: dict) -> np.ndarray | None:
-    arrays = load_sample_arrays(data_dir, row)
+def load_samples(data_dir: Path, row: dict, table: str = paths.BENCH_CSV) -> np.ndarray | None:
+    arrays = load_sample_arrays(data_dir, row, table)
     return None if arrays is None else arrays["us"]
 
 
 def load_sample_arrays(data_dir: Path, row: dict, table: str = paths.BENCH_CSV) -> dict | None:
     """Every array of a row's samples file ('us': latencies in microseconds, plus any extra ones); None when the
-    row has none. A file that is missing, unreadable or whose digest differs from the row's raises UserError."""
+    row has none, or names a path `samples_path` refuses (said on stderr). A file that is missing, unreadable or
+    whose digest differs from the row's raises UserError."""
+    from rtml_profile.files import read_npz
+
     rel = row.get("samples_file")
     if not isinstance(rel, str) or not rel:
         return None
-    path = Path(data_dir) / rel
+    path, why = samples_path(data_dir, rel)
+    if path is None:
+        _refused(data_dir, row, table, why)
+        return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = read_npz(path, f"raw samples of a {table} row")
         us = arrays["us"]
-    except Exception as e:
+    except (UserError, KeyError) as e:
         raise UserError(
             f"{path} (raw samples of a {table} row) is missing or unreadable ({type(e).__name__}); "
             f"re-run that benchmark"
@@ -233,5 +288,7 @@ def _num(v) -> float:
 def save_checks(data_dir: Path, records: list[dict]):
     """Merge output-check records into <data_dir>/checks.csv (one row per host x model x runtime x precision x
     output; a new check replaces the old one with the same key)."""
-    rows = [{**r, "timestamp": r.get("timestamp") or now()} for r in records]
+    # an infinite error is said in the row's problem; the cell stays empty, which the reader accepts
+    blank = lambda v: None if isinstance(v, (float, np.floating)) and not np.isfinite(v) else v
+    rows = [{**{k: blank(v) for k, v in r.items()}, "timestamp": r.get("timestamp") or now()} for r in records]
     return upsert_rows(Path(data_dir) / paths.CHECKS_CSV, rows, "checks")

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import math
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,6 +175,18 @@ def read_table(path, kind: str, allow_empty: bool = True):
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
         raise UserError(f"{path}: not a readable CSV table ({_first_line(e)})") from None
     return _check_table(path, df, kind)
+
+
+def check_before_write(path, text: str, kind: str):
+    """Raise UserError when `text`, about to be written to the `kind` table at `path`, is a file read_table would
+    refuse: a writer never leaves a table that breaks every later run in its folder."""
+    import pandas as pd
+
+    df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=str)
+    try:
+        _check_table(Path(path), df, kind)
+    except UserError as e:
+        raise UserError(f"not written, the rows of this run would damage it: {e}") from None
 
 
 def _check_table(path: Path, df, kind: str):
@@ -398,13 +408,9 @@ def read_samples(path) -> dict:
     A file that is not a readable npz, or holds an array that is not a non-empty 1-D list of finite,
     non-negative latencies, raises UserError naming the file and the entry.
     """
-    import numpy as np
+    from rtml_profile.files import read_npz
 
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
-        raise UserError(f"{path}: not a readable samples file ({type(e).__name__}: {_first_line(e)})") from None
+    data = read_npz(path, "samples file")
     for k, v in data.items():
         check_samples(v, f"{path} [{k}]")
     return data
