@@ -113,7 +113,12 @@ def _pairs(a: Path, b: Path, kind: str):
     for _, r in both.iterrows():
         o = {**{k: r[k] for k in key}, "samples_file": r["samples_file_old"], "samples_sha256": r["samples_sha256_old"]}
         n = {**{k: r[k] for k in key}, "samples_file": r["samples_file_new"], "samples_sha256": r["samples_sha256_new"]}
-        so, sn = load_samples(a, o), load_samples(b, n)
+        for side, d in (("old", a), ("new", b)):
+            if not float(r[f"{metric}_{side}"]) > 0:
+                what = " ".join(str(r[k]) for k in key)
+                raise UserError(f"{d / schema.FILES[kind]}: the row {what} has {metric} {r[f'{metric}_{side}']}, "
+                                f"not a positive latency; that row is damaged")  # fmt: skip
+        so, sn = load_samples(a, o, schema.FILES[kind]), load_samples(b, n, schema.FILES[kind])
         ratio = float(r[f"{metric}_new"]) / float(r[f"{metric}_old"])
         verdict = "no samples"
         if so is not None and sn is not None:

@@ -57,13 +57,16 @@ def upsert_rows(path, rows: list[dict], kind: str):
     return _upsert(Path(path), rows, kind)[1]
 
 
-def _upsert(path: Path, rows: list[dict], kind: str):
-    """(table before, table after) of one locked read-merge-write of `path`."""
+def _upsert(path: Path, rows: list[dict], kind: str, protect: bool = False):
+    """(table before, table after) of one locked read-merge-write of `path`. With `protect`, a row whose status is
+    not ok never replaces a good (ok) row of its key: the good row stays and carries the attempt (ATTEMPT)."""
     import pandas as pd
 
     key = schema.KEYS[kind]
     with locked(path):
         old = read_csv(path, kind)
+        if protect and len(old):
+            rows = [_kept_or_new(old, r, key) for r in rows]
         merged = pd.concat([old, pd.DataFrame(rows)], ignore_index=True) if len(old) else pd.DataFrame(rows)
         merged = merged.drop_duplicates(subset=key, keep="last").sort_values(key, kind="stable")
         text = merged.to_csv(index=False)
@@ -77,14 +80,31 @@ def _upsert(path: Path, rows: list[dict], kind: str):
 def record_with_samples(data_dir: Path, kind: str, row: dict, stem: str, arrays: dict | None):
     """Persist one row of the keyed table `kind` (schema.FILES[kind] in `data_dir`) with its raw samples: the
     samples file first (`arrays['us']` plus any other arrays, see write_samples), then the row, merged by key
-    under a lock. Samples files no row names any more are removed. Returns the row as written."""
+    under a lock; a row that failed never replaces a good one of its key (the good one records the attempt).
+    Samples files no row names any more are removed. Returns the row as given."""
     data_dir = Path(data_dir)
     row = dict(row)
     if arrays is not None:
         extra = {k: v for k, v in arrays.items() if k != "us"}
         row["samples_file"], row["samples_sha256"] = write_samples(data_dir, stem, arrays["us"], **extra)
-    _upsert(data_dir / schema.FILES[kind], [row], kind)
+    _upsert(data_dir / schema.FILES[kind], [row], kind, protect=True)
     return row
+
+
+def _kept_or_new(table, row: dict, key: list[str]) -> dict:
+    """`row`, unless it failed where `table` holds a good row of its key: then that row, carrying the attempt."""
+    if row.get("status") == "ok":
+        return row
+    same = None
+    for k in key:
+        m = table[k].astype(str) == str(row.get(k, ""))
+        same = m if same is None else same & m
+    good = table[same & (table["status"] == "ok")]
+    if not len(good):
+        return row
+    kept = {k: v for k, v in good.iloc[-1].to_dict().items() if v == v}  # NaN cells stay empty
+    return {**kept, "attempt_status": row.get("status"), "attempt_reason": row.get("reason", ""),
+            "attempt_at": row.get("timestamp") or now()}  # fmt: skip
 
 
 @dataclass

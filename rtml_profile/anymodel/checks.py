@@ -38,7 +38,8 @@ def parse_overrides(atol: list[str], rtol: list[str], outputs: list[str]) -> Ove
             name, sep, value = item.rpartition("=")
             try:
                 v = float(value)
-                assert np.isfinite(v) and v >= 0
+                if not (np.isfinite(v) and v >= 0):  # an explicit check: python -O keeps it
+                    raise ValueError
             except (ValueError, AssertionError):
                 raise UserError(f"{option} takes [OUTPUT=]VALUE with a finite VALUE >= 0, got {item!r}") from None
             if name and name not in outputs:

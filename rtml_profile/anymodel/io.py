@@ -124,7 +124,8 @@ def parse_ranges(items: list[str], inputs: list[Tensor]) -> dict[str, tuple[floa
         name, sep, rest = item.partition("=")
         try:
             lo, hi = (float(v) for v in rest.split(","))
-            assert sep and lo < hi and np.isfinite([lo, hi]).all()
+            if not (sep and lo < hi and np.isfinite([lo, hi]).all()):  # an explicit check: python -O keeps it
+                raise ValueError
         except (ValueError, AssertionError):
             raise UserError(f"--input-range takes NAME=LOW,HIGH with LOW < HIGH, got {item!r}") from None
         if name not in names:

@@ -39,6 +39,23 @@ def save_entries(kind: str, entries: list[dict], key: tuple[str, ...], data_dir:
     return path, kept
 
 
+def keep_good(key: tuple[str, ...]):
+    """A `merge` for save_entries: a new entry replaces the old one of its key, except that one whose status is not
+    ok never replaces a good one; the good one stays and carries the attempt (attempt_status/_reason/_at)."""
+
+    def merge(old: list[dict], new: list[dict]) -> list[dict]:
+        good = {tuple(e.get(k) for k in key): e for e in old if e.get("status") == "ok"}
+        kept = [
+            {**good[k], "attempt_status": e.get("status"), "attempt_reason": e.get("reason", ""),
+             "attempt_at": e.get("timestamp", "")}
+            if e.get("status") != "ok" and (k := tuple(e.get(c) for c in key)) in good else e
+            for e in new
+        ]  # fmt: skip
+        return _replace_by_key(old, kept, key)
+
+    return merge
+
+
 def _replace_by_key(old: list[dict], new: list[dict], key: tuple[str, ...]) -> list[dict]:
     keys = {tuple(e[k] for k in key) for e in new}
     return [e for e in old if tuple(e.get(k) for k in key) not in keys] + new

@@ -86,6 +86,9 @@ def _gpu_memory(device: str) -> dict:
 
 
 def _child(conn, spec, target, precision, threads):
+    from rtml_profile.workers import guard_child
+
+    guard_child()
     try:
         conn.send(("ok", _measure(spec, target, precision, threads)))
     except Exception as e:
@@ -124,7 +127,7 @@ def run(models, runtime_names=None, threads=None, save=True, data_dir=None) -> l
     from rtml_profile import paths, zoo
     from rtml_profile.bench import default_runtimes, zoo_target
     from rtml_profile.host import physical_cores
-    from rtml_profile.profile import save_entries
+    from rtml_profile.profile import keep_good, save_entries
     from rtml_profile.runtimes.base import CALIBRATED
 
     names = runtime_names or default_runtimes()  # opt-in runtimes (slow to prepare) only when named
@@ -140,5 +143,6 @@ def run(models, runtime_names=None, threads=None, save=True, data_dir=None) -> l
             precisions = [p for p in runtimes.get(name).caps.precisions if p not in CALIBRATED]  # bench measures those
             out += [measure_isolated(name, target, p, threads) for p in precisions]
     if save:
-        save_entries("lifecycle", out, ("model", "runtime", "precision"), data_dir or paths.DATA)
+        key = ("model", "runtime", "precision")  # a failed run never replaces a good entry (keep_good)
+        save_entries("lifecycle", out, key, data_dir or paths.DATA, merge=keep_good(key))
     return out
