@@ -772,7 +772,22 @@ def all_cmd(
     typer.echo(f"wrote {res.report} and its figures in {res.report.parent / 'figures'}")
 
 
+def _restore_help():
+    """`python -OO` strips docstrings, which are the commands' --help text: read them back from this file."""
+    import ast
+
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    docs = {n.name: ast.get_docstring(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
+    for command in app.registered_commands:
+        if command.callback is not None and not command.callback.__doc__:
+            command.callback.__doc__ = docs.get(command.callback.__name__)
+
+
 def main():
+    import sys
+
+    if sys.flags.optimize >= 2:
+        _restore_help()
     app()
 
 

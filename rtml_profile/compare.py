@@ -2,7 +2,8 @@
 
 OLD and NEW are results folders, or git revisions whose committed reports/data is read blob by blob (`git ls-tree`,
 `git cat-file`) into a temporary folder: only regular files are written there, a symlink in the revision is
-never followed or recreated, and every path a row names passes results.samples_path.
+never followed (it stays a dangling symlink, which the rule refuses), and every path a row names passes
+results.samples_path.
 
 Rows of bench.csv and load.csv are matched by their keys; for each pair
 the ratio NEW/OLD of a latency (bench: p50 per call; load: p99 per query) is printed with a verdict from the raw
@@ -13,6 +14,7 @@ that is significantly slower by at least the user's factor is a regression.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -52,7 +54,7 @@ def _git(args: list[str], text: bool = True) -> subprocess.CompletedProcess:
 
 def resolve(spec: str, tmp: Path) -> Path:
     """A results folder for `spec`: the folder itself, or a git revision's reports/data written into a fresh
-    folder under `tmp` from the revision's blobs (regular files only; symlinks and submodules are left out)."""
+    folder under `tmp` from the revision's blobs (regular files; a symlink becomes one that points nowhere)."""
     if Path(spec).is_dir():
         return Path(spec)
     if _git(["rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}"]).returncode != 0:
@@ -68,8 +70,14 @@ def resolve(spec: str, tmp: Path) -> Path:
     for meta, name in entries:
         mode, kind, sha = meta.decode().split()
         inside = PurePosixPath(name.decode("utf-8", "replace")).relative_to(rel)
-        if kind == "blob" and mode in ("100644", "100755") and ".." not in inside.parts:
-            files[inside] = sha  # a symlink (120000) or a submodule is data we do not follow
+        if ".." in inside.parts or kind != "blob":
+            continue  # a submodule is not results data
+        if mode in ("100644", "100755"):
+            files[inside] = sha
+        elif mode == "120000":  # a symlink: marked as one (pointing nowhere) so the rule names it; never followed
+            (out / inside).parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                (out / inside).symlink_to("symlink-in-the-revision-not-followed")
     batch = subprocess.run(["git", "-C", top, "cat-file", "--batch"], input="".join(f"{h}\n" for h in files.values())
                            .encode(), capture_output=True, check=False)  # fmt: skip
     data, at = batch.stdout, 0

@@ -197,7 +197,7 @@ def read_npz(path, what: str = "arrays", limit_bytes: int | None = None) -> dict
     limit = available_memory_bytes() // 2 if limit_bytes is None else limit_bytes
     try:
         if not zipfile.is_zipfile(path):
-            raise UserError(f"{path} ({what}) is not an .npz file (a zip of arrays, as numpy.savez writes)")
+            raise UserError(f"{path} ({what}) is not a readable .npz file of arrays (a zip of .npy files)")
         claimed = 0
         with zipfile.ZipFile(path) as z:
             for name in z.namelist():

@@ -287,6 +287,8 @@ def read_model_record(path) -> dict:
     _check_keys(path, obj, MODEL_RECORD)
     if ":" not in obj["key"]:
         raise UserError(f"{path}: key {obj['key']!r} is not a profiled model's key (<origin>:<name>@<digest>)")
+    if obj["slug"] != Path(path).stem:  # the slug names the appendix written from it: never a path of its own
+        raise UserError(f"{path}: its slug {str(obj['slug'])[:80]!r} is not its file name {Path(path).stem!r}")
     for i, t in enumerate(obj["inputs"]):
         _check_keys(path, t, [("name", "str"), ("type", "str"), ("row", "list")], f"inputs[{i}].")
     return obj
@@ -410,7 +412,10 @@ def read_samples(path) -> dict:
     """
     from rtml_profile.files import read_npz
 
-    data = read_npz(path, "samples file")
+    try:
+        data = read_npz(path, "samples file")
+    except UserError as e:
+        raise UserError(f"{path}: not a readable samples file ({str(e).removeprefix(f'{path} ')})") from None
     for k, v in data.items():
         check_samples(v, f"{path} [{k}]")
     return data

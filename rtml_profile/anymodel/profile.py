@@ -147,7 +147,8 @@ def model_target(src: Source, opts: Options, with_checks: bool = True, threads: 
     )
     t = ModelTarget(ModelRef(src.key, src.path, None, None), note=note, io_inputs=ins, io_outputs=outs, shapes=shapes,
                     data=data, ranges=ranges)  # fmt: skip
-    if with_checks:
+    if with_checks:  # a declared input of terabytes is refused before anything is generated
+        bench.check_memory([t], [t.shapes.fixed_batch or CHECK_ROWS])
         t.check = _check_data(src, opts, t, threads)
     return t
 
@@ -242,6 +243,7 @@ def run(req: Request) -> Profile:
     src = source.resolve(req.target, req.image_size, req.weights)
     t = model_target(src, req.options, threads=req.settings.threads or physical_cores())
     batches = _batches(req, t)
+    bench.check_memory([t], batches)
     results = Path(req.results)  # output problems are found before measuring, after the model's own
     BenchStore(results).check()
     read_csv(results / paths.ANALYSIS_CSV, "analysis")
