@@ -182,7 +182,8 @@ def load_npz(path: Path, inputs: list[Tensor]) -> dict[str, np.ndarray]:
         kinds = {"f": "f", "i": "iu", "u": "iu", "b": "b"}
         if a.dtype.kind not in kinds.get(t.np_dtype.kind, t.np_dtype.kind):
             raise UserError(f"{path}: {t.name!r} holds {a.dtype}; the model's input is {t.describe()}")
-        out[t.name] = np.ascontiguousarray(a.astype(t.np_dtype, copy=False))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow to inf is refused just below
+            out[t.name] = np.ascontiguousarray(a.astype(t.np_dtype, copy=False))
         if out[t.name].dtype.kind == "f" and not np.isfinite(out[t.name]).all():
             bad = int((~np.isfinite(out[t.name])).sum())
             raise UserError(f"{path}: {t.name!r} holds {bad} NaN or infinite value(s) (as {t.np_dtype}); inputs must "
