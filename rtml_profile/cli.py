@@ -755,13 +755,17 @@ def all_cmd(
     min_time: Annotated[float, typer.Option(help="Minimum seconds per benchmark configuration.")] = 0.3,
     max_time: Annotated[float, typer.Option(help="Maximum seconds per benchmark configuration.")] = 2.0,
     budget: Budget = None,
+    subset: Annotated[
+        Optional[int], typer.Option(help="Train each model on a seeded subset of N rows (quick runs).", min=10)
+    ] = None,
     quiet: Quiet = False,
 ):
     """The whole pipeline for every zoo model: train-and-export -> analyze -> bench -> report."""
     from rtml_profile.pipeline import run_all
 
     res = run_all(data_dir, epochs=epochs, seed=seed, device=device, batches=batch, min_time=min_time,
-                  max_time=max_time, budgets_ms=_budgets(budget), quiet=quiet, say=typer.echo)  # fmt: skip
+                  max_time=max_time, budgets_ms=_budgets(budget), quiet=quiet, say=typer.echo,
+                  subset=subset)  # fmt: skip
     for r in res.records:
         _print_training(r)
     from rtml_profile.load import peak_lines

@@ -130,9 +130,9 @@ class BenchStore:
         return read_csv(self.csv, "bench")
 
     def _write_samples(self, row: dict, samples_ns: np.ndarray) -> tuple[str, str]:
-        stem = (
-            f"{slug(row['host'])}/{slug(row['model'])}/"
-            f"{slug(row['runtime'])}_{row['precision']}{_variant_part(row)}_{row['scope']}_b{row['batch']}"
+        stem = (  # every part slugged: a row's values never make a path of their own
+            f"{slug(row['host'])}/{slug(row['model'])}/{slug(row['runtime'])}_{slug(row['precision'])}"
+            f"{_variant_part(row)}_{slug(row['scope'])}_b{slug(row['batch'])}"
         )
         return write_samples(self.dir, stem, np.asarray(samples_ns, np.float64) / 1e3)
 

@@ -182,8 +182,10 @@ def check_before_write(path, text: str, kind: str):
     refuse: a writer never leaves a table that breaks every later run in its folder."""
     import pandas as pd
 
-    df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=str)
     try:
+        if "\x00" in text:
+            raise UserError(f"{path}: a value holds a NUL byte")
+        df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=str)
         _check_table(Path(path), df, kind)
     except UserError as e:
         raise UserError(f"not written, the rows of this run would damage it: {e}") from None
@@ -226,6 +228,9 @@ def _check_table(path: Path, df, kind: str):
         if typ != "str":
             num = pd.to_numeric(raw.where(~blank), errors="coerce")
             df[col] = num.astype("int64") if typ == "int" and not blank.any() else num.astype("float64")
+    for col, typ in schema.columns.items():  # a column an older (or hand-made) file lacks reads as empty cells
+        if col not in df.columns:
+            df[col] = float("nan") if typ != "str" else None
     return df
 
 
