@@ -6,6 +6,7 @@ Heavy libraries (torch, onnxruntime) are imported inside the commands, so `--hel
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,10 +34,28 @@ CalibrationRows = Annotated[
     typer.Option(help="Rows of the training split (seeded subset) that calibrate static INT8 (default 512 or all)."),
 ]
 CalibrationSeed = Annotated[int, typer.Option(help="Seed of the calibration subset.")]
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds
+
+
+def ranged(help: str, low: float, high: float, low_open: bool = False, high_open: bool = False):
+    """A float option checked where it is declared: --help shows its range, and a value outside it (NaN included)
+    is a usage error naming the option (exit 2)."""
+    shown = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def check(v):
+        inside = v is None or (
+            math.isfinite(v) and (low < v if low_open else low <= v) and (v < high if high_open else v <= high)
+        )
+        if not inside:
+            raise typer.BadParameter(f"{v} is not in {shown}")
+        return v
+
+    return typer.Option(help=f"{help} Range {shown}.", callback=check)
 
 
 def friendly(fn):
-    """Turn a UserError (and a missing optional file) into one sentence on stderr and exit code 2."""
+    """Turn a UserError (and a missing optional file) into one sentence on stderr and exit code 2, and Ctrl-C into
+    one sentence and exit code 130 (usage errors are typer's: exit 2; compare's regression: exit 1)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -45,6 +64,9 @@ def friendly(fn):
         except UserError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:  # Ctrl-C: rows finished before it were persisted as they were measured
+            typer.echo("interrupted: every row finished before it is kept; exit code 130", err=True)
+            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -371,7 +393,7 @@ def _floats(text: str | None, what: str) -> tuple[float, ...]:
         return ()
     try:
         out = tuple(float(t) for t in text.split(","))
-        if not (all(v > 0 for v in out)):
+        if not all(0 < v < float("inf") for v in out):
             raise ValueError  # not an assert: user input is checked under python -O too
     except ValueError:
         raise UserError(f"{what} takes positive numbers separated by commas, got {text!r}") from None
@@ -399,10 +421,14 @@ def load_cmd(
     precision: Annotated[list[str], typer.Option("--precision", "-p", help="Precision (repeatable).")] = ["fp32"],  # noqa: B006
     scenario: Annotated[str, typer.Option(help="server, multi-stream, single-stream or offline.")] = "server",
     deadline: Annotated[
-        Optional[float], typer.Option(help="Deadline in ms (default 1; multi-stream: the frame period).")
+        Optional[float],
+        ranged("Deadline in ms (default 1; multi-stream: the frame period).", 0, 3.6e6, True),
     ] = None,
-    miss_target: Annotated[float, typer.Option(help="Largest acceptable share of late queries.")] = 0.01,
-    confidence: Annotated[float, typer.Option(help="Confidence of the 'p99 within the deadline' claim.")] = 0.95,
+    miss_target: Annotated[float, ranged("Largest acceptable share of late queries.", 0, 1, False, True)] = 0.01,
+    confidence: Annotated[
+        float,
+        ranged("Confidence of the 'p99 within the deadline' claim.", 0, 1, True, True),
+    ] = 0.95,
     batching: Annotated[
         str, typer.Option(help="Dynamic batching settings MAX_BATCH@MAX_WAIT_US, comma-separated; 1 = off.")
     ] = "1",
@@ -412,16 +438,17 @@ def load_cmd(
     rate: Annotated[
         Optional[str], typer.Option(help="Fixed rates instead of a search (server: queries/s; multi-stream: fps).")
     ] = None,
-    streams: Annotated[int, typer.Option(help="multi-stream: number of streams.")] = 4,
-    fps: Annotated[float, typer.Option(help="multi-stream: frames per second of each stream.")] = 30.0,
+    streams: Annotated[int, typer.Option(help="multi-stream: number of streams.", min=1, max=1024)] = 4,
+    fps: Annotated[float, ranged("multi-stream: frames per second of each stream.", 0, 1e6, True)] = 30.0,
     queries: Annotated[int, typer.Option(help="offline: number of queries issued at once.")] = 10000,
     max_queries: Annotated[
         int, typer.Option(help="server, multi-stream: end a trial after this many queries.")
     ] = 20000,
     threads: Annotated[
-        Optional[int], typer.Option(help="Intra-op threads (default: physical cores - 1, one is the generator's).")
+        Optional[int],
+        typer.Option(help="Intra-op threads (default: physical cores - 1, one is the generator's).", min=1, max=1024),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the arrival schedule.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the arrival schedule.", min=0, max=SEED_MAX)] = 0,
     results: Annotated[Path, typer.Option(help="Results folder (load.csv and samples/).")] = Path("reports/data"),
 ):
     """Open-loop load: the highest arrival rate whose p99 meets a deadline (server), or one scenario run;
@@ -460,7 +487,9 @@ def profile(
     locate: Annotated[
         bool, typer.Option(help="On a failing check, name the first node whose output diverges.")
     ] = False,
-    image_size: Annotated[int, typer.Option(help="torchvision: image height and width in pixels.")] = 224,
+    image_size: Annotated[
+        int, typer.Option(help="torchvision: image height and width in pixels.", min=8, max=4096)
+    ] = 224,
     weights: Annotated[
         str, typer.Option(help="torchvision: auto (local cache if present), cached or random.")
     ] = "auto",
@@ -556,7 +585,9 @@ def precision(
     calibration_seed: CalibrationSeed = 0,
     keep: Annotated[int, typer.Option(help="Fixes keep the worst 1..N converted nodes in fp32.")] = 2,
     rows: Annotated[int, typer.Option(help="Evaluation rows compared node by node (accuracy uses all).")] = 2000,
-    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: cores).")] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: cores).", min=1, max=1024)
+    ] = None,
     note: Annotated[str, typer.Option(help="A note stored in every row (e.g. how the models were trained).")] = "",
     data_dir: DataDir = None,
     results: Annotated[Path, typer.Option(help="Results folder (precision_nodes.csv, precision_fixes.csv).")] = (
@@ -598,7 +629,7 @@ def _budgets(text: str | None) -> list[float]:
         return list(DEFAULT_BUDGETS_MS)
     try:
         out = [float(t) for t in text.split(",")]
-        if not (all(b > 0 for b in out)):
+        if not all(0 < b < float("inf") for b in out):
             raise ValueError  # not an assert: user input is checked under python -O too
     except ValueError:
         raise UserError(f"--budget takes positive milliseconds separated by commas, got {text!r}") from None
@@ -657,7 +688,7 @@ def profile_nodes(
     precision: Annotated[Optional[list[str]], typer.Option("--precision", "-p", help="Default fp32.")] = None,
     scope: Annotated[str, typer.Option(help="compute or end-to-end.")] = "compute",
     threads: Threads = None,
-    min_time: Annotated[float, typer.Option(help="Minimum seconds per timed configuration.")] = 0.5,
+    min_time: Annotated[float, ranged("Minimum seconds per timed configuration.", 0, 600)] = 0.5,
     results: Results = Path("reports/data"),
 ):
     """Per-node time from the runtime's own profiler, joined to the ONNX nodes' MACs and bytes; the call split
@@ -777,13 +808,17 @@ def all_cmd(
     min_time: Annotated[float, typer.Option(help="Minimum seconds per benchmark configuration.")] = 0.3,
     max_time: Annotated[float, typer.Option(help="Maximum seconds per benchmark configuration.")] = 2.0,
     budget: Budget = None,
+    subset: Annotated[
+        Optional[int], typer.Option(help="Train each model on a seeded subset of N rows (quick runs).", min=10)
+    ] = None,
     quiet: Quiet = False,
 ):
     """The whole pipeline for every zoo model: train-and-export -> analyze -> bench -> report."""
     from rtml_profile.pipeline import run_all
 
     res = run_all(data_dir, epochs=epochs, seed=seed, device=device, batches=batch, min_time=min_time,
-                  max_time=max_time, budgets_ms=_budgets(budget), quiet=quiet, say=typer.echo)  # fmt: skip
+                  max_time=max_time, budgets_ms=_budgets(budget), quiet=quiet, say=typer.echo,
+                  subset=subset)  # fmt: skip
     for r in res.records:
         _print_training(r)
     from rtml_profile.scenarios.loadgen import peak_lines
@@ -794,7 +829,22 @@ def all_cmd(
     typer.echo(f"wrote {res.report} and its figures in {res.report.parent / 'figures'}")
 
 
+def _restore_help():
+    """`python -OO` strips docstrings, which are the commands' --help text: read them back from this file."""
+    import ast
+
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    docs = {n.name: ast.get_docstring(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
+    for command in app.registered_commands:
+        if command.callback is not None and not command.callback.__doc__:
+            command.callback.__doc__ = docs.get(command.callback.__name__)
+
+
 def main():
+    import sys
+
+    if sys.flags.optimize >= 2:
+        _restore_help()
     app()
 
 

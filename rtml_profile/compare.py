@@ -1,7 +1,11 @@
 """`rtml-profile compare OLD NEW`: what changed between two sets of results, row by row, and whether it is real.
 
-OLD and NEW are results folders, or git revisions whose committed reports/data is read (extracted with
-`git archive` into a temporary folder). Rows of bench.csv and load.csv are matched by their keys; for each pair
+OLD and NEW are results folders, or git revisions whose committed reports/data is read blob by blob (`git ls-tree`,
+`git cat-file`) into a temporary folder: only regular files are written there, a symlink in the revision is
+never followed (it stays a dangling symlink, which the rule refuses), and every path a row names passes
+results.samples_path.
+
+Rows of bench.csv and load.csv are matched by their keys; for each pair
 the ratio NEW/OLD of a latency (bench: p50 per call; load: p99 per query) is printed with a verdict from the raw
 samples: slower or faster only when stats.is_faster says so (a one-sided Mann-Whitney U test at
 stats.FASTER_ALPHA and a median ratio of at least stats.FASTER_RATIO, as asv does), otherwise within noise. A row
@@ -16,10 +20,11 @@ named in a warning, so a comparison never silently shrinks.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from rtml_profile import UserError, paths, schema, stats
 
@@ -44,26 +49,53 @@ class Comparison:
         )
 
 
-def _git(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+def _git(args: list[str], text: bool = True) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=text, check=False, stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise UserError(f"git cannot be run here ({e.strerror or type(e).__name__}); give results folders, not "
+                        f"revisions, or install git")  from None  # fmt: skip
 
 
 def resolve(spec: str, tmp: Path) -> Path:
-    """A results folder for `spec`: the folder itself, or a git revision's reports/data extracted into `tmp`."""
+    """A results folder for `spec`: the folder itself, or a git revision's reports/data written into a fresh
+    folder under `tmp` from the revision's blobs (regular files; a symlink becomes one that points nowhere)."""
     if Path(spec).is_dir():
         return Path(spec)
     if _git(["rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}"]).returncode != 0:
         raise UserError(f"{spec!r} is neither a results folder nor a git revision of this repository")
     top = _git(["rev-parse", "--show-toplevel"]).stdout.strip()
     rel = (Path.cwd() / paths.DATA).resolve().relative_to(Path(top).resolve()).as_posix()
-    archive = tmp / f"{abs(hash(spec))}.tar"
-    done = _git(["-C", top, "archive", "--format=tar", f"--output={archive}", spec, rel])
-    if done.returncode != 0:
-        raise UserError(f"revision {spec} has no {rel} ({done.stderr.strip().splitlines()[-1][:120]})")
-    out = tmp / f"rev-{abs(hash(spec))}"
-    out.mkdir()
-    subprocess.run(["tar", "-xf", str(archive), "-C", str(out)], check=True)
-    return out / rel
+    listing = _git(["-C", top, "ls-tree", "-r", "-z", "--full-tree", f"{spec}^{{commit}}", "--", rel], text=False)
+    entries = [e.split(b"\t", 1) for e in listing.stdout.split(b"\0") if e]
+    if listing.returncode != 0 or not entries:
+        raise UserError(f"revision {spec} has no {rel}")
+    out = Path(tempfile.mkdtemp(prefix="rev-", dir=tmp))
+    files = {}
+    for meta, name in entries:
+        mode, kind, sha = meta.decode().split()
+        inside = PurePosixPath(name.decode("utf-8", "replace")).relative_to(rel)
+        if ".." in inside.parts or kind != "blob":
+            continue  # a submodule is not results data
+        if mode in ("100644", "100755"):
+            files[inside] = sha
+        elif mode == "120000":  # a symlink: marked as one (pointing nowhere) so the rule names it; never followed
+            (out / inside).parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                (out / inside).symlink_to("symlink-in-the-revision-not-followed")
+    batch = subprocess.run(["git", "-C", top, "cat-file", "--batch"], input="".join(f"{h}\n" for h in files.values())
+                           .encode(), capture_output=True, check=False)  # fmt: skip
+    data, at = batch.stdout, 0
+    for inside in files:
+        head_end = data.find(b"\n", at)
+        size = int(data[at:head_end].split()[2]) if head_end > 0 and b" blob " in data[at:head_end] else -1
+        if size < 0:
+            raise UserError(f"revision {spec}: git could not read {rel}/{inside}")
+        dest = out / inside
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data[head_end + 1 : head_end + 1 + size])
+        at = head_end + 1 + size + 1
+    return out
 
 
 def compare(old: str, new: str, factor: float = 1.2) -> Comparison:
@@ -128,7 +160,12 @@ def _pairs(a: Path, b: Path, kind: str):
     for _, r in both.iterrows():
         o = {**{k: r[k] for k in key}, "samples_file": r["samples_file_old"], "samples_sha256": r["samples_sha256_old"]}
         n = {**{k: r[k] for k in key}, "samples_file": r["samples_file_new"], "samples_sha256": r["samples_sha256_new"]}
-        so, sn = load_samples(a, o), load_samples(b, n)
+        for side, d in (("old", a), ("new", b)):
+            if not float(r[f"{metric}_{side}"]) > 0:
+                what = " ".join(str(r[k]) for k in key)
+                raise UserError(f"{d / schema.FILES[kind]}: the row {what} has {metric} {r[f'{metric}_{side}']}, "
+                                f"not a positive latency; that row is damaged")  # fmt: skip
+        so, sn = load_samples(a, o, schema.FILES[kind]), load_samples(b, n, schema.FILES[kind])
         ratio = float(r[f"{metric}_new"]) / float(r[f"{metric}_old"])
         verdict = "no samples"
         if so is not None and sn is not None:

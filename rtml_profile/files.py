@@ -194,3 +194,50 @@ def sha256_files(files, root: Path | None = None) -> str:
 
 def sha256_file(path) -> str:
     return sha256_files([path])
+
+
+def read_npz(path, what: str = "arrays", limit_bytes: int | None = None) -> dict:
+    """Every array of an .npz file at `path` (`what` names it in errors), read without running code and without
+    trusting its headers: a file that is not a zip of .npy members (a plain .npy included), a member holding
+    Python objects (pickles), or members whose headers claim more bytes than `limit_bytes` (default: half the
+    free memory) raise UserError before anything large is allocated. Only a regular file is opened (never a
+    FIFO or a device, which could block forever)."""
+    import stat
+    import zipfile
+    import zlib
+
+    import numpy as np
+
+    from rtml_profile.host import available_memory_bytes
+
+    path = Path(path)
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise UserError(f"{path} ({what}) is not a regular file")
+    except OSError as e:
+        raise UserError(f"{path} ({what}) cannot be read ({e.strerror or type(e).__name__})") from None
+    limit = available_memory_bytes() // 2 if limit_bytes is None else limit_bytes
+    try:
+        if not zipfile.is_zipfile(path):
+            raise UserError(f"{path} ({what}) is not a readable .npz file of arrays (a zip of .npy files)")
+        claimed = 0
+        with zipfile.ZipFile(path) as z:
+            for name in z.namelist():
+                with z.open(name) as f:
+                    fmt = np.lib.format
+                    header = fmt.read_array_header_1_0 if fmt.read_magic(f) == (1, 0) else fmt.read_array_header_2_0
+                    shape, _, dtype = header(f)
+                if dtype.hasobject:
+                    raise UserError(f"{path} ({what}): member {name} holds Python objects (a pickle); refused")
+                claimed += int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if claimed > limit:
+            raise UserError(
+                f"{path} ({what}): its arrays claim {claimed / 2**30:.3g} GiB, more than the "
+                f"{limit / 2**30:.3g} GiB that may be read here; refused"
+            )
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError, MemoryError, TypeError) as e:
+        raise UserError(f"{path} ({what}) is not a readable .npz file of arrays ({type(e).__name__})") from None

@@ -8,6 +8,8 @@
 - A failed, skipped or degraded measurement never replaces a good row: the good row stays and carries the
   attempt (`attempt_status`, `attempt_reason`, `attempt_at`), and the caller is told.
 - Paths in rows are relative to the results folder, so rows from any machine can be merged.
+- A results file is input from elsewhere (committed, merged from other machines): a path read from it is data,
+  used only when `samples_path` (the one containment rule) accepts it, for reading and for deleting alike.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import stat
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -54,16 +58,21 @@ def upsert_rows(path, rows: list[dict], kind: str):
     return _upsert(Path(path), rows, kind)[1]
 
 
-def _upsert(path: Path, rows: list[dict], kind: str):
-    """(table before, table after) of one locked read-merge-write of `path`."""
+def _upsert(path: Path, rows: list[dict], kind: str, protect: bool = False):
+    """(table before, table after) of one locked read-merge-write of `path`. With `protect`, a row whose status is
+    not ok never replaces a good (ok) row of its key: the good row stays and carries the attempt (ATTEMPT)."""
     import pandas as pd
 
     key = schema.KEYS[kind]
     with locked(path):
         old = read_csv(path, kind)
+        if protect and len(old):
+            rows = [_kept_or_new(old, r, key) for r in rows]
         merged = pd.concat([old, pd.DataFrame(rows)], ignore_index=True) if len(old) else pd.DataFrame(rows)
         merged = merged.drop_duplicates(subset=key, keep="last").sort_values(key, kind="stable")
-        atomic_write(path, merged.to_csv(index=False))
+        text = merged.to_csv(index=False)
+        schema.check_before_write(path, text, kind)
+        atomic_write(path, text)
         for rel in set(old.get("samples_file", [])) - set(merged.get("samples_file", [])):
             drop_unreferenced(path.parent, rel, merged)  # samples files no row names any more
     return old, merged
@@ -72,14 +81,31 @@ def _upsert(path: Path, rows: list[dict], kind: str):
 def record_with_samples(data_dir: Path, kind: str, row: dict, stem: str, arrays: dict | None):
     """Persist one row of the keyed table `kind` (schema.FILES[kind] in `data_dir`) with its raw samples: the
     samples file first (`arrays['us']` plus any other arrays, see write_samples), then the row, merged by key
-    under a lock. Samples files no row names any more are removed. Returns the row as written."""
+    under a lock; a row that failed never replaces a good one of its key (the good one records the attempt).
+    Samples files no row names any more are removed. Returns the row as given."""
     data_dir = Path(data_dir)
     row = dict(row)
     if arrays is not None:
         extra = {k: v for k, v in arrays.items() if k != "us"}
         row["samples_file"], row["samples_sha256"] = write_samples(data_dir, stem, arrays["us"], **extra)
-    _upsert(data_dir / schema.FILES[kind], [row], kind)
+    _upsert(data_dir / schema.FILES[kind], [row], kind, protect=True)
     return row
+
+
+def _kept_or_new(table, row: dict, key: list[str]) -> dict:
+    """`row`, unless it failed where `table` holds a good row of its key: then that row, carrying the attempt."""
+    if row.get("status") == "ok":
+        return row
+    same = None
+    for k in key:
+        m = table[k].astype(str) == str(row.get(k, ""))
+        same = m if same is None else same & m
+    good = table[same & (table["status"] == "ok")]
+    if not len(good):
+        return row
+    kept = {k: v for k, v in good.iloc[-1].to_dict().items() if v == v}  # NaN cells stay empty
+    return {**kept, "attempt_status": row.get("status"), "attempt_reason": row.get("reason", ""),
+            "attempt_at": row.get("timestamp") or now()}  # fmt: skip
 
 
 @dataclass
@@ -105,9 +131,9 @@ class BenchStore:
         return read_csv(self.csv, "bench")
 
     def _write_samples(self, row: dict, us: np.ndarray) -> tuple[str, str]:
-        stem = (
-            f"{slug(row['host'])}/{slug(row['model'])}/"
-            f"{slug(row['runtime'])}_{row['precision']}{_variant_part(row)}_{row['scope']}_b{row['batch']}"
+        stem = (  # every part slugged: a row's values never make a path of their own
+            f"{slug(row['host'])}/{slug(row['model'])}/{slug(row['runtime'])}_{slug(row['precision'])}"
+            f"{_variant_part(row)}_{slug(row['scope'])}_b{slug(row['batch'])}"
         )
         return write_samples(self.dir, stem, us)
 
@@ -136,7 +162,9 @@ class BenchStore:
                 table = pd.concat([table[~same] if len(table) else table, pd.DataFrame([row])], ignore_index=True)
                 outcome = Outcome(True)
             table = table.sort_values(KEY, kind="stable")
-            atomic_write(self.csv, table.to_csv(index=False))
+            text = table.to_csv(index=False)
+            schema.check_before_write(self.csv, text, "bench")
+            atomic_write(self.csv, text)
             # a replaced row's samples, or a rejected attempt's (the kept row still cites its own)
             drop_unreferenced(self.dir, (old or {}).get("samples_file") if outcome.saved else row.get("samples_file"),
                               table)  # fmt: skip
@@ -159,37 +187,84 @@ def write_samples(data_dir: Path, stem: str, us, **extra) -> tuple[str, str]:
     data = np.asarray(us, np.float32)
     digest = hashlib.sha256(data.tobytes()).hexdigest()
     rel = f"{SAMPLES}/{stem}.{digest[:12]}.npz"
+    folder = Path(data_dir)
+    for part in PurePosixPath(rel).parts[:-1]:  # never write through a symlink a results folder from elsewhere holds
+        folder = folder / part
+        if folder.is_symlink():
+            raise UserError(f"{folder} is a symbolic link; raw samples are written only inside the results folder")
     buf = io.BytesIO()
     np.savez_compressed(buf, us=data, **extra)
     atomic_write(Path(data_dir) / rel, buf.getvalue())
     return rel, digest
 
 
+def samples_path(data_dir: Path, rel) -> tuple[Path | None, str]:
+    """The one containment rule for a path read from a results file (a row's `samples_file`): (the path, '') when
+    `rel` is relative, lies inside `data_dir`/samples/ with no '..' and no symlink on the way (the samples folder
+    included), and names a regular file; (None, why) otherwise. A file that is simply missing is (path, 'missing'),
+    for the caller to report as damage. Nothing outside the folder is opened, followed or deleted."""
+    if not isinstance(rel, str) or not rel:
+        return None, "no samples file"
+    parts = PurePosixPath(rel.replace("\\", "/")).parts
+    if PurePosixPath(rel).is_absolute() or len(parts) < 2 or parts[0] != SAMPLES or ".." in parts or "\0" in rel:
+        return None, f"does not lie inside {SAMPLES}/ of the results folder"
+    path = Path(data_dir)
+    for i, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = path.lstat().st_mode
+        except OSError:
+            return path, "missing"
+        if stat.S_ISLNK(mode):
+            return None, "is (or passes through) a symbolic link"
+        if i < len(parts) - 1 and not stat.S_ISDIR(mode):
+            return None, "does not lie inside a folder"
+    if not stat.S_ISREG(mode):
+        return None, "is not a regular file"
+    if not path.resolve().is_relative_to((Path(data_dir) / SAMPLES).resolve()):
+        return None, f"does not lie inside {SAMPLES}/ of the results folder"
+    return path, ""
+
+
+def _refused(data_dir: Path, row: dict, table: str, why: str):
+    """One line on stderr for a row whose samples path the rule refused (the row is then taken to have none)."""
+    what = " ".join(str(row.get(k, "")) for k in ("host", "model", "runtime", "precision", "scope", "batch"))
+    rel = str(row.get("samples_file"))[:200]
+    print(f"warning: {Path(data_dir) / table} row ({what.strip()}): samples_file {rel!r} {why}; the row is treated "
+          f"as having no samples", file=sys.stderr)  # fmt: skip
+
+
 def drop_unreferenced(data_dir: Path, rel, table):
-    """Remove the samples file `rel` when no row of `table` names it any more."""
+    """Remove the samples file `rel` when no row of `table` names it any more, and only if `samples_path` accepts
+    it (a row from elsewhere can never make this delete a file outside the results folder's samples/)."""
     if isinstance(rel, str) and rel and rel not in set(table.get("samples_file", [])):
-        p = Path(data_dir) / rel
-        if p.is_file() and SAMPLES in p.parts:
+        p, why = samples_path(data_dir, rel)
+        if p is not None and not why:
             p.unlink()
 
 
-def load_samples(data_dir: Path, row: dict) -> np.ndarray | None:
-    arrays = load_sample_arrays(data_dir, row)
+def load_samples(data_dir: Path, row: dict, table: str = paths.BENCH_CSV) -> np.ndarray | None:
+    arrays = load_sample_arrays(data_dir, row, table)
     return None if arrays is None else arrays["us"]
 
 
 def load_sample_arrays(data_dir: Path, row: dict, table: str = paths.BENCH_CSV) -> dict | None:
     """Every array of a row's samples file ('us': latencies in microseconds, plus any extra ones); None when the
-    row has none. A file that is missing, unreadable or whose digest differs from the row's raises UserError."""
+    row has none, or names a path `samples_path` refuses (said on stderr). A file that is missing, unreadable or
+    whose digest differs from the row's raises UserError."""
+    from rtml_profile.files import read_npz
+
     rel = row.get("samples_file")
     if not isinstance(rel, str) or not rel:
         return None
-    path = Path(data_dir) / rel
+    path, why = samples_path(data_dir, rel)
+    if path is None:
+        _refused(data_dir, row, table, why)
+        return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        arrays = read_npz(path, f"raw samples of a {table} row")
         us = arrays["us"]
-    except Exception as e:
+    except (UserError, KeyError) as e:
         raise UserError(
             f"{path} (raw samples of a {table} row) is missing or unreadable ({type(e).__name__}); "
             f"re-run that benchmark"
@@ -237,7 +312,9 @@ def _num(v) -> float:
 def save_checks(data_dir: Path, records: list[dict]):
     """Merge output-check records into <data_dir>/checks.csv (one row per host x model x runtime x precision x
     output; a new check replaces the old one with the same key)."""
-    rows = [{**r, "timestamp": r.get("timestamp") or now()} for r in records]
+    # an infinite error is said in the row's problem; the cell stays empty, which the reader accepts
+    blank = lambda v: None if isinstance(v, (float, np.floating)) and not np.isfinite(v) else v
+    rows = [{**{k: blank(v) for k, v in r.items()}, "timestamp": r.get("timestamp") or now()} for r in records]
     return upsert_rows(Path(data_dir) / paths.CHECKS_CSV, rows, "checks")
 
 
@@ -262,6 +339,23 @@ def save_entries(kind: str, entries: list[dict], key: tuple[str, ...], data_dir:
         kept = (merge or (lambda old, new: _replace_by_key(old, new, key)))(old, entries)
         write_json(path, {"kind": kind, "host": env["host"], "environment": env, "entries": kept})
     return path, kept
+
+
+def keep_good(key: tuple[str, ...]):
+    """A `merge` for save_entries: a new entry replaces the old one of its key, except that one whose status is not
+    ok never replaces a good one; the good one stays and carries the attempt (attempt_status/_reason/_at)."""
+
+    def merge(old: list[dict], new: list[dict]) -> list[dict]:
+        good = {tuple(e.get(k) for k in key): e for e in old if e.get("status") == "ok"}
+        kept = [
+            {**good[k], "attempt_status": e.get("status"), "attempt_reason": e.get("reason", ""),
+             "attempt_at": e.get("timestamp", "")}
+            if e.get("status") != "ok" and (k := tuple(e.get(c) for c in key)) in good else e
+            for e in new
+        ]  # fmt: skip
+        return _replace_by_key(old, kept, key)
+
+    return merge
 
 
 def _replace_by_key(old: list[dict], new: list[dict], key: tuple[str, ...]) -> list[dict]:

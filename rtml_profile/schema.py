@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 import math
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,6 +185,20 @@ def read_table(path, kind: str, allow_empty: bool = True):
     return _check_table(path, df, kind)
 
 
+def check_before_write(path, text: str, kind: str):
+    """Raise UserError when `text`, about to be written to the `kind` table at `path`, is a file read_table would
+    refuse: a writer never leaves a table that breaks every later run in its folder."""
+    import pandas as pd
+
+    try:
+        if "\x00" in text:
+            raise UserError(f"{path}: a value holds a NUL byte")
+        df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=str)
+        _check_table(Path(path), df, kind)
+    except UserError as e:
+        raise UserError(f"not written, the rows of this run would damage it: {e}") from None
+
+
 def _check_table(path: Path, df, kind: str):
     import pandas as pd
 
@@ -225,6 +237,9 @@ def _check_table(path: Path, df, kind: str):
         if typ != "str":
             num = pd.to_numeric(raw.where(~blank), errors="coerce")
             df[col] = num.astype("int64") if typ == "int" and not blank.any() else num.astype("float64")
+    for col, typ in schema.columns.items():  # a column an older (or hand-made) file lacks reads as empty cells
+        if col not in df.columns:
+            df[col] = float("nan") if typ != "str" else None
     return df
 
 
@@ -287,6 +302,8 @@ def read_model_record(path) -> dict:
     upgrade_environment(obj)
     if ":" not in obj["key"]:
         raise UserError(f"{path}: key {obj['key']!r} is not a profiled model's key (<origin>:<name>@<digest>)")
+    if obj["slug"] != Path(path).stem:  # the slug names the appendix written from it: never a path of its own
+        raise UserError(f"{path}: its slug {str(obj['slug'])[:80]!r} is not its file name {Path(path).stem!r}")
     for i, t in enumerate(obj["inputs"]):
         _check_keys(path, t, [("name", "str"), ("type", "str"), ("row", "list")], f"inputs[{i}].")
     return obj
@@ -455,13 +472,12 @@ def read_samples(path) -> dict:
     A file that is not a readable npz, or holds an array that is not a non-empty 1-D list of finite,
     non-negative latencies, raises UserError naming the file and the entry.
     """
-    import numpy as np
+    from rtml_profile.files import read_npz
 
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
-        raise UserError(f"{path}: not a readable samples file ({type(e).__name__}: {_first_line(e)})") from None
+        data = read_npz(path, "samples file")
+    except UserError as e:
+        raise UserError(f"{path}: not a readable samples file ({str(e).removeprefix(f'{path} ')})") from None
     for k, v in data.items():
         check_samples(v, f"{path} [{k}]")
     return data

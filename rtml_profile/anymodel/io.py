@@ -165,15 +165,10 @@ def generate(inputs: list[Tensor], shapes: Shapes, batch: int, ranges: dict, see
 
 def load_npz(path: Path, inputs: list[Tensor]) -> dict[str, np.ndarray]:
     """The arrays of an --inputs .npz, checked against the model's inputs (names, ranks, dtype kinds, one batch)."""
-    import zipfile
-    import zlib
+    from rtml_profile.files import read_npz
 
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
-        raise UserError(f"{path} is not a readable .npz file of arrays ({type(e).__name__})") from None
+    arrays = read_npz(path, "--inputs")
     want = [t.name for t in inputs]
     if set(arrays) != set(want):
         raise UserError(
@@ -187,7 +182,12 @@ def load_npz(path: Path, inputs: list[Tensor]) -> dict[str, np.ndarray]:
         kinds = {"f": "f", "i": "iu", "u": "iu", "b": "b"}
         if a.dtype.kind not in kinds.get(t.np_dtype.kind, t.np_dtype.kind):
             raise UserError(f"{path}: {t.name!r} holds {a.dtype}; the model's input is {t.describe()}")
-        out[t.name] = np.ascontiguousarray(a.astype(t.np_dtype, copy=False))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow to inf is refused just below
+            out[t.name] = np.ascontiguousarray(a.astype(t.np_dtype, copy=False))
+        if out[t.name].dtype.kind == "f" and not np.isfinite(out[t.name]).all():
+            bad = int((~np.isfinite(out[t.name])).sum())
+            raise UserError(f"{path}: {t.name!r} holds {bad} NaN or infinite value(s) (as {t.np_dtype}); inputs must "
+                            f"be finite")  # fmt: skip
     rows = {len(a) for a in out.values()}
     if len(rows) > 1:
         raise UserError(f"{path}: its arrays hold different numbers of samples ({sorted(rows)}) along axis 0")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import time
 from dataclasses import dataclass
 
 from rtml_profile import UserError, runtimes
@@ -42,7 +43,25 @@ def reason_of(e: BaseException) -> str:
 # ---------------------------------------------------------------- the worker (child process)
 
 
+def guard_child():
+    """In a worker: leave Ctrl-C to the parent (which stops it) and exit as soon as the parent is gone, even when
+    the parent was killed with SIGKILL and could not stop it (a daemon process outlives such a parent)."""
+    import os
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _child(conn, spec: str):
+    guard_child()
     try:
         cls = runtimes.load_class(spec)
         probe = cls.probe()

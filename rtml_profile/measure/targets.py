@@ -18,6 +18,7 @@ from rtml_profile.anymodel.source import Source, ort_session_error
 from rtml_profile.batching import feeds_in_chunks
 from rtml_profile.checkpoints import load_checkpoint, provenance
 from rtml_profile.measure.accuracy import accuracy
+from rtml_profile.measure.request import check_memory
 from rtml_profile.runtimes.base import Calibration, ModelRef
 from rtml_profile.session import cpu_session
 from rtml_profile.vocab import CALIBRATION_METHODS
@@ -281,7 +282,8 @@ def model_target(src: Source, opts: Options, with_checks: bool = True, threads: 
     )
     t = ModelTarget(ModelRef(src.key, src.path, None, None), note=note, io_inputs=ins, io_outputs=outs, shapes=shapes,
                     data=data, ranges=ranges)  # fmt: skip
-    if with_checks:
+    if with_checks:  # a declared input of terabytes is refused before anything is generated
+        check_memory([t], [t.shapes.fixed_batch or CHECK_ROWS])
         t.check = _check_data(src, opts, t, threads)
     return t
 

@@ -15,6 +15,8 @@ import numpy as np
 
 from rtml_profile import UserError
 
+MAX_SECONDS = 3600  # the most --min-time / --max-time one configuration may ask for
+
 
 @dataclass
 class Settings:
@@ -33,8 +35,8 @@ class Settings:
 
         for attr, option in (("warmup_s", "the warm-up time"), ("min_s", "--min-time"), ("max_s", "--max-time")):
             v = getattr(self, attr)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise UserError(f"{option} must be a finite number of seconds >= 0, got {v}")
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v <= MAX_SECONDS):
+                raise UserError(f"{option} must be a finite number of seconds from 0 to {MAX_SECONDS}, got {v}")
         if self.max_s <= 0:
             raise UserError(f"--max-time must be positive, got {self.max_s}")
         if not 1 <= self.min_iters <= self.max_iters:

@@ -174,19 +174,20 @@ class AllResult:
 
 def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", batches: str | None = None,
             min_time: float = 0.3, max_time: float = 2.0, budgets_ms=None, quiet: bool = False,
-            say=lambda text: None) -> AllResult:  # fmt: skip
+            say=lambda text: None, subset: int | None = None) -> AllResult:  # fmt: skip
     """The whole pipeline for every zoo model: train-and-export -> analyze -> bench -> report. Every argument is
     checked before the first model trains; `say` receives one line per finished stage."""
     specs = zoo.resolve("all")
     for spec in specs:
-        check_training(spec.id, data_dir, epochs=epochs, seed=seed, device=device)
+        check_training(spec.id, data_dir, epochs=epochs, seed=seed, device=device, subset=subset)
     request = bench.Request(batches=batches, min_iters=700, min_time=min_time, max_time=max_time, data_dir=data_dir,
                             progress=not quiet)  # fmt: skip
     parse_batches(batches)
     Settings(min_iters=700, min_s=min_time, max_s=max_time).validate()
     records = []
     for spec in specs:
-        records.append(train_and_export(spec.id, data_dir, epochs=epochs, seed=seed, device=device, quiet=quiet))
+        records.append(train_and_export(spec.id, data_dir, epochs=epochs, seed=seed, device=device, quiet=quiet,
+                                        subset=subset))  # fmt: skip
         say(f"trained and exported {spec.id}")
     analyses = analyze.run("all")
     say(f"analyzed {len(analyses)} models into {paths.DATA / paths.ANALYSIS_CSV}")

@@ -16,7 +16,7 @@ from rtml_profile.anymodel import source
 from rtml_profile.anymodel.source import Source, opset_of
 from rtml_profile.files import check_writable, write_json
 from rtml_profile.host import host_id, host_label, physical_cores
-from rtml_profile.measure.request import check_request, parse_batches
+from rtml_profile.measure.request import check_memory, check_request, parse_batches
 from rtml_profile.measure.targets import ModelTarget, Options, model_target
 from rtml_profile.measure.timing import Settings
 from rtml_profile.report.models import render_model
@@ -85,6 +85,7 @@ def run(req: Request) -> Profile:
     src = source.resolve(req.target, req.image_size, req.weights)
     t = model_target(src, req.options, threads=req.settings.threads or physical_cores())
     batches = _batches(req, t)
+    check_memory([t], batches)
     results = Path(req.results)  # output problems are found before measuring, after the model's own
     BenchStore(results).check()
     read_csv(results / paths.ANALYSIS_CSV, "analysis")

@@ -57,6 +57,8 @@ def within_fp32(inp: Inputs, row) -> bool | None:
 
 
 def _fastest(rows) -> dict | None:
+    if not len(rows):  # an empty selection may have no columns at all
+        return None
     rows = rows.sort_values(["p50_us", "runtime", "precision", "variant", "scope"], kind="stable")
     return rows.iloc[0].to_dict() if len(rows) else None
 

@@ -94,11 +94,16 @@ def _latency(b) -> str:
     return table(rows) + "".join(f"\n- {s}" for s in skipped) + ("\n" if skipped else "")
 
 
+def _filled(v) -> bool:
+    """A cell that holds a value (not None, not NaN: a column a table lacks, or an empty cell)."""
+    return v is not None and v == v
+
+
 def _checks(c) -> str:
     rows = []
     for _, r in c.sort_values(["runtime", "precision", "output"]).iterrows():
-        agree = f"{pct(r.get('top1'))} / {pct(r.get('top5'))}" if r.get("top1") == r.get("top1") else ""
-        if agree and r.get("decisive_rows") == r.get("decisive_rows"):
+        agree = f"{pct(r.get('top1'))} / {pct(r.get('top5'))}" if _filled(r.get("top1")) else ""
+        if agree and _filled(r.get("decisive_rows")):
             agree += f" ({int(r['decisive_rows'])} decisive)"
         rows.append({
             "runtime": r["runtime"], "precision": r["precision"], "output": r["output"],

@@ -186,9 +186,10 @@ def run(req: Request) -> Result:
                     "calibration_method": method}  # fmt: skip
             res.nodes += [{**base, **r} for r in nodes]
             res.fixes += [{**base, **r} for r in fixes]
-    for name, rows, kind in ((NODES_CSV, res.nodes, "precision_nodes"), (FIXES_CSV, res.fixes, "precision_fixes")):
-        upsert_rows(Path(req.results) / name, rows, kind)
-        res.written.append(Path(req.results) / name)
+            for name, rows, kind in ((NODES_CSV, nodes, "precision_nodes"), (FIXES_CSV, fixes, "precision_fixes")):
+                if rows:  # each variant is persisted as it finishes: an interrupted run keeps it
+                    upsert_rows(Path(req.results) / name, [{**base, **r} for r in rows], kind)
+    res.written += [Path(req.results) / NODES_CSV, Path(req.results) / FIXES_CSV]
     return res
 
 

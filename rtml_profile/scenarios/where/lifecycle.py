@@ -16,7 +16,7 @@ from rtml_profile.host import Quiet, physical_cores
 from rtml_profile.measure.launcher import Group, reason_of, run_runtime
 from rtml_profile.measure.targets import zoo_target
 from rtml_profile.measure.timing import Settings, time_calls
-from rtml_profile.results import now, save_entries
+from rtml_profile.results import keep_good, now, save_entries
 from rtml_profile.runtimes.base import RunConfig
 from rtml_profile.scenarios.where.meters import Energy
 from rtml_profile.scenarios.where.nodes import weights_note
@@ -132,5 +132,6 @@ def run(models, runtime_names=None, threads=None, save=True, data_dir=None) -> l
             precisions = [p for p in runtimes.get(name).caps.precisions if p not in CALIBRATED]  # bench measures those
             out += [measure_isolated(name, target, p, threads) for p in precisions]
     if save:
-        save_entries("lifecycle", out, ("model", "runtime", "precision"), data_dir or paths.DATA)
+        key = ("model", "runtime", "precision")  # a failed run never replaces a good entry (keep_good)
+        save_entries("lifecycle", out, key, data_dir or paths.DATA, merge=keep_good(key))
     return out

@@ -22,6 +22,7 @@ from rtml_profile import UserError, paths, runtimes, stats, zoo
 from rtml_profile.analyze import analyze
 from rtml_profile.files import read_json
 from rtml_profile.host import Quiet, physical_cores
+from rtml_profile.measure.request import check_memory
 from rtml_profile.measure.targets import zoo_target
 from rtml_profile.measure.timing import Settings, time_calls
 from rtml_profile.results import now, save_entries
@@ -175,12 +176,13 @@ def run(models, runtime_names, precisions, batches, scope="compute", threads=Non
     """Profile every model x runtime x precision x batch; with `save`, merge the entries into this host's
     nodes_<host>.json. A runtime without a node profiler, or one that cannot run here, is a UserError."""
     settings = Settings(min_iters=300, min_s=min_time, max_s=max(3.0, min_time), max_iters=MAX_PROFILED)
-    settings.threads = threads or physical_cores()
+    settings.threads = physical_cores() if threads is None else threads  # 0 is refused by validate, not defaulted
     settings.validate()
     for name in runtime_names:
         _checked_class(name)
     out = []
     targets = [zoo_target(s.id, with_accuracy=False) for s in zoo.resolve(models)]
+    check_memory(targets, batches)
     costs = {name: profiler_cost(name, scope, settings) for name in runtime_names}  # the same for every model
     for target in targets:
         target.note = note or weights_note(target.ref.model_id)
