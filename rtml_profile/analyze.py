@@ -15,7 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rtml_profile import UserError
+from rtml_profile import UserError, hw2, paths, zoo
+from rtml_profile.files import check_writable
+from rtml_profile.host import available_memory_bytes
+from rtml_profile.results import read_csv, upsert_rows
 
 CONVENTION = (
     "MACs = multiply-accumulates of Gemm/MatMul/Conv/ConvTranspose incl. bias adds, per sample; "
@@ -257,8 +260,6 @@ def torch_cross_check(model_id: str, analysis: Analysis) -> list[dict]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from rtml_profile import zoo
-
     spec = zoo.get(model_id)
     model = zoo.build(spec).eval()
     with FlopCounterMode(display=False) as fc, torch.no_grad():
@@ -300,7 +301,6 @@ def torch_cross_check(model_id: str, analysis: Analysis) -> list[dict]:
 
 def hw2_comparison(model_id: str, analysis: Analysis) -> dict:
     """HW2's reported GMACs and parameters beside the measured ones, with the reason they differ."""
-    from rtml_profile import hw2
 
     rep = hw2.REPORTED[model_id]
     return {
@@ -334,7 +334,6 @@ def tidy_rows(analysis: Analysis) -> list[dict]:
 
 def _check_memory(path: Path, inputs: dict):
     """Refuse shapes whose zero-filled inputs alone (shape inference materializes activations too) would not fit."""
-    from rtml_profile.host import available_memory_bytes
 
     need = sum(int(np.prod(s, dtype=np.float64)) * np.dtype(t).itemsize for s, t in inputs.values())
     free = available_memory_bytes()
@@ -358,7 +357,6 @@ class Result:
 
 def targets(target: str) -> list[tuple[str | None, Path]]:
     """'all', a zoo id, or a path to any ONNX file -> [(zoo id or None, ONNX path)]; problems raise UserError."""
-    from rtml_profile import paths, zoo
 
     if target == "all" or target in zoo.MODELS:
         for spec in zoo.resolve(target):
@@ -374,9 +372,6 @@ def targets(target: str) -> list[tuple[str | None, Path]]:
 def run(target: str, batch: int = 1, shapes=None, save: bool = True, data_dir: Path | None = None) -> list[Result]:
     """Analyze `target` (see `targets`); with `save`, merge the tidy rows into <data_dir>/analysis.csv (checked
     for writability and readability before any work)."""
-    from rtml_profile import paths
-    from rtml_profile.files import check_writable
-    from rtml_profile.results import read_csv, upsert_rows
 
     jobs = targets(target)
     data_dir = Path(data_dir or paths.DATA)

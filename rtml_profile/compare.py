@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from rtml_profile import UserError, paths, schema, stats
+from rtml_profile.results import load_samples, read_csv
 
 METRIC = {"bench": "p50_us", "load": "p99_us"}
 SHOWN = {"bench": ["model", "runtime", "precision", "variant", "scope", "batch"],
@@ -116,7 +117,6 @@ def compare(old: str, new: str, factor: float = 1.2) -> Comparison:
 
 def machines(folder: Path) -> dict[str, str]:
     """{host id: label} of the ok bench and load rows in a results folder."""
-    from rtml_profile.results import read_csv
 
     out = {}
     for kind in ("bench", "load"):
@@ -148,7 +148,6 @@ def same_machines(old: str, a: Path, new: str, b: Path) -> list[str]:
 
 
 def _pairs(a: Path, b: Path, kind: str):
-    from rtml_profile.results import load_samples, read_csv
 
     key = schema.KEYS[kind]
     old, new = (read_csv(d / schema.FILES[kind], kind) for d in (a, b))

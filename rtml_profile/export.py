@@ -13,7 +13,9 @@ import numpy as np
 from rtml_profile import UserError
 from rtml_profile.batching import in_chunks
 from rtml_profile.files import atomic_path
+from rtml_profile.session import cpu_session
 from rtml_profile.tolerances import EXPORT
+from rtml_profile.train import predict
 
 OPSET = 17
 INPUT, OUTPUT = "input", "output"
@@ -29,9 +31,6 @@ def run_ort(session, x: np.ndarray) -> np.ndarray:
 def parity(model, path, x: np.ndarray) -> float:
     """Max |ONNX Runtime CPU - PyTorch| over the rows of `x` (both float32)."""
     import torch
-
-    from rtml_profile.session import cpu_session
-    from rtml_profile.train import predict
 
     ref = predict(model, torch.as_tensor(x)).numpy()
     got = run_ort(cpu_session(path), x)
@@ -86,7 +85,5 @@ def export(model, in_features: int, dest: Path, x_check: np.ndarray) -> dict:
 
 def _ref_max_abs(model, x: np.ndarray) -> float:
     import torch
-
-    from rtml_profile.train import predict
 
     return float(predict(model, torch.as_tensor(x)).abs().max())

@@ -208,15 +208,15 @@ def read_npz(path, what: str = "arrays", limit_bytes: int | None = None) -> dict
 
     import numpy as np
 
-    from rtml_profile.host import available_memory_bytes
-
     path = Path(path)
     try:
         if not stat.S_ISREG(path.stat().st_mode):
             raise UserError(f"{path} ({what}) is not a regular file")
     except OSError as e:
         raise UserError(f"{path} ({what}) cannot be read ({e.strerror or type(e).__name__})") from None
-    limit = available_memory_bytes() // 2 if limit_bytes is None else limit_bytes
+    import psutil  # (not host.available_memory_bytes: host caches its facts through this module)
+
+    limit = int(psutil.virtual_memory().available) // 2 if limit_bytes is None else limit_bytes
     try:
         if not zipfile.is_zipfile(path):
             raise UserError(f"{path} ({what}) is not a readable .npz file of arrays (a zip of .npy files)")

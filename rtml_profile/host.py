@@ -27,6 +27,9 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from rtml_profile import UserError
+from rtml_profile.files import atomic_write
+
 FINGERPRINT_ENV = "RTML_FINGERPRINT"  # a JSON file of facts that replaces reading this machine (tests)
 # instruction sets that select different kernels in MLAS, oneDNN and PyTorch: (py-cpuinfo flag, name in a label)
 ISA = (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_vnni", "VNNI"), ("avx512_bf16", "BF16"),
@@ -127,8 +130,6 @@ def _cpuinfo() -> dict:
             return info
     info = cpuinfo.get_cpu_info()
     with contextlib.suppress(OSError):
-        from rtml_profile.files import atomic_write
-
         atomic_write(path, json.dumps(info))
     return info
 
@@ -194,7 +195,6 @@ def _machine(source: str) -> dict:
 
 
 def _facts_file(path: Path) -> dict:
-    from rtml_profile import UserError
 
     try:
         facts = json.loads(path.read_text())

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from rtml_profile import UserError, paths, schema
-from rtml_profile.files import atomic_write, check_writable, locked, write_json
+from rtml_profile.files import atomic_write, check_writable, locked, read_npz, write_json
 from rtml_profile.host import environment
 
 KEY = schema.KEYS["bench"]
@@ -252,7 +252,6 @@ def load_sample_arrays(data_dir: Path, row: dict, table: str = paths.BENCH_CSV) 
     """Every array of a row's samples file ('us': latencies in microseconds, plus any extra ones); None when the
     row has none, or names a path `samples_path` refuses (said on stderr). A file that is missing, unreadable or
     whose digest differs from the row's raises UserError."""
-    from rtml_profile.files import read_npz
 
     rel = row.get("samples_file")
     if not isinstance(rel, str) or not rel:

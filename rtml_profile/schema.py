@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rtml_profile import UserError, paths
+from rtml_profile.files import read_json, read_npz
 
 KEYS = {
     "bench": ["host", "model", "runtime", "precision", "variant", "scope", "batch"],
@@ -389,7 +390,6 @@ def read_profile_record(path, kind: str) -> dict:
 
 
 def _read_json(path) -> dict:
-    from rtml_profile.files import read_json
 
     return read_json(path)
 
@@ -472,7 +472,6 @@ def read_samples(path) -> dict:
     A file that is not a readable npz, or holds an array that is not a non-empty 1-D list of finite,
     non-negative latencies, raises UserError naming the file and the entry.
     """
-    from rtml_profile.files import read_npz
 
     try:
         data = read_npz(path, "samples file")

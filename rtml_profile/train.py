@@ -14,7 +14,9 @@ import numpy as np
 
 from rtml_profile import UserError, metrics, stats
 from rtml_profile.batching import in_chunks
+from rtml_profile.cuda_graphs import capture
 from rtml_profile.data.common import Dataset
+from rtml_profile.host import physical_cores
 from rtml_profile.zoo import ModelSpec, Recipe, build
 
 EVAL_CHUNK = 4096
@@ -115,8 +117,6 @@ class _Stepper:
             return self.eager(idx)
         import torch
 
-        from rtml_profile.cuda_graphs import capture
-
         if self.graph is not None:
             self.static_idx.copy_(idx)
             self.graph.replay()
@@ -186,8 +186,6 @@ def train(
 ) -> TrainResult:
     """Train `spec` on `data` with `recipe`. Same seed, device and threads on CPU -> same final metrics."""
     import torch
-
-    from rtml_profile.host import physical_cores
 
     if cuda_graph and device != "cuda":
         raise UserError("--cuda-graph needs --device cuda")

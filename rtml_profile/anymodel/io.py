@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import UserError
+from rtml_profile.files import read_npz
 
 SEED = 0
 
@@ -165,7 +166,6 @@ def generate(inputs: list[Tensor], shapes: Shapes, batch: int, ranges: dict, see
 
 def load_npz(path: Path, inputs: list[Tensor]) -> dict[str, np.ndarray]:
     """The arrays of an --inputs .npz, checked against the model's inputs (names, ranks, dtype kinds, one batch)."""
-    from rtml_profile.files import read_npz
 
     path = Path(path)
     arrays = read_npz(path, "--inputs")

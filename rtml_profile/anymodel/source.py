@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import UserError, paths, zoo
+from rtml_profile.analyze import load_onnx
+from rtml_profile.artifacts import build_info, build_once, content_digest
 from rtml_profile.files import hash_files
+from rtml_profile.session import cpu_session
+from rtml_profile.tolerances import EXPORT
 
 TORCHVISION = "torchvision:"
 OPSET = 17
@@ -45,8 +49,6 @@ class Source:
 
 def resolve(target: str, image_size: int = 224, weights: str = "auto") -> Source:
     """`torchvision:<name>` (exported here) or a path to an ONNX file (checked: readable, ONNX, checker-clean)."""
-    from rtml_profile.analyze import load_onnx
-    from rtml_profile.artifacts import content_digest
 
     if target.startswith(TORCHVISION):
         return torchvision_source(target[len(TORCHVISION) :], image_size, weights)
@@ -85,8 +87,6 @@ def torchvision_source(name: str, image_size: int, weights: str) -> Source:
     seeded random ones ("random"), or "auto" (cached when present)."""
     import torch
     import torchvision
-
-    from rtml_profile.artifacts import build_info, build_once, content_digest
 
     if weights not in ("auto", "cached", "random"):
         raise UserError(f"--weights takes auto, cached or random, got {weights!r}")
@@ -160,9 +160,6 @@ def _build(name: str, image_size: int, weights_file: Path | None):
 def _export(name: str, image_size: int, weights_file: Path | None, dest: Path) -> dict:
     """Export to `dest` and check ONNX Runtime against PyTorch on seeded images; returns the check."""
     import torch
-
-    from rtml_profile.session import cpu_session
-    from rtml_profile.tolerances import EXPORT
 
     model = _build(name, image_size, weights_file)
     x = torch.randn(4, 3, image_size, image_size, generator=torch.Generator().manual_seed(2))

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import metrics, tolerances, zoo
+from rtml_profile.files import atomic_write
+from rtml_profile.results import SAMPLES, slug
 
 
 def accuracy(rt, target) -> dict:
@@ -56,9 +58,6 @@ def write_predictions(data_dir: Path, host: str, model: str, arrays: dict) -> st
     same predictions share one file); returns the path relative to `data_dir`, for the row's predictions_file."""
     import hashlib
     import io
-
-    from rtml_profile.files import atomic_write
-    from rtml_profile.results import SAMPLES, slug
 
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(arrays[k]).tobytes() for k in sorted(arrays))).hexdigest()
     rel = f"{SAMPLES}/{slug(host)}/{slug(model)}/predictions.{digest[:12]}.npz"

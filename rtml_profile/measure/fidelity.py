@@ -15,9 +15,11 @@ import time
 
 import numpy as np
 
-from rtml_profile import stats
+from rtml_profile import paths, runtimes, stats
 from rtml_profile.host import load_average, physical_cores
 from rtml_profile.measure.timing import Settings, time_calls
+from rtml_profile.results import now, save_entries
+from rtml_profile.runtimes.base import RunConfig
 
 ROUNDS = 3
 ITERS = 2000
@@ -52,8 +54,6 @@ def single_call(target, threads: int | None = None, rounds: int = ROUNDS, iters:
                 runtime: str = "ort-cpu") -> dict:  # fmt: skip
     """The harness against a bare loop for `target` (measure.targets.Target) on an ONNX Runtime runtime (its
     `session`), fp32, end to end, batch 1."""
-    from rtml_profile import runtimes
-    from rtml_profile.runtimes.base import RunConfig
 
     threads = threads or physical_cores()
     x = target.inputs(1)
@@ -79,8 +79,6 @@ KEEP_RUNS = 6
 def run(target, threads: int | None = None, load=None, data_dir=None) -> dict:
     """Measure one fidelity entry (the single-call comparison, and the load half from LOAD_HOOK unless `load` is
     given) and append it to this host's fidelity record (the last KEEP_RUNS kept); returns the entry."""
-    from rtml_profile import paths
-    from rtml_profile.results import now, save_entries
 
     entry = {"timestamp": now(), "load_average_1min": load_average(),
              "single_call": {"status": "ok", **single_call(target, threads)},

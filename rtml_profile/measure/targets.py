@@ -21,6 +21,7 @@ from rtml_profile.measure.accuracy import accuracy
 from rtml_profile.measure.request import check_memory
 from rtml_profile.runtimes.base import Calibration, ModelRef
 from rtml_profile.session import cpu_session
+from rtml_profile.train import predict
 from rtml_profile.vocab import CALIBRATION_METHODS
 
 CHECK_ROWS = 32  # generated samples every runtime's outputs are checked on
@@ -114,8 +115,6 @@ def zoo_target(
         t.note = "accuracy not asked for (--no-accuracy)"
         return t
     import torch
-
-    from rtml_profile.train import predict
 
     model, trained_on = load_checkpoint(model_id)
     try:  # the housing split is seeded: evaluate on the rows the checkpoint was validated on

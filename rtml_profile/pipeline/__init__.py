@@ -20,10 +20,12 @@ from rtml_profile.checkpoints import save_checkpoint
 from rtml_profile.export import export
 from rtml_profile.files import atomic_group, check_writable, write_json
 from rtml_profile.host import environment
+from rtml_profile.measure import fidelity
 from rtml_profile.measure.request import parse_batches
 from rtml_profile.measure.timing import Settings
 from rtml_profile.results import now
 from rtml_profile.scenarios import bench, loadgen
+from rtml_profile.train import pick_device, train
 
 DEVICES = ("auto", "cpu", "cuda")
 SEED_MAX = 2**32 - 1  # numpy, torch and CUDA generators all take 0..2**32-1
@@ -110,8 +112,6 @@ def train_and_export(model_id: str, data_dir=None, *, quiet: bool = False, **opt
     out = training_outputs(model_id)
     check_destinations(out.values())
     data = load_training_data(run)
-
-    from rtml_profile.train import pick_device, train
 
     device = pick_device(run.device)
     result = train(
@@ -204,7 +204,6 @@ def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", 
 def trust_run(model_id: str = "2b", data_dir=None) -> dict:
     """How far to trust this run (report: "How far to trust this run"): the harness against a bare loop on the
     same ORT session, and the load half (measure.fidelity.LOAD_HOOK), appended to this host's fidelity record."""
-    from rtml_profile.measure import fidelity
 
     return fidelity.run(bench.zoo_target(model_id, data_dir, with_accuracy=False), data_dir=None)
 

@@ -9,8 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rtml_profile.files import atomic_write
+from rtml_profile.report import figures as fg
+from rtml_profile.report.appendix import render_appendix
+from rtml_profile.report.common import host_label
+from rtml_profile.report.cost import section_cost
+from rtml_profile.report.decide import section_decision
+from rtml_profile.report.faster import section_faster
+from rtml_profile.report.findings import section_findings
 from rtml_profile.report.fmt import duration_us, pct, rate, sig  # noqa: F401  (the number style, for callers)
-from rtml_profile.report.inputs import Inputs, load_inputs
+from rtml_profile.report.inputs import Inputs, load_inputs, models
+from rtml_profile.report.loadsec import section_load
+from rtml_profile.report.models import INDEX, records, render_all
+from rtml_profile.report.trust import section_trust
+from rtml_profile.report.where import appendix_where, section_where
 
 DEFAULT_BUDGETS_MS = (33.3,)  # one frame at 30 fps; other deadlines: `rtml-profile load --deadline`
 APPENDIX = "APPENDIX.md"
@@ -20,9 +32,6 @@ REGENERATE = (
 
 
 def _figures(inp: Inputs) -> dict[str, bytes]:
-    from rtml_profile.report import figures as fg
-    from rtml_profile.report.common import host_label
-    from rtml_profile.report.inputs import models
 
     out = {f"curves_{mid}.png": fg.learning_curves(rec) for mid, rec in inp.records.items()}
     ok = inp.ok
@@ -35,7 +44,6 @@ def _figures(inp: Inputs) -> dict[str, bytes]:
 
 def _models_line(inp: Inputs) -> str:
     """One line naming the models profiled with `rtml-profile profile` (their appendices are in models/)."""
-    from rtml_profile.report.models import INDEX, records
 
     names = ", ".join(r["name"] for r in records(inp.data_dir))
     return f"Also profiled (`rtml-profile profile`): [{names}](models/{INDEX}).\n" if names else ""
@@ -43,12 +51,6 @@ def _models_line(inp: Inputs) -> str:
 
 def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
     """(REPORT.md, APPENDIX.md) for `inp`; figures the sections draw are added to `figures`."""
-    from rtml_profile.report.appendix import render_appendix
-    from rtml_profile.report.cost import section_cost
-    from rtml_profile.report.decide import section_decision
-    from rtml_profile.report.faster import section_faster
-    from rtml_profile.report.findings import section_findings
-    from rtml_profile.report.loadsec import section_load
     from rtml_profile.report.sections import (
         appendix_machines,
         appendix_speed,
@@ -58,8 +60,6 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
         section_training,
         summary_skipped,
     )
-    from rtml_profile.report.trust import section_trust
-    from rtml_profile.report.where import appendix_where, section_where
 
     parts = [
         (
@@ -97,8 +97,6 @@ def render(
 
     Raises UserError (and writes nothing) when `data_dir` is missing, holds no result file, or holds a damaged one.
     """
-    from rtml_profile.files import atomic_write
-    from rtml_profile.report.models import render_all
 
     inp = load_inputs(Path(data_dir))
     figures = _figures(inp)

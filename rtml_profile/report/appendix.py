@@ -9,7 +9,9 @@ from rtml_profile.report.common import (
     host_label,
     warn_mark,
 )
+from rtml_profile.report.faster import appendix_faster
 from rtml_profile.report.fmt import duration_us, missing, pct, rate, sig, table
+from rtml_profile.report.hw2sec import section_hw2
 from rtml_profile.report.inputs import CONFIG, Inputs, models
 from rtml_profile.report.loadsec import appendix_load
 
@@ -75,8 +77,6 @@ def render_appendix(inp: Inputs, budgets_ms) -> str:
         "difference and the tolerance it had to meet, and the share of identical predicted classes.\n\n"
     )
     out.append(table(parity_rows(inp)))
-    from rtml_profile.report.faster import appendix_faster
-    from rtml_profile.report.hw2sec import section_hw2
 
     out.append(appendix_faster(inp))
     hw2 = section_hw2(inp)

@@ -8,14 +8,10 @@ import numpy as np
 
 from rtml_profile import stats, zoo
 from rtml_profile.host import BUSY_CORES
-from rtml_profile.report.fmt import delta, pct, points, sig, signed
+from rtml_profile.report import paired
+from rtml_profile.report.fmt import delta, filled, pct, points, sig, signed
 from rtml_profile.report.inputs import Inputs, samples
 from rtml_profile.vocab import base_variant
-
-
-def filled(v) -> bool:
-    """Not None, not NaN (an empty CSV cell), not blank."""
-    return v is not None and not (isinstance(v, float) and math.isnan(v)) and str(v).strip() != ""
 
 
 def host_gpu(inp: Inputs, host: str) -> str:
@@ -129,7 +125,6 @@ def same_weights_fp32(inp: Inputs, row):
 def change_vs_fp32(inp: Inputs, row) -> str:
     """The row's metric change against the PyTorch fp32 model (its training record; for rows from other
     weights, fp32 on those same weights), with its interval."""
-    from rtml_profile.report import paired
 
     mine = paired.reference_row(inp, row)
     if mine is not None and mine is not row and paired.predictions(inp, row) is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rtml_profile import stats, zoo
+from rtml_profile.report import figures as fg
 from rtml_profile.report.common import config, host_label, on_record
 from rtml_profile.report.fmt import duration_us, pct, table
 from rtml_profile.report.inputs import Inputs
@@ -41,7 +42,6 @@ def frontier(points: list[dict]) -> list[dict]:
 
 
 def section_cost(inp: Inputs, figures: dict) -> str:
-    from rtml_profile.report import figures as fg
 
     pts = cost_points(inp)
     out = ["## Accuracy vs latency\n\n"]

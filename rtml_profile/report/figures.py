@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 from rtml_profile import stats
+from rtml_profile.report.fmt import sig
 
 
 def pyplot():
@@ -20,8 +21,6 @@ def pyplot():
 def plain_log(ax, axis: str, ticks=None):
     """A log axis labelled with plain numbers (no 10^n or 2^n), as the report writes them."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    from rtml_profile.report.fmt import sig
 
     a = ax.xaxis if axis == "x" else ax.yaxis
     if ticks is not None:

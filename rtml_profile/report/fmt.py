@@ -93,3 +93,8 @@ def table(rows: list[dict]) -> str:
 
 def missing(what: str, command: str) -> str:
     return f"_No {what} in the data folder: run `{command}` to produce it._\n"
+
+
+def filled(v) -> bool:
+    """Not None, not NaN (an empty CSV cell), not blank."""
+    return v is not None and not (isinstance(v, float) and math.isnan(v)) and str(v).strip() != ""

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtml_profile import UserError, paths, schema, zoo
-from rtml_profile.results import PROFILE_KINDS
+from rtml_profile.host import FACTS
+from rtml_profile.results import PROFILE_KINDS, load_sample_arrays, load_samples
 
 CONFIG = ["runtime", "precision", "variant", "scope"]  # one way of running a model on a host
 
@@ -96,7 +97,6 @@ def load_inputs(data_dir) -> Inputs:
 def machines(inp: Inputs) -> dict:
     """host id -> the first filled value of each machine fact (host.FACTS, host_label) over every row and record
     of that host."""
-    from rtml_profile.host import FACTS
 
     wanted = ("host_label", *FACTS)
     found = [r["environment"] for r in [*inp.records.values(), *inp.extras.values()]]
@@ -117,7 +117,6 @@ def machines(inp: Inputs) -> dict:
 
 def _load_samples(inp: Inputs, row: dict):
     """A load.csv row's per-query samples, read and checked (the report states numbers derived from them)."""
-    from rtml_profile.results import load_sample_arrays
 
     where = row.get("samples_file") or f"{inp.data_dir}/load.csv ({row['model']})"
     arrays = load_sample_arrays(inp.data_dir, row, paths.LOAD_CSV)  # an unreadable file is its own UserError there
@@ -132,7 +131,6 @@ def _bench(inp: Inputs, b):
 
 def samples(inp: Inputs, row: dict):
     """Raw latency samples (us) of one bench row, or None; the report's only way to them."""
-    from rtml_profile.results import load_samples
 
     key = tuple(row[k] for k in ["host", "model", *CONFIG, "batch"])
     if key not in inp._samples:

@@ -4,6 +4,7 @@ load curves (p99 and miss rate against offered load) with the queue model's pred
 from __future__ import annotations
 
 from rtml_profile.report.common import host_label
+from rtml_profile.report.figures import load_curves
 from rtml_profile.report.fmt import duration_us, pct, rate, ratio, sig, table
 from rtml_profile.report.inputs import Inputs
 
@@ -95,7 +96,6 @@ def section_load(inp: Inputs, figures: dict) -> str:
     ok = _ok(inp)
     if ok is None or ok.empty:
         return ""
-    from rtml_profile.report.figures import load_curves
 
     ps = peaks(inp)
     figures["load_curves.png"] = load_curves(ps, lambda h: host_label(inp, h))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtml_profile import UserError, paths, schema
+from rtml_profile import UserError, paths, schema, tolerances
+from rtml_profile.files import atomic_write
+from rtml_profile.report import figures as fg
 from rtml_profile.report.fmt import count, duration_us, pct, rate, sig, table
 
 INDEX = "README.md"
@@ -122,8 +124,6 @@ def _checks(c) -> str:
 
 def render_text(tables: dict, rec: dict) -> tuple[str, dict]:
     """(the appendix Markdown, {figure name: PNG bytes}) for one record."""
-    from rtml_profile import tolerances
-    from rtml_profile.report import figures as fg
 
     key, slug = rec["key"], rec["slug"]
     b, c = _rows(tables, "bench", key), _rows(tables, "checks", key)
@@ -164,7 +164,6 @@ def render_text(tables: dict, rec: dict) -> tuple[str, dict]:
 
 def render_model(data_dir: Path, slug: str, out_dir: Path = paths.MODEL_REPORTS) -> Path:
     """Write out_dir/<slug>.md (and its figure) and the index; returns the appendix's path."""
-    from rtml_profile.files import atomic_write
 
     recs = {r["slug"]: r for r in records(data_dir)}
     if slug not in recs:

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import UserError, stats
-from rtml_profile.report.common import filled
-from rtml_profile.report.fmt import delta, points, sig, signed
+from rtml_profile.report.fmt import delta, filled, points, sig, signed
 from rtml_profile.report.inputs import Inputs
 
 UNPAIRED = "unpaired: no stored per-row predictions"

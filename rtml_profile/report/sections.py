@@ -195,7 +195,6 @@ def _results(inp: Inputs, h: str) -> str:
 
 
 def _hosts_in_order(inp: Inputs) -> list[str]:
-    from rtml_profile.schema import unknown
 
     return sorted(inp.machines, key=lambda h: (unknown(h), host_label(inp, h)))
 

@@ -7,6 +7,8 @@ import numpy as np
 
 from rtml_profile import UserError, paths
 from rtml_profile.batching import in_chunks
+from rtml_profile.checkpoints import load_checkpoint
+from rtml_profile.cuda_graphs import capture
 from rtml_profile.runtimes import base
 from rtml_profile.runtimes.base import (
     Capabilities,
@@ -37,8 +39,6 @@ class _Torch(Runtime):
 
     def load(self):
         import torch
-
-        from rtml_profile.checkpoints import load_checkpoint
 
         if self.model.model_id is None and not self.model.empty:
             raise UserError(f"{self.name} runs zoo checkpoints only; {self.model.name} is an ONNX file")
@@ -120,8 +120,6 @@ class _Torch(Runtime):
 
             return run
         if scope == "cuda-graph":
-            from rtml_profile.cuda_graphs import capture
-
             with torch.inference_mode():
                 graph, self._static_out = capture(lambda: net(xt))
             self._graphs.append(graph)

@@ -491,8 +491,6 @@ def in_run(arrays: dict, sc: Scenario, goal: Goal) -> dict:
 
 def predict(service, sc: Scenario, goal: Goal, replicas: int = 1) -> dict:
     """The simulation's p99, miss rate and achieved rate for the scenario's own schedule."""
-    from rtml_profile import queue_sim
-
     if sc.kind == "single-stream":
         rng = np.random.default_rng(sc.seed)
         lat = np.asarray([service.draw(1, rng) for _ in range(4000)])

@@ -22,6 +22,7 @@ from rtml_profile.host import Quiet, physical_cores
 from rtml_profile.measure.timing import Settings, time_calls
 from rtml_profile.results import now, save_entries
 from rtml_profile.runtimes.base import ModelRef, RunConfig, cuda_ready
+from rtml_profile.session import cpu_session
 from rtml_profile.views import agreement
 
 AGREE = 0.15  # two runs of the same limit should differ by less than this (relative)
@@ -55,8 +56,6 @@ def llc_bytes() -> int | None:
 def _ort_matmul(dtype: str, n: int, threads: int):
     """An ONNX Runtime CPU session doing one n x n x n product (MatMul, or MatMulInteger for int8)."""
     from onnx import TensorProto, helper, numpy_helper
-
-    from rtml_profile.session import cpu_session
 
     rng = np.random.default_rng(0)
     if dtype == "int8":
@@ -156,8 +155,6 @@ def _gemv(nbytes: int, threads: int):
     """An ONNX Runtime CPU session multiplying a 1 x K vector by a K x 256 fp32 matrix of `nbytes`: a read-only
     pass over the matrix by every intra-op thread, the way a batch-1 MLP layer reads its weights."""
     from onnx import TensorProto, helper, numpy_helper
-
-    from rtml_profile.session import cpu_session
 
     k = max(1, nbytes // (4 * READ_COLUMNS))
     w = numpy_helper.from_array(np.ones((k, READ_COLUMNS), np.float32), "w")
