@@ -36,8 +36,10 @@ def trained(tmp_path_factory, data_dir):
 
 
 @pytest.fixture
-def fresh(trained, tmp_path, monkeypatch):
-    """A fresh project: the trained model's checkpoint and export, no result file anywhere."""
+def fresh(trained, tmp_path, monkeypatch, data_dir):
+    """A fresh project: the trained model's checkpoint and export, no result file anywhere; the data set where a
+    user's environment names it ($RTML_DATA_DIR), whatever the shell running the tests says."""
+    monkeypatch.setenv("RTML_DATA_DIR", str(data_dir))
     for sub in ("models", "exported"):
         shutil.copytree(trained / sub, tmp_path / sub)
     tiny(tmp_path / "tiny.onnx")

@@ -18,7 +18,8 @@ from rtml_profile.report.decide import section_decision
 from rtml_profile.report.faster import section_faster
 from rtml_profile.report.findings import section_findings
 from rtml_profile.report.fmt import duration_us, pct, rate, sig  # noqa: F401  (the number style, for callers)
-from rtml_profile.report.inputs import Inputs, load_inputs, models
+from rtml_profile.report.inputs import Inputs, load_inputs
+from rtml_profile.report.inputs import models as model_ids  # (report.models, a submodule, is another thing)
 from rtml_profile.report.loadsec import section_load
 from rtml_profile.report.models import INDEX, records, render_all
 from rtml_profile.report.trust import section_trust
@@ -35,7 +36,7 @@ def _figures(inp: Inputs) -> dict[str, bytes]:
 
     out = {f"curves_{mid}.png": fg.learning_curves(rec) for mid, rec in inp.records.items()}
     ok = inp.ok
-    for mid in models(inp) if ok is not None else []:
+    for mid in model_ids(inp) if ok is not None else []:
         rows = ok[ok["model"] == mid]
         if len(rows):
             out[f"latency_{mid}.png"] = fg.latency(rows, f"{mid}: p50 latency vs batch", lambda h: host_label(inp, h))
