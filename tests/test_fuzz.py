@@ -210,7 +210,7 @@ def test_a_failed_lifecycle_entry_keeps_the_good_one():
 
 def test_python_O_keeps_every_check_and_OO_the_help(tmp_path):
     r = run(["report", "--budget", "0,-1"], tmp_path, flags=("-O",))
-    assert r.returncode == 2 and "--budget takes positive milliseconds" in r.stderr, r.stderr
+    assert r.returncode == 2 and "Invalid value for '--budget'" in r.stderr, r.stderr  # the option's own parser
     r = run(["bench", "--onnx", "x.onnx", "--shape", "x=0"], tmp_path, flags=("-O",))
     assert r.returncode == 2 and "--shape takes NAME=D1,D2" in r.stderr, r.stderr
     r = run(["load", "--help"], tmp_path, flags=("-OO",))

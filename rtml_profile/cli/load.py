@@ -1,0 +1,106 @@
+"""load and compare: real-time load with MLPerf LoadGen, and regressions between two results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rtml_profile import UserError
+from rtml_profile.cli.app import app, echo_table, friendly
+from rtml_profile.cli.params import SEED_MAX, Batching, Positives, batching, positives, ranged
+
+
+@app.command("load")
+@friendly
+def load_cmd(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Zoo model id (repeatable).")],
+    runtime: Annotated[list[str], typer.Option("--runtime", "-r", help="Runtime (repeatable).")] = ["ort-cpu"],  # noqa: B006
+    precision: Annotated[list[str], typer.Option("--precision", "-p", help="Precision (repeatable).")] = ["fp32"],  # noqa: B006
+    scenario: Annotated[str, typer.Option(help="server, multi-stream, single-stream or offline.")] = "server",
+    deadline: Annotated[
+        Optional[float],
+        ranged("Deadline in ms (default 1; multi-stream: the frame period).", 0, 3.6e6, True),
+    ] = None,
+    miss_target: Annotated[float, ranged("Largest acceptable share of late queries.", 0, 1, False, True)] = 0.01,
+    confidence: Annotated[
+        float,
+        ranged("Confidence of the 'p99 within the deadline' claim.", 0, 1, True, True),
+    ] = 0.95,
+    batching_: Annotated[
+        Batching,
+        typer.Option(
+            "--batching",
+            parser=batching,
+            metavar="B@US,...",
+            help="Dynamic batching settings MAX_BATCH@MAX_WAIT_US, comma-separated; 1 = off.",
+        ),
+    ] = "1",  # fmt: skip
+    duration: Annotated[float, typer.Option(help="Seconds per trial (server, multi-stream, single-stream).")] = 2.0,
+    trials: Annotated[int, typer.Option(help="Bisection steps of the peak-rate search (server).")] = 6,
+    over: Annotated[
+        Positives, typer.Option(parser=positives, metavar="X,X", help="Multiples of the peak run after the search.")
+    ] = "1.5",
+    rate: Annotated[
+        Optional[Positives],
+        typer.Option(
+            parser=positives,
+            metavar="R,R",
+            help="Fixed rates instead of a search (server: queries/s; multi-stream: fps).",
+        ),
+    ] = None,  # fmt: skip
+    streams: Annotated[int, typer.Option(help="multi-stream: number of streams.", min=1, max=1024)] = 4,
+    fps: Annotated[float, ranged("multi-stream: frames per second of each stream.", 0, 1e6, True)] = 30.0,
+    queries: Annotated[int, typer.Option(help="offline: number of queries issued at once.")] = 10000,
+    max_queries: Annotated[
+        int, typer.Option(help="server, multi-stream: end a trial after this many queries.")
+    ] = 20000,
+    threads: Annotated[
+        Optional[int],
+        typer.Option(help="Intra-op threads (default: physical cores - 1, one is the generator's).", min=1, max=1024),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the arrival schedule.", min=0, max=SEED_MAX)] = 0,
+    results: Annotated[Path, typer.Option(help="Results folder (load.csv and samples/).")] = Path("reports/data"),
+):
+    """Open-loop load: the highest arrival rate whose p99 meets a deadline (server), or one scenario run;
+    per-query latencies from the scheduled arrival, the generator's own error, and the queue model's prediction."""
+    from rtml_profile.scenarios import loadgen as load
+
+    fixed = tuple(rate or ())
+    multi = scenario == "multi-stream"
+    sc = load.Scenario(kind=scenario, rate=fps if multi else (fixed or (100.0,))[0], streams=streams,
+                       duration_s=duration, queries=queries, seed=seed, max_queries=max_queries)  # fmt: skip
+    deadline_ms = deadline if deadline is not None else 1e3 / (fixed[0] if fixed else fps) if multi else 1.0
+    req = load.Request(model, runtime, precision, sc, list(batching_),
+                       load.Goal(deadline_ms * 1e3, miss_target, confidence),
+                       load.Search(trials=trials, over=tuple(over), rates=fixed), threads, results,
+                       say=typer.echo)  # fmt: skip
+    rows = load.execute(req)
+    for line in load.peak_lines(rows):
+        typer.echo(line)
+    if not any(r["status"] == "ok" for r in rows):
+        raise UserError("nothing asked for could run: " + "; ".join(sorted({r["reason"] for r in rows})))
+
+
+@app.command()
+@friendly
+def compare(
+    old: Annotated[str, typer.Argument(help="Results folder, or a git revision (its reports/data).")],
+    new: Annotated[
+        Optional[str], typer.Argument(help="Results folder or git revision (default: ./reports/data).")
+    ] = None,
+    factor: Annotated[float, typer.Option(help="Fail when a row is significantly slower by this ratio.")] = 1.2,
+):
+    """Per row of bench.csv and load.csv: the latency ratio NEW/OLD and whether the raw samples make it real
+    (Mann-Whitney U at 0.001 and a 1.1x ratio); exits 1 when a row regressed beyond --factor. Rows are compared
+    only with rows of the same machine (fingerprint); OLD and NEW from different machines: exit 2."""
+    from rtml_profile import compare as cmp
+
+    res = cmp.compare(old, new or "reports/data", factor)
+    for w in res.warnings:
+        typer.echo(w, err=True)
+    echo_table(res.rows, floatfmt=".4g") if res.rows else typer.echo("no rows in common")
+    typer.echo(res.summary())
+    if res.regressions:
+        raise typer.Exit(1)
