@@ -149,7 +149,7 @@ def positives(text: str) -> Positives:
         if not all(0 < v < float("inf") for v in out):
             raise ValueError  # not an assert: user input is checked under python -O too
     except ValueError:
-        raise typer.BadParameter(f"takes positive numbers separated by commas, got {text!r}") from None
+        raise typer.BadParameter(f"{text!r} is not positive numbers, comma-separated") from None
     return out
 
 
