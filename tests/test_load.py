@@ -131,6 +131,12 @@ def test_load_command_search_rows_samples_and_report(cli, project, tmp_path, mon
 
     arrays = load_sample_arrays(data, rows.iloc[0].to_dict(), "load.csv")
     assert len(arrays["us"]) == rows.iloc[0]["n"] and len(arrays["issue_us"]) == len(arrays["us"])
+    # every row names LoadGen's summary log of its run; the detail log lies beside it
+    for rel in rows["loadgen_log"]:
+        summary = (data / rel).read_text()
+        assert "MLPerf Results Summary" in summary and "Scenario : Server" in summary
+        assert (data / rel.replace("summary.txt", "detail.txt.gz")).is_file()
+    assert set(rows["loadgen_result"]) <= {"VALID", "INVALID"} and rows["engine"].eq("mlperf-loadgen").all()
     from rtml_profile.report import render
 
     out = render(data, tmp_path / "out" / "REPORT.md")
