@@ -45,7 +45,7 @@ class Scenario:
     """One load run's settings (a scenario is settings, not a code path)."""
 
     kind: str = "server"
-    rate: float = 100.0  # server: mean arrivals per second; multi-stream: frames per second of each stream
+    rate: float = 100.0  # server: mean arrivals per second; multi-stream: frames per second (sets the deadline)
     streams: int = 1  # multi-stream
     duration_s: float = 1.0  # server, multi-stream, single-stream: LoadGen's min_duration
     queries: int = 1000  # offline
@@ -56,8 +56,9 @@ class Scenario:
 
     @property
     def offered_qps(self) -> float:
-        """Offered load in queries per second (0 for closed-loop single-stream; offline offers all at once)."""
-        return {"server": self.rate, "multi-stream": self.rate * self.streams}.get(self.kind, 0.0)
+        """Offered load in queries per second: server only (LoadGen's single- and multi-stream issue the next query
+        when the previous completes; offline offers all at once)."""
+        return self.rate if self.kind == "server" else 0.0
 
     def at(self, rate: float) -> Scenario:
         return dataclasses.replace(self, rate=float(rate))
@@ -88,7 +89,7 @@ def queries_for(sc: Scenario, goal: Goal) -> int:
     need = 1.05 * stats.queries_needed(0, PERCENTILE, max(goal.confidence, LOADGEN_CONFIDENCE))
     if sc.kind == "offline":
         return sc.queries
-    return int(math.ceil(max(need, sc.offered_qps * sc.duration_s / max(1, sc.streams))))
+    return int(math.ceil(max(need, sc.offered_qps * sc.duration_s)))
 
 
 def plan(sc: Scenario, goal: Goal, expected_us: float = 1000.0, capacity: float = 0.0):
