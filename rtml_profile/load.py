@@ -618,19 +618,27 @@ PEAK_KEY = ("host", "model", "runtime", "precision", "max_batch", "max_wait_us",
 
 
 def peaks(rows: list[dict]) -> list[dict]:
-    """Per searched configuration: the highest offered rate that met the goal (the row at it) or None, and the
-    lowest rate tried."""
-    out, low = {}, {}
+    """Per searched configuration: the highest offered rate that met the goal (the row at it) or None, the
+    lowest rate tried, and `open`: no rate above the peak was tried (every rate tried passed)."""
+    out, tried = {}, collections.defaultdict(list)
     for r in rows:
         if r.get("status") != "ok" or r.get("scenario") != "server" or r.get("role") != "search":
             continue
         k = tuple(r.get(c, "") for c in PEAK_KEY)
         best = out.get(k)
-        low[k] = min(low.get(k, math.inf), r["offered_qps"])
+        tried[k].append(r)
         if r["passed"] and (best is None or r["offered_qps"] > best["offered_qps"]):
             out[k] = r
         out.setdefault(k, None)
-    return [{"key": k, "row": v, "lowest": low[k]} for k, v in out.items()]
+    return [
+        {
+            "key": k,
+            "row": v,
+            "lowest": min(r["offered_qps"] for r in tried[k]),
+            "open": v is not None and not any(r["offered_qps"] > v["offered_qps"] for r in tried[k]),
+        }
+        for k, v in out.items()
+    ]
 
 
 def peak_lines(rows: list[dict]) -> list[str]:
@@ -650,6 +658,7 @@ def peak_lines(rows: list[dict]) -> list[str]:
             f"[{r['p99_lo_us'] or 0:.4g}, {r['p99_hi_us'] or float('inf'):.4g}], miss rate "
             f"{100 * r['miss_rate']:.3g}% [{100 * r['miss_lo']:.3g}, {100 * r['miss_hi']:.3g}] over {r['n']} queries; "
             f"LoadGen issue delay p99 {r['issue_p99_us']:.3g} us; log {r.get('loadgen_log', '')}"
+            + ("; every rate tried passed: the bracket (1.25x the measured capacity) was low" if p["open"] else "")
         )
     for r in rows:
         if r.get("status") == "ok" and r.get("role") == "camera":

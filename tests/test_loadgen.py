@@ -140,3 +140,21 @@ def test_idle_options_are_validated_and_named(cli):
         load.Idle(keepalive_ms=-1).validate()
     r = cli("load", "-m", "2b", "--pin", "one")
     assert r.exit_code == 2 and "--pin takes CPU numbers" in r.output
+
+
+def test_a_peak_is_a_rate_loadgen_ran_and_an_unbounded_one_says_so():
+    def row(rate, passed, role="search"):
+        return {"status": "ok", "scenario": "server", "role": role, "passed": passed, "offered_qps": rate,
+                "host": "h", "model": "2b", "runtime": "ort-cpu", "precision": "fp32", "max_batch": 1,
+                "max_wait_us": 0.0, "deadline_us": 1000.0, "settings": "", "confidence": 0.95, "p99_us": 500.0,
+                "p99_lo_us": 400.0, "p99_hi_us": 600.0, "miss_rate": 0.0, "miss_lo": 0.0, "miss_hi": 0.01, "n": 500,
+                "issue_p99_us": 50.0, "loadgen_result": "VALID" if passed else "INVALID",
+                "loadgen_log": "x"}  # fmt: skip
+
+    rows = [row(100, True), row(200, False), row(150, True), row(225, False, "1.5x peak")]
+    (p,) = load.peaks(rows)
+    assert p["row"]["offered_qps"] == 150 and not p["open"] and p["lowest"] == 100
+    assert "150 queries/s" in load.peak_lines(rows)[0] and "bracket" not in load.peak_lines(rows)[0]
+    rows = [row(100, True), row(150, True)]
+    assert "the bracket (1.25x the measured capacity) was low" in load.peak_lines(rows)[0]
+    assert "no rate tried met" in load.peak_lines([row(100, False)])[0]

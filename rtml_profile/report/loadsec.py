@@ -40,7 +40,11 @@ def peaks(inp: Inputs) -> list[dict]:
     for key, g in ok[ok["role"].astype(str).str.endswith(("search", "peak"))].groupby(GROUP, sort=True):
         rows = g.sort_values("offered_qps").to_dict("records")
         passing = [r for r in rows if _passed(r) and r.get("role") == "search"]
-        out.append({"key": dict(zip(GROUP, key)), "rows": rows, "peak": passing[-1] if passing else None})
+        peak = passing[-1] if passing else None
+        failed_above = peak is None or any(
+            r["offered_qps"] > peak["offered_qps"] and not _passed(r) and r.get("role") == "search" for r in rows
+        )
+        out.append({"key": dict(zip(GROUP, key)), "rows": rows, "peak": peak, "open": not failed_above})
     return out
 
 
@@ -49,7 +53,8 @@ def _peak_text(p) -> str:
     if r is None:
         lowest = min(float(x["offered_qps"]) for x in p["rows"])
         return f"none (not even {rate(lowest)})"
-    return f"{rate(r['offered_qps'])} ({r['runtime']} {r['precision']})"
+    top = ", no rate tried above it failed" if p.get("open") else ""
+    return f"{rate(r['offered_qps'])} ({r['runtime']} {r['precision']}{top})"
 
 
 def _best(inp: Inputs) -> dict:
