@@ -116,6 +116,10 @@ def main():
             v2, p2, _ = reference(onnx, 2 * peak, a.deadline_ms, a.threads, a.duration, queries)
             print(f"2. LoadGen alone at {peak:g}/s: {v1} (p99 {p1:.0f} us); at {2 * peak:g}/s: {v2} (p99 {p2:.0f} us)")
             ok &= v1 == "VALID" and v2 != "VALID"
+        elif search:  # does LoadGen alone agree that not even the lowest rate tried meets the deadline?
+            low = min(r["offered_qps"] for r in search)
+            v0, p0, _ = reference(onnx, low, a.deadline_ms, a.threads, a.duration, queries)
+            print(f"2. no peak: LoadGen alone at the lowest rate tried, {low:g}/s: {v0} (p99 {p0:.0f} us)")
         rows = toolkit(a.model, a.deadline_ms, a.threads, ["--rate", "30"], Path(tmp) / "camera")
         t30 = rows[-1]
         v3, p3, _ = reference(onnx, 30, a.deadline_ms, a.threads, a.duration, queries)
