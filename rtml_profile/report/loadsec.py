@@ -208,7 +208,8 @@ def _why(ok, own_better: bool) -> str:
     return (
         head
         + (slower + " (a call after an idle gap, and the inference thread's wake-up, cost more); " if slower else "")
-        + "neither sees the generator's own Python work per query, nor slow spells that hit several calls in a row."
+        + "neither sees LoadGen's issue delay and the SUT's Python work per query, nor slow spells that hit several "
+        "calls in a row."
     )
 
 
