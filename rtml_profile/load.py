@@ -514,7 +514,9 @@ def execute(req: Request) -> list[dict]:
 
         if status == "ok" and logs:
             row["loadgen_log"] = save_logs(req.results, stem, arrays["us"], logs)
-        out.append(record_with_samples(req.results, "load", row, stem, arrays if status == "ok" else None))
+        # LoadGen's schedule is not kept: its detail log holds the seed and settings that reproduce it
+        kept = {k: v for k, v in arrays.items() if k != "arrival_s"} if status == "ok" else None
+        out.append(record_with_samples(req.results, "load", row, stem, kept))
         if req.say:
             req.say(trial_line(out[-1]))
 
