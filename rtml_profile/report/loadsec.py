@@ -279,9 +279,9 @@ def appendix_load(inp: Inputs) -> str:
         "call times per batch size measured back to back in the same worker just before the trials), "
         "LoadGen's issue delay (p99) and its verdict (each row of load.csv names LoadGen's summary log of its run in "
         "`loadgen_log`; the gzipped detail log lies beside it), and growth: the median latency of the last quarter "
-        "of queries over the first (over 2: the queue builds), and kept up: completions per second over the offered rate (under 90%: "
-        "the system fell behind). A rate is met when LoadGen finds it VALID, its p99 claim holds, the late share is "
-        "within the target, growth is at most 2 and at least 90% was kept up.\n\n"
+        "of queries over the first (over 2: the queue builds), and kept up: completions per second over the offered "
+        "rate (under 90%: the system fell behind). A rate is met when LoadGen finds it VALID, its p99 claim holds, "
+        "the late share is within the target, growth is at most 2 and at least 90% was kept up.\n\n"
         + table(rows)
         + f"\nAt the peaks LoadGen issued queries up to {duration_us(_issue_at_peaks(inp))} late (p99). "
         f"The queue model is within {sig(100 * NEAR)}% of the measured p99 at {near} of {total} rates up to "
