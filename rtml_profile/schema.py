@@ -23,7 +23,7 @@ KEYS = {
     "analysis": ["model", "batch", "node"],
     "checks": ["host", "model", "runtime", "precision", "output"],
     "load": ["host", "model", "runtime", "precision", "scenario", "max_batch", "max_wait_us", "deadline_us",
-             "offered_qps"],
+             "offered_qps", "settings"],
     "precision_nodes": ["host", "model", "precision", "calibration_method", "node"],
     "precision_fixes": ["host", "model", "precision", "calibration_method", "kept_fp32"],
 }  # fmt: skip
@@ -58,7 +58,7 @@ _CHECK_STATS = (
 _LOAD_RESULTS = (
     "n", "p50_us", "p99_us", "p99_lo_us", "p99_hi_us", "miss_rate", "miss_lo", "miss_hi", "achieved_qps",
     "issue_p50_us", "issue_p99_us", "issue_max_us", "growth", "mean_batch", "pred_p99_us", "pred_miss_rate",
-    "kept_up", "call_p50_us", "b2b_p50_us", "pred_own_p99_us",
+    "kept_up", "call_p50_us", "b2b_p50_us", "pred_own_p99_us", "loadgen_p99_us", "loadgen_qps", "call_ratio",
 )  # fmt: skip
 _PREPARE = (
     "load_s",
@@ -122,6 +122,7 @@ TABLES = {
             "busy": "str",
         },
         optional=frozenset({*_LOAD_RESULTS, *_QUIET, "late", "role", "busy"}),
+        defaults=(("settings", ""),),
         ok_required=frozenset({"n", "p50_us", "p99_us", "miss_rate", "issue_p99_us", "achieved_qps"}),
     ),
     "precision_nodes": TableSchema(

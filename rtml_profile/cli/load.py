@@ -54,18 +54,35 @@ def load_cmd(
     fps: Annotated[float, ranged("multi-stream: frames per second of each stream.", 0, 1e6, True)] = 30.0,
     queries: Annotated[int, typer.Option(help="offline: number of queries issued at once.")] = 10000,
     max_queries: Annotated[
-        int, typer.Option(help="server, multi-stream: end a trial after this many queries.")
-    ] = 20000,
+        int, typer.Option(help="LoadGen's max_query_count: a run cut by it is INVALID (never a peak).", min=1)
+    ] = 2_000_000,
     threads: Annotated[
         Optional[int],
-        typer.Option(help="Intra-op threads (default: physical cores - 1, one is the generator's).", min=1, max=1024),
+        typer.Option(help="Intra-op threads (default: physical cores - 1, one is LoadGen's).", min=1, max=1024),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the arrival schedule.", min=0, max=SEED_MAX)] = 0,
     results: Annotated[Path, typer.Option(help="Results folder (load.csv and samples/).")] = Path("reports/data"),
+    camera: Annotated[
+        bool, typer.Option(help="Camera runs instead of a search: 30 and 60 arrivals/s, each at one frame and 1 ms.")
+    ] = False,
+    spin: Annotated[
+        Optional[bool], typer.Option("--spin/--no-spin", help="ONNX Runtime intra-op spinning (default: its own).")
+    ] = None,
+    keep_alive: Annotated[
+        float,
+        ranged("Run one unrecorded call whenever the session has been idle this many ms (0: off).", 0, 3.6e6),
+    ] = 0.0,
+    pin: Annotated[Optional[str], typer.Option(help="Pin the worker to these CPUs, comma-separated (e.g. 1).")] = None,
 ):
-    """Open-loop load: the highest arrival rate whose p99 meets a deadline (server), or one scenario run;
-    per-query latencies from the scheduled arrival, the generator's own error, and the queue model's prediction."""
+    """Open-loop load on MLPerf LoadGen: the highest arrival rate whose p99 meets a deadline (server), camera
+    rates, or one scenario run; per-query latencies from the scheduled arrival, LoadGen's verdict and logs, and
+    the queue model's prediction."""
     from rtml_profile.scenarios import loadgen as load
+
+    try:
+        cpus = tuple(int(c) for c in pin.split(",")) if pin else ()
+    except ValueError:
+        raise UserError(f"--pin takes CPU numbers, comma-separated, got {pin!r}") from None
 
     fixed = tuple(rate or ())
     multi = scenario == "multi-stream"
@@ -74,8 +91,8 @@ def load_cmd(
     deadline_ms = deadline if deadline is not None else 1e3 / (fixed[0] if fixed else fps) if multi else 1.0
     req = load.Request(model, runtime, precision, sc, list(batching_),
                        load.Goal(deadline_ms * 1e3, miss_target, confidence),
-                       load.Search(trials=trials, over=tuple(over), rates=fixed), threads, results,
-                       say=typer.echo)  # fmt: skip
+                       load.Search(trials=trials, over=tuple(over), rates=fixed, camera=camera),
+                       threads, results, say=typer.echo, idle=load.Idle(spin, keep_alive, cpus))  # fmt: skip
     rows = load.execute(req)
     for line in load.peak_lines(rows):
         typer.echo(line)

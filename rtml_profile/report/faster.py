@@ -176,9 +176,8 @@ def kept_check(fix: dict) -> str:
 
 
 REFUSED_NOTE = (
-    "Fix columns read `refused` where the node asked to stay fp32 was not shown to stay fp32 in the output graph: "
-    "quantize_dynamic renames `/0/Gemm` to `/0/Gemm_MatMul...`, so that exclusion changed nothing (rerun "
-    "`rtml-profile precision`, which now checks the graph)."
+    "`refused`: the node was not shown to stay fp32 in the output graph (quantize_dynamic renames `/0/Gemm` to "
+    "`/0/Gemm_MatMul...`; `rtml-profile precision` now checks the graph)."
 )
 
 
@@ -225,8 +224,8 @@ def section_faster(inp: Inputs) -> str:
     out = [
         f"## Faster paths\n\nAt batch 1 ({', '.join(sorted({host_label(inp, h) for _, h, _ in menu_groups(inp)}))}), "
         "the fastest path (torch.compile, static INT8, tuned settings included) whose metric stays within fp32's "
-        "95% interval, against the fastest default-setting fp32 path in the same scope (`compute`: the input "
-        "already on the device, where the wider menu was measured):\n\n",
+        "95% interval, against the fastest default-setting fp32 path in the same scope (`compute`, where the "
+        "wider menu was measured):\n\n",
         table(rows),
     ]
     prec = precision_rows(inp)

@@ -206,14 +206,15 @@ def section_machines(inp: Inputs) -> str:
     lines = [f"- {host_label(inp, h)}{'' if unknown(h) else f' (`{h}`)'}: {_results(inp, h)}"
              for h in _hosts_in_order(inp)]  # fmt: skip
     out = (
-        "## Machines\n\nRows are keyed by their machine's fingerprint ([appendix](APPENDIX.md#machines)): machines "
-        "that share a name stay apart, are never compared, and a machine's limits apply to its own rows only "
-        "(§: busy, as above).\n\n" + "\n".join(lines) + "\n"
+        "## Machines\n\nRows are keyed by machine fingerprint ([appendix](APPENDIX.md#machines)): machines sharing a "
+        "name stay apart, never compared; limits apply to their own machine's rows (§: busy).\n\n"
+        + "\n".join(lines)
+        + "\n"
     )
     if any(unknown(h) for h in inp.machines):
         out += (
-            "\nUnknown machines' results predate fingerprints (different machines shared one name): kept apart, "
-            "joined to no limits; `benchmarks/remeasure_cpu.sh` re-measures the CPU host's.\n"
+            "\nUnknown machines: results from before fingerprints, kept apart; `benchmarks/remeasure_cpu.sh` "
+            "re-measures the CPU host's.\n"
         )
     return out
 

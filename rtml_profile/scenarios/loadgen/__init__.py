@@ -1,22 +1,19 @@
-"""Real-time load, modeled on MLPerf Inference LoadGen: scenarios as settings, a seeded arrival schedule, an
-open-loop generator, dynamic batching, and the search for the highest rate that meets a deadline.
+"""Real-time load on MLPerf Inference LoadGen: scenarios as settings, the search for the highest rate that meets
+a deadline, camera rates, dynamic batching, the verdicts, the queue model beside the measurement, and the rows.
 
-Open loop: each query is issued at its scheduled time whether or not earlier ones have finished, and its latency
-is completion minus *scheduled* arrival, so time spent waiting in the queue counts (no coordinated omission).
+LoadGen (`mlcommons-loadgen`, the field's reference) is the engine of every run: it draws the arrival schedule,
+issues each query at its scheduled time whether or not earlier ones have finished (open loop), and measures each
+query's latency from its *scheduled* arrival, so time spent waiting counts (no coordinated omission). The system
+under test it drives is the runtime's session in its worker process (sut.py: batch 1 inline in LoadGen's
+issue call, or a batcher thread for dynamic batching). LoadGen's summary and detail logs are kept beside every
+row as the raw evidence of its run, and its per-query times (from its trace) are the row's samples.
 
-How the generator runs (in the runtime's worker process, see workers.py): a dispatcher thread sleeps until each
-query's scheduled time (sleeping until SPIN_NS before it, then yielding in a loop, which releases the GIL so the
-inference thread is never held up by the wait) and appends the query to a queue; the inference thread takes the
-oldest queries (up to max_batch, waiting at most max_wait for the batch to fill) and runs them in one call
-(ONNX Runtime and PyTorch release the GIL while they compute). The dispatcher's lateness (actual minus scheduled
-issue time) is recorded for every query; it is part of the measured latency, never subtracted from it.
-
-Scenarios:
+Scenarios (LoadGen's, one to one):
 - single-stream: one query at a time, the next issued when the previous completes (closed loop, as bench).
-- multi-stream: `streams` cameras, each sending a frame every 1/rate s (phases spread over the period); a frame
-  is late when its result is not ready by the next frame of its stream (deadline = the period by default).
-- server: Poisson arrivals at `rate` queries/s from a seeded schedule; the search finds the peak rate.
-- offline: all `queries` at once; throughput only.
+- multi-stream: `streams` samples per query (one frame of each camera), the next query when the previous is done
+  (LoadGen's MultiStream); a query is late when it takes longer than the deadline (default one frame, 1/fps).
+- server: Poisson arrivals at `rate` queries/s; the search finds the peak rate, the camera runs take 30 and 60/s.
+- offline: all queries at once; throughput only.
 """
 
 from __future__ import annotations
@@ -25,9 +22,6 @@ import collections
 import dataclasses
 import math
 import os
-import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,30 +29,25 @@ import numpy as np
 
 from rtml_profile import UserError, paths, runtimes, stats, zoo
 from rtml_profile.checkpoints import trained_epochs
-from rtml_profile.files import check_writable
+from rtml_profile.files import atomic_write, check_writable
 from rtml_profile.host import FACTS, Quiet, environment, physical_cores
 from rtml_profile.measure.launcher import reason_of, run_runtime
 from rtml_profile.measure.request import check_request
 from rtml_profile.measure.targets import zoo_target
 from rtml_profile.measure.timing import Settings, time_calls
-from rtml_profile.results import now, record_with_samples, slug
+from rtml_profile.results import SAMPLES, now, record_with_samples, slug
 from rtml_profile.runtimes.base import RunConfig
-from rtml_profile.scenarios.loadgen import queue_sim
-from rtml_profile.views import load_peaks
+from rtml_profile.scenarios.loadgen import queue_sim, sut
 from rtml_profile.vocab import CALIBRATED
 
 SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
 SCOPE = "end-to-end"  # a query is a host array in and a host array out
-LEAD_NS = 20_000_000  # the first arrival is scheduled this long after the generator starts
-SPIN_NS = 20_000  # the dispatcher sleeps until this close to an arrival, then yields in a loop (measured:
-# a longer spin steals a core from the runtime on a 2-core machine and makes the error worse, not better)
-SWITCH_S = 5e-5  # the interpreter's thread switch interval while the generator runs (default 5 ms)
 PERCENTILE = 99
-WARMUP_S = 0.3  # each run starts with this long at its rate, served and not kept
-MIN_RUN_S = 0.25  # a run shorter than this (max_queries cut it) cannot show a sustained rate
-MIN_KEPT_UP = 0.9  # completions per second over the offered rate below which a run fell behind
+LOADGEN_CONFIDENCE = 0.99  # LoadGen's early-stopping bound, fixed in LoadGen: with no late query it needs 459
+MIN_KEPT_UP = 0.9  # completions per second over the scheduled rate below which a run fell behind
 MAX_GROWTH = 2.0  # a run whose late-run median latency is over twice its early one is not sustained
-MAX_STRETCH_S = 10.0  # a trial at a low rate is stretched up to this long to hold the queries a claim needs
+CAMERA = ((30.0, 1e6 / 30), (30.0, 1000.0), (60.0, 1e6 / 60), (60.0, 1000.0))  # (arrivals/s, deadline us)
+CAPACITY_S = 0.5  # the capacity probe (LoadGen Offline through the whole SUT) lasts about this long
 
 
 @dataclass(frozen=True)
@@ -66,19 +55,20 @@ class Scenario:
     """One load run's settings (a scenario is settings, not a code path)."""
 
     kind: str = "server"
-    rate: float = 100.0  # server: mean arrivals per second; multi-stream: frames per second of each stream
+    rate: float = 100.0  # server: mean arrivals per second; multi-stream: frames per second (sets the deadline)
     streams: int = 1  # multi-stream
-    duration_s: float = 1.0  # server, multi-stream, single-stream
+    duration_s: float = 1.0  # server, multi-stream, single-stream: LoadGen's min_duration
     queries: int = 1000  # offline
     max_batch: int = 1  # dynamic batching: 1 = off
     max_wait_us: float = 0.0  # ... and the longest the oldest query waits for a batch to fill
     seed: int = 0
-    max_queries: int = 20_000  # server, multi-stream: a run ends after this many queries or duration_s
+    max_queries: int = 2_000_000  # LoadGen's max_query_count: a run cut by it misses its min duration (INVALID)
 
     @property
     def offered_qps(self) -> float:
-        """Offered load in queries per second (0 for closed-loop single-stream; offline offers all at once)."""
-        return {"server": self.rate, "multi-stream": self.rate * self.streams}.get(self.kind, 0.0)
+        """Offered load in queries per second: server only (LoadGen's single- and multi-stream issue the next query
+        when the previous completes; offline offers all at once)."""
+        return self.rate if self.kind == "server" else 0.0
 
     def at(self, rate: float) -> Scenario:
         return dataclasses.replace(self, rate=float(rate))
@@ -103,149 +93,21 @@ class Scenario:
         return self
 
 
-def schedule(sc: Scenario) -> np.ndarray:
-    """Scheduled arrival times in seconds from the start (sorted), the same for the same settings and seed."""
-    if sc.kind == "server":
-        rng = np.random.default_rng(sc.seed)
-        n = int(sc.rate * sc.duration_s * 1.2 + 10 * math.sqrt(sc.rate * sc.duration_s) + 10)
-        t = np.cumsum(rng.exponential(1 / sc.rate, n))
-        return t[t < sc.duration_s][: sc.max_queries]
-    if sc.kind == "multi-stream":
-        period = 1 / sc.rate
-        frames = np.arange(max(1, int(sc.duration_s * sc.rate)))[:, None] * period
-        return np.sort((frames + np.arange(sc.streams)[None, :] * period / sc.streams).ravel())[: sc.max_queries]
+def queries_for(sc: Scenario, goal: Goal) -> int:
+    """Queries a run needs: what the rate fills in the duration, and at least what both early-stopping bounds
+    need to support "p99 <= deadline" with no late query (the goal's, and LoadGen's own at 99%)."""
+    need = 1.05 * stats.queries_needed(0, PERCENTILE, max(goal.confidence, LOADGEN_CONFIDENCE))
     if sc.kind == "offline":
-        return np.zeros(sc.queries)
-    raise ValueError(f"{sc.kind} has no schedule (closed loop)")
+        return sc.queries
+    return int(math.ceil(max(need, sc.offered_qps * sc.duration_s)))
 
 
-# ---------------------------------------------------------------- the generator (runs in the worker)
+def plan(sc: Scenario, goal: Goal, expected_us: float = 1000.0, capacity: float = 0.0):
+    """The LoadGen run for `sc` judged against `goal` (see sut.Plan)."""
 
-
-def _fine_timer_slack():
-    """Ask Linux to wake this thread within 1 us of a sleep's end instead of the default 50 us (PR_SET_TIMERSLACK,
-    per thread); elsewhere, or where refused, sleeps are just less exact (the issue error shows it)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl(29, 1000, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _wait_until(t_ns: int, clock):
-    left = t_ns - clock()
-    if left > SPIN_NS:
-        time.sleep((left - SPIN_NS) / 1e9)
-    while clock() < t_ns:
-        time.sleep(0)  # yields the GIL: the inference thread is never kept waiting by the dispatcher
-
-
-def _take(queue, cv, issued, max_batch: int, max_wait_ns: int, clock) -> list[int]:
-    with cv:
-        while not queue:
-            cv.wait()
-        if max_batch > 1:
-            until = int(issued[queue[0]]) + max_wait_ns
-            while len(queue) < max_batch:
-                left = until - clock()
-                if left <= 0:
-                    break
-                cv.wait(left / 1e9)
-        return [queue.popleft() for _ in range(min(max_batch, len(queue)))]
-
-
-def drive(calls: dict, sync, arrivals_s: np.ndarray, max_batch: int = 1, max_wait_us: float = 0.0) -> dict:
-    """Issue queries at `arrivals_s` (open loop) and serve them with `calls[b]()` (one call on b queries).
-
-    Returns per query, in arrival order: 'us' latency (completion minus scheduled arrival, microseconds),
-    'issue_us' the dispatcher's lateness, 'batch' the size of the call that served it, 'call_us' that call's
-    own duration (the service time in the run, beside the back-to-back one), and 'wall_s' (one value)
-    from the first arrival to the last completion. (The arrivals themselves follow from the settings: `schedule`.)
-    """
-    clock = time.perf_counter_ns
-    n = len(arrivals_s)
-    issued, done, took = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
-    size = np.zeros(n, np.uint16)
-    queue, cv = collections.deque(), threading.Condition()
-    start = clock() + LEAD_NS
-    due = start + np.round(np.asarray(arrivals_s) * 1e9).astype(np.int64)
-
-    stop = threading.Event()
-
-    def dispatch():
-        _fine_timer_slack()
-        for i, t in enumerate(due.tolist()):
-            if stop.is_set():
-                return
-            _wait_until(t, clock)
-            with cv:
-                issued[i] = clock()
-                queue.append(i)
-                cv.notify()
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_S)
-    _fine_timer_slack()  # the inference thread's timed waits for a batch to fill, too
-    thread = threading.Thread(target=dispatch, name="rtml-load-dispatch", daemon=True)
-    thread.start()
-    try:
-        served = 0
-        while served < n:
-            ids = _take(queue, cv, issued, max_batch, int(max_wait_us * 1e3), clock)
-            t0 = clock()
-            calls[len(ids)]()
-            sync()
-            done[ids], size[ids] = clock(), len(ids)
-            took[ids] = done[ids[0]] - t0
-            served += len(ids)
-    finally:
-        stop.set()
-        thread.join()
-        sys.setswitchinterval(old)
-    return _arrays(done - due, issued - due, size, (done.max() - due.min()) / 1e9, took)
-
-
-def drive_closed(call, sync, duration_s: float) -> dict:
-    """single-stream: one query at a time for `duration_s`; each issued the moment the previous completes."""
-    clock = time.perf_counter_ns
-    lat = []
-    start = clock()
-    while clock() - start < duration_s * 1e9:
-        t0 = clock()
-        call()
-        sync()
-        lat.append(clock() - t0)
-    lat = np.asarray(lat, np.int64)
-    return _arrays(lat, np.zeros_like(lat), np.ones(len(lat), np.uint16), (clock() - start) / 1e9, lat)
-
-
-def _arrays(lat_ns, issue_ns, size, wall_s: float, call_ns) -> dict:
-    return {
-        "call_us": np.asarray(call_ns / 1e3, np.float32),
-        "us": np.asarray(lat_ns / 1e3, np.float32),
-        "issue_us": np.asarray(np.maximum(issue_ns, 0) / 1e3, np.float32),
-        "batch": size.astype(np.uint8) if size.max(initial=0) < 256 else size,
-        "wall_s": np.asarray([wall_s], np.float64),
-    }
-
-
-def run_scenario(calls: dict, sync, sc: Scenario) -> dict:
-    """One run of `sc`, after a warm-up of WARMUP_S at the same rate whose queries are served but not kept
-    (measured: without it the first tenth of a run carries millisecond stalls while the new dispatcher thread
-    finds a core, which no later query sees). Queries left queued by the warm-up count against the run."""
-    if sc.kind == "single-stream":
-        drive_closed(calls[1], sync, WARMUP_S)
-        return drive_closed(calls[1], sync, sc.duration_s)
-    main = schedule(sc)
-    if sc.kind == "offline":
-        return drive(calls, sync, main, sc.max_batch, sc.max_wait_us)
-    warm = schedule(dataclasses.replace(sc, duration_s=WARMUP_S, seed=sc.seed + 1_000_003, max_queries=10**9))
-    arrays = drive(calls, sync, np.concatenate([warm, main + WARMUP_S]), sc.max_batch, sc.max_wait_us)
-    out = {name: a[len(warm) :] for name, a in arrays.items() if name != "wall_s"}
-    wall = float((out["us"] / 1e6 + main).max() - main[0])  # first kept arrival to last completion
-    return {**out, "wall_s": np.asarray([wall], np.float64)}
+    deadline_ns = {"single-stream": expected_us * 1e3}.get(sc.kind, goal.deadline_us * 1e3)
+    return sut.Plan(sc.kind, sc.rate, int(deadline_ns), sc.duration_s, queries_for(sc, goal), sc.seed, sc.streams,
+                capacity, PERCENTILE / 100, sc.max_queries)  # fmt: skip
 
 
 # ---------------------------------------------------------------- verdicts
@@ -302,7 +164,7 @@ def verdict(us: np.ndarray, goal: Goal) -> dict:
 
 
 def describe_run(arrays: dict, sc: Scenario) -> dict:
-    """What the run did besides latency: achieved rate, batch sizes and the generator's error."""
+    """What the run did besides latency: achieved rate, batch sizes and LoadGen's own issue delay."""
     us, issue = np.asarray(arrays["us"], np.float64), np.sort(np.asarray(arrays["issue_us"], np.float64))
     wall = float(arrays["wall_s"][0])
     return {
@@ -314,18 +176,30 @@ def describe_run(arrays: dict, sc: Scenario) -> dict:
     }
 
 
-def judge(arrays: dict, sc: Scenario, goal: Goal) -> dict:
-    """verdict + describe_run, and `kept_up`: completions per second over the rate the schedule offered (below
-    MIN_KEPT_UP the system, or the generator itself, fell behind; such a rate is not met even when a run too
-    short for its queue to build meets the deadline); a run that max_queries cut under MIN_RUN_S is too short to
-    show a sustained rate and is not met either (the highest rate a search can claim is max_queries/MIN_RUN_S)."""
+def loadgen_facts(result: dict) -> dict:
+    """LoadGen's own verdict and figures for a run, from its detail log (sut.parse_detail)."""
+    ns = result.get("result_99.00_percentile_latency_ns")
+    done, sched = result.get("result_completed_samples_per_sec"), result.get("result_scheduled_samples_per_sec")
+    return {
+        "loadgen_result": "VALID" if result.get("result_validity") == "VALID" else "INVALID",
+        "loadgen_p99_us": None if ns is None else ns / 1e3,
+        "loadgen_qps": done,
+        "kept_up": (done / sched) if done and sched else None,
+        "too_short": not (result.get("result_min_duration_met", True) and result.get("result_min_queries_met", True)),
+    }
+
+
+def judge(arrays: dict, sc: Scenario, goal: Goal, result: dict | None = None) -> dict:
+    """verdict + describe_run + LoadGen's own verdict. A rate is met when the per-query latencies support
+    "p99 <= deadline" at the goal's confidence within the miss target without the queue building, LoadGen
+    finds the run VALID (server, multi-stream: its p99 bound at 99% against the same deadline, its min duration
+    and query count) and completions kept up with the schedule (MIN_KEPT_UP)."""
     out = {**verdict(arrays["us"], goal), **describe_run(arrays, sc)}
-    if sc.kind in ("server", "multi-stream"):
-        t = schedule(sc)
-        offered = len(t) / max(float(t[-1] - t[0]), 1e-9)
-        out["kept_up"] = out["achieved_qps"] / offered
-        out["too_short"] = bool(t[-1] - t[0] < MIN_RUN_S)  # max_queries cut it: it cannot show a sustained rate
-        out["passed"] = bool(out["passed"] and out["kept_up"] >= MIN_KEPT_UP and not out["too_short"])
+    if result is not None:
+        out.update(loadgen_facts(result))
+        if sc.kind in ("server", "multi-stream"):
+            kept = out["kept_up"] or 0.0
+            out["passed"] = bool(out["passed"] and out["loadgen_result"] == "VALID" and kept >= MIN_KEPT_UP)
     return out
 
 
@@ -334,13 +208,15 @@ def judge(arrays: dict, sc: Scenario, goal: Goal) -> dict:
 
 @dataclass
 class Search:
-    """Bisection for the highest passing rate (as LoadGen's FindPeakPerformance): the bracket starts at
-    [0, 1.25 x the capacity estimated from back-to-back calls]; after the search, `over` multiples of the peak
-    are run too (e.g. 1.5: what happens past it)."""
+    """Bisection for the highest passing rate (as LoadGen's FindPeakPerformance, over LoadGen runs): the bracket
+    is [0, 1.25 x the capacity measured through the whole system under test]; after the search, `over` multiples
+    of the peak are run too (e.g. 1.5: what happens past it). `rates`: fixed rates instead; `camera`: the camera
+    runs instead (30 and 60 arrivals/s, each judged at one frame and at 1 ms)."""
 
     trials: int = 6
     over: tuple[float, ...] = (1.5,)
-    rates: tuple[float, ...] = ()  # fixed rates instead of a search
+    rates: tuple[float, ...] = ()
+    camera: bool = False
 
     def validate(self) -> Search:
         if not 1 <= self.trials <= 20:
@@ -351,12 +227,13 @@ class Search:
 
     @property
     def slots(self) -> int:
-        return len(self.rates) or self.trials + len(self.over)
+        return len(CAMERA) if self.camera else len(self.rates) or self.trials + len(self.over)
 
 
 @dataclass
 class LoadGroup:
-    """One (model, runtime, precision, scenario with its batching) and its goal: loaded once in a worker."""
+    """One (model, runtime, precision, scenario with its batching, idle-time settings) and its goal: loaded once
+    in a worker."""
 
     target: str
     runtime: str
@@ -364,10 +241,38 @@ class LoadGroup:
     scenario: Scenario
     goal: Goal
     search: Search = field(default_factory=Search)
+    idle: Idle = field(default_factory=lambda: Idle())
 
     def jobs(self) -> list[tuple[str, int]]:
-        n = self.search.slots if self.scenario.kind == "server" else max(1, len(self.search.rates))
+        searched = self.scenario.kind == "server" or self.search.camera
+        n = self.search.slots if searched else max(1, len(self.search.rates))
         return [("trial", i) for i in range(n)]
+
+
+@dataclass(frozen=True)
+class Idle:
+    """What a real-time engineer tries against the idle-frame penalty (a call after an idle gap is slower than
+    back to back): ONNX Runtime's intra-op spinning (None: its default), a keep-alive call on the session
+    whenever it has been idle for `keepalive_ms` (0: off), and pinning the worker to `pin` CPUs (empty: off)."""
+
+    spin: bool | None = None
+    keepalive_ms: float = 0.0
+    pin: tuple[int, ...] = ()
+
+    def text(self) -> str:
+        parts = [] if self.spin is None else [f"spin {'on' if self.spin else 'off'}"]
+        parts += [f"keep-alive {self.keepalive_ms:g} ms"] if self.keepalive_ms else []
+        parts += [f"pinned to cpu {','.join(map(str, self.pin))}"] if self.pin else []
+        return "; ".join(parts)
+
+    def validate(self) -> Idle:
+        if not (0 <= self.keepalive_ms <= 1000):
+            raise UserError(f"--keep-alive must be between 0 and 1000 ms, got {self.keepalive_ms}")
+        cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        if self.pin and not set(self.pin) <= cpus:
+            raise UserError(f"--pin names CPUs this process may not use: {sorted(set(self.pin) - cpus)} "
+                            f"(allowed: {sorted(cpus)})")  # fmt: skip
+        return self
 
 
 def nice_rate(r: float) -> float:
@@ -375,27 +280,26 @@ def nice_rate(r: float) -> float:
     return float(f"{r:.3g}")
 
 
-def ceiling_qps(sc: Scenario) -> float:
-    """The highest rate a run of `sc` can show as sustained: max_queries within MIN_RUN_S."""
-    return sc.max_queries / MIN_RUN_S
-
-
 def rates(g: LoadGroup, capacity_qps: float, run) -> None:
-    """Call `run(rate, role) -> passed` for each rate to try: fixed rates, or a bisection then multiples."""
+    """Call `run(rate, role, deadline_us) -> passed` for each rate to try: the camera runs, fixed rates, or a
+    bisection then multiples."""
+    if g.search.camera:
+        for r, deadline in CAMERA:
+            run(r, "camera", deadline)
+        return
     if g.scenario.kind != "server" or g.search.rates:
         for r in g.search.rates or (g.scenario.rate,):
-            run(r, "fixed")
+            run(r, "fixed", None)
         return
-    # above max_queries / MIN_RUN_S a run is too short to pass, so the bracket stops there
-    lo, hi, peak = 0.0, min(1.25 * capacity_qps, ceiling_qps(g.scenario)), 0.0
+    lo, hi, peak = 0.0, 1.25 * capacity_qps, 0.0
     for _ in range(g.search.trials):
         r = nice_rate((lo + hi) / 2)
-        if run(r, "search"):
+        if run(r, "search", None):
             lo = peak = r
         else:
             hi = r
     for m in g.search.over if peak else ():
-        run(nice_rate(peak * m), f"{m:g}x peak")
+        run(nice_rate(peak * m), f"{m:g}x peak", None)
 
 
 SERVICE_SAMPLES = 500  # back-to-back calls kept per batch size for the queue model
@@ -408,7 +312,8 @@ def service_sizes(max_batch: int) -> list[int]:
 
 def _service(calls: dict, sync, max_batch: int) -> dict:
     """{'svc_b<b>': call times in us} back to back (bench's timing rule, the same process, threads and moment as
-    the trials that follow), the smallest size first; they drive the queue model and the capacity estimate."""
+    the trials that follow), the smallest size first; they drive the queue model."""
+
     s = Settings(warmup_iters=20, warmup_s=0.05, min_iters=SERVICE_SAMPLES, min_s=0.1, max_s=0.5)
     return {
         f"svc_b{b}": np.asarray(time_calls(calls[b], sync, s).ns[-SERVICE_SAMPLES:] / 1e3, np.float32)
@@ -416,48 +321,58 @@ def _service(calls: dict, sync, max_batch: int) -> dict:
     }
 
 
-def capacity_qps(service: dict, max_batch: int) -> float:
-    """Queries/s of back-to-back calls at max_batch (mean call time, as a queue's utilisation counts it): the
-    search's first bracket and the reference for "share of capacity"."""
-    return max_batch / (float(np.mean(service[f"svc_b{max_batch}"])) / 1e6)
+def capacity_qps(calls: dict, sync, sc: Scenario, service: dict) -> float:
+    """Queries/s through the whole system under test (LoadGen Offline: every query at once, served by the same
+    SUT with the same batching, LoadGen's issue and completion work included), about CAPACITY_S long; the
+    search's bracket. It also warms the session and LoadGen up before the first kept run."""
 
-
-def min_duration(sc: Scenario, goal: Goal) -> Scenario:
-    """The scenario run long enough (up to MAX_STRETCH_S) for the queries a p99 claim needs with none late."""
-    need = 1.1 * stats.queries_needed(0, PERCENTILE, goal.confidence)
-    if sc.kind not in ("server", "multi-stream") or sc.offered_qps * sc.duration_s >= need:
-        return sc
-    return dataclasses.replace(sc, duration_s=min(MAX_STRETCH_S, need / sc.offered_qps))
+    mb = sc.max_batch
+    b2b = mb / (float(np.mean(service[f"svc_b{mb}"])) / 1e6)
+    n = int(min(max(b2b * CAPACITY_S, 100), 1_000_000))
+    p = sut.Plan("offline", 0.0, 0, 0.0, n, sc.seed, expected_qps=n)
+    out = sut.run(calls, sync, p, mb, sc.max_wait_us, trace=False)
+    return float(out["result"].get("result_completed_samples_per_sec") or b2b)
 
 
 def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
-    """The worker side (see measure.launcher.run_runtime): load once, then run each trial and report it at once."""
+    """The worker side (see measure.launcher.run_runtime): load once, measure the capacity, then run each LoadGen run
+    and report it at once (with LoadGen's logs)."""
+
     jobs = [(gi, *j) for j in g.jobs()]
+    if g.idle.spin is not None:
+        config = dataclasses.replace(config, options=(*config.options, ("spin_wait", g.idle.spin)))
     try:
+        if g.idle.pin:
+            os.sched_setaffinity(0, set(g.idle.pin))  # this thread; LoadGen's threads, started later, inherit it
         rt = cls(target.ref, g.precision, config)
         rt.load()
         calls = {b: rt.runner(SCOPE, target.inputs(b)) for b in range(1, g.scenario.max_batch + 1)}
         service = _service(calls, rt.synchronize, g.scenario.max_batch)
-        capacity = capacity_qps(service, g.scenario.max_batch)
+        capacity = capacity_qps(calls, rt.synchronize, g.scenario, service)
     except Exception as e:
         for job in jobs:
             conn.send(("row", job, "failed", reason_of(e), None, {}))
         return
     left = collections.deque(jobs)
+    expected = stats.percentile(service["svc_b1"], 50)
 
-    def run(rate: float, role: str) -> bool:
+    def run(rate: float, role: str, deadline_us: float | None) -> bool:
         job = left.popleft()
         conn.send(("start", job))
-        sc = min_duration(g.scenario.at(rate), g.goal)
+        goal = g.goal if deadline_us is None else dataclasses.replace(g.goal, deadline_us=deadline_us)
+        sc = g.scenario.at(rate)
+        where = {"rate": rate, "role": role, "deadline_us": goal.deadline_us}
         try:
-            arrays = {**run_scenario(calls, rt.synchronize, sc), **service}
+            out = sut.run(calls, rt.synchronize, plan(sc, goal, expected, capacity), sc.max_batch,
+                                  sc.max_wait_us, keepalive_ms=g.idle.keepalive_ms)  # fmt: skip
         except Exception as e:
-            conn.send(("row", job, "failed", reason_of(e), None, {"rate": rate, "role": role}))
+            conn.send(("row", job, "failed", reason_of(e), None, where))
             return False
+        arrays = {**out["arrays"], **service}
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else ""  # other work on the machine, for the record
-        extra = {"rate": rate, "role": role, "capacity_qps": capacity, "load1": busy, "duration_s": sc.duration_s}
+        extra = {**where, "capacity_qps": capacity, "load1": busy, "loadgen": out["result"], "logs": out["logs"]}
         conn.send(("row", job, "ok", "", arrays, extra))
-        return judge(arrays, sc, g.goal)["passed"]
+        return judge(arrays, sc, goal, out["result"])["passed"]
 
     try:
         rates(g, capacity, run)
@@ -472,32 +387,38 @@ def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
 
 def service_model(arrays: dict):
     """The queue model's service times: the run's own back-to-back samples per batch size ('svc_b<b>')."""
+
     return queue_sim.ServiceModel.from_us({int(k[5:]): v for k, v in arrays.items() if k.startswith("svc_b")})
 
 
 def in_run(arrays: dict, sc: Scenario, goal: Goal) -> dict:
-    """Service times inside the run beside the back-to-back ones, and the queue model driven by the run's own
-    call times per batch size: when it agrees with the measurement and the back-to-back one does not, the
-    queue model is right and the service time is what differs in open loop (wake-ups, cold caches)."""
+    """Service times inside the run beside the back-to-back ones (their ratio is the idle-frame penalty at low
+    rates), and the queue model driven by the run's own call times per batch size: when it agrees with the
+    measurement and the back-to-back one does not, the queue model is right and the service time is what
+    differs in open loop (wake-ups, cold caches)."""
     call, size = np.asarray(arrays["call_us"], np.float64), np.asarray(arrays["batch"])
     b2b = np.asarray(arrays["svc_b1"], np.float64)
-    own = predict(service_model({f"svc_b{b}": call[size == b] for b in np.unique(size)}), sc, goal)
+    own = predict(service_model({f"svc_b{b}": call[size == b] for b in np.unique(size)}), sc, goal, arrays)
+    p50 = stats.percentile(call[size == 1], 50) if (size == 1).any() else None
     return {
-        "call_p50_us": stats.percentile(call[size == 1], 50) if (size == 1).any() else None,
+        "call_p50_us": p50,
         "b2b_p50_us": stats.percentile(b2b, 50),
+        "call_ratio": None if p50 is None else p50 / stats.percentile(b2b, 50),
         "pred_own_p99_us": own["pred_p99_us"],
     }
 
 
-def predict(service, sc: Scenario, goal: Goal, replicas: int = 1) -> dict:
-    """The simulation's p99, miss rate and achieved rate for the scenario's own schedule."""
+def predict(service, sc: Scenario, goal: Goal, arrays: dict) -> dict:
+    """The simulation's p99, miss rate and achieved rate for the run's own arrivals (LoadGen's schedule, read
+    from its trace); closed-loop single-stream draws back-to-back calls."""
+
     if sc.kind == "single-stream":
         rng = np.random.default_rng(sc.seed)
         lat = np.asarray([service.draw(1, rng) for _ in range(4000)])
         arrivals = np.cumsum(lat) - lat
     else:
-        arrivals = schedule(sc)
-        lat, _ = queue_sim.simulate(arrivals, service, replicas, sc.max_batch, sc.max_wait_us / 1e6, sc.seed)
+        arrivals = np.sort(np.asarray(arrays["arrival_s"], np.float64))
+        lat, _ = queue_sim.simulate(arrivals, service, 1, sc.max_batch, sc.max_wait_us / 1e6, sc.seed)
     v = verdict(lat * 1e6, goal)
     span = float(np.max(arrivals + lat) - np.min(arrivals))
     return {
@@ -524,10 +445,19 @@ class Request:
     threads: int | None = None
     results: Path = paths.DATA
     say: object = None  # a callable receiving one line per finished trial
+    idle: Idle = field(default_factory=Idle)
 
     def groups(self) -> list[LoadGroup]:
         return [
-            LoadGroup(m, r, p, dataclasses.replace(self.scenario, max_batch=b, max_wait_us=w), self.goal, self.search)
+            LoadGroup(
+                m,
+                r,
+                p,
+                dataclasses.replace(self.scenario, max_batch=b, max_wait_us=w),
+                self.goal,
+                self.search,
+                self.idle,
+            )  # fmt: skip
             for m in self.models
             for r in self.runtimes
             for p in self.precisions
@@ -543,6 +473,7 @@ def check(req: Request) -> list[LoadGroup]:
             raise UserError(paths.missing_export(m))
     req.goal.validate()
     req.search.validate()
+    req.idle.validate()
     groups = req.groups()
     for g in groups:
         g.scenario.validate()
@@ -552,25 +483,35 @@ def check(req: Request) -> list[LoadGroup]:
         if "" not in caps.variants or g.precision in CALIBRATED:
             raise UserError(f"load runs runtimes without variants and uncalibrated precisions, not {g.runtime} "
                             f"{g.precision}")  # fmt: skip
+        if req.idle.spin is not None and "spin_wait" not in {k.name for k in caps.knobs}:
+            raise UserError(f"--spin/--no-spin is an ONNX Runtime CPU setting; {g.runtime} has no such knob")
     Settings(threads=req.threads).validate()
+
     check_writable(Path(req.results))
     check_writable(Path(req.results) / "samples")
     return groups
 
 
 def execute(req: Request) -> list[dict]:
-    """Run every group of `req` (one worker per runtime, as bench); each trial's row and raw per-query samples
-    are persisted in `req.results`/load.csv as soon as it finishes. Returns the rows of this run."""
+    """Run every group of `req` (one worker per runtime, as bench); each run's row, its raw per-query samples and
+    LoadGen's logs are persisted in `req.results` (load.csv, samples/) as soon as it finishes. Returns the rows."""
+
     groups = check(req)
-    threads = req.threads or max(1, physical_cores() - 1)  # one core stays free for the generator's dispatcher
+    threads = req.threads or max(1, physical_cores() - 1)  # one core stays free for LoadGen's issue thread
     targets = {m: zoo_target(m, with_accuracy=False) for m in req.models}
     config = RunConfig(threads=threads, min_batch=1, max_batch=max(g.scenario.max_batch for g in groups))
     row_of, out, quiet = _row_builder(threads), [], Quiet()
 
     def emit(g, _scope, _index, status, reason, arrays=None, extra=None, probe=None):
-        row, stem = row_of(g, status, reason, arrays, extra or {}, probe)
-        row.update(quiet.lap())  # how quiet the machine was since the previous trial (this trial's run)
-        out.append(record_with_samples(req.results, "load", row, stem, arrays if status == "ok" else None))
+        extra = dict(extra or {})
+        logs = extra.pop("logs", None)
+        row, stem = row_of(g, status, reason, arrays, extra, probe)
+        row.update(quiet.lap())  # how quiet the machine was since the previous run (this run's)
+        if status == "ok" and logs:
+            row["loadgen_log"] = save_logs(req.results, stem, arrays["us"], logs)
+        # LoadGen's schedule is not kept: its detail log holds the seed and settings that reproduce it
+        kept = {k: v for k, v in arrays.items() if k != "arrival_s"} if status == "ok" else None
+        out.append(record_with_samples(req.results, "load", row, stem, kept))
         if req.say:
             req.say(trial_line(out[-1]))
 
@@ -580,34 +521,62 @@ def execute(req: Request) -> list[dict]:
     return out
 
 
+def save_logs(results: Path, stem: str, us, logs: dict) -> str:
+    """LoadGen's summary and detail logs of one run, beside its samples file and named by the same digest
+    (samples/<stem>.<digest>.mlperf_log_summary.txt and .mlperf_log_detail.txt.gz); returns the summary's path
+    relative to the results folder (the row's `loadgen_log`)."""
+    import gzip
+    import hashlib
+
+    digest = hashlib.sha256(np.asarray(us, np.float32).tobytes()).hexdigest()[:12]
+    base = f"{SAMPLES}/{stem}.{digest}"
+    for name, text in logs.items():
+        data = text.encode()
+        rel = f"{base}.{name}"
+        if "detail" in name:
+            data, rel = gzip.compress(data, mtime=0), rel + ".gz"
+        atomic_write(Path(results) / rel, data)
+    return f"{base}.mlperf_log_summary.txt"
+
+
 def _row_builder(threads: int):
+
     env = environment()
+    try:
+        import importlib.metadata as md
+
+        loadgen_version = md.version("mlcommons-loadgen")
+    except Exception:
+        loadgen_version = ""
 
     def row(g: LoadGroup, status, reason, arrays, extra: dict, probe):
         sc = g.scenario.at(extra["rate"]) if "rate" in extra else g.scenario
-        sc = dataclasses.replace(sc, duration_s=extra.get("duration_s", sc.duration_s))
+        goal = dataclasses.replace(g.goal, deadline_us=extra.get("deadline_us", g.goal.deadline_us))
         device = runtimes.get(g.runtime).caps.device
         out = {
             **{k: env[k] for k in ("host", "host_label", *FACTS)},
             "model": g.target, "runtime": g.runtime, "precision": g.precision,
             "scenario": sc.kind, "max_batch": sc.max_batch, "max_wait_us": sc.max_wait_us,
-            "deadline_us": g.goal.deadline_us, "offered_qps": sc.offered_qps if "rate" in extra else 0.0,
-            "role": extra.get("role", ""), "status": status, "reason": reason, "device": device,
-            "threads": threads if device == "cpu" else "", "runtime_version": probe.version if probe else "",
-            "cpu": env.get("cpu", ""), "onnxruntime": env.get("onnxruntime", ""), "torch": env.get("torch", ""),
-            "timestamp": now(), "streams": sc.streams, "rate": sc.rate, "duration_s": sc.duration_s,
+            "deadline_us": goal.deadline_us, "offered_qps": sc.offered_qps if "rate" in extra else 0.0,
+            "settings": g.idle.text(), "role": extra.get("role", ""), "status": status, "reason": reason,
+            "device": device, "threads": threads if device == "cpu" else "",
+            "runtime_version": probe.version if probe else "", "cpu": env.get("cpu", ""),
+            "onnxruntime": env.get("onnxruntime", ""), "torch": env.get("torch", ""), "timestamp": now(),
+            "streams": sc.streams, "rate": sc.rate, "duration_s": sc.duration_s,
             "queries": sc.queries if sc.kind == "offline" else "", "seed": sc.seed,
-            "confidence": g.goal.confidence, "miss_target": g.goal.miss_target, "percentile": PERCENTILE,
+            "confidence": goal.confidence, "miss_target": goal.miss_target, "percentile": PERCENTILE,
             "capacity_qps": extra.get("capacity_qps", ""), "trained_epochs": _epochs(g.target),
-            "loadavg_1m": extra.get("load1", ""), "max_queries": sc.max_queries, "ceiling_qps": ceiling_qps(sc),
+            "loadavg_1m": extra.get("load1", ""), "max_queries": sc.max_queries, "engine": "mlperf-loadgen",
+            "loadgen_version": loadgen_version,
         }  # fmt: skip
         if status == "ok":
-            out.update(judge(arrays, sc, g.goal))
-            out.update(predict(service_model(arrays), sc, g.goal))
-            out.update(in_run(arrays, sc, g.goal))
+            out.update(judge(arrays, sc, goal, extra.get("loadgen")))
+            out.update(predict(service_model(arrays), sc, goal, arrays))
+            out.update(in_run(arrays, sc, goal))
+        idle = f"_{slug(g.idle.text())}" if g.idle.text() else ""
         stem = (
             f"load/{slug(env['host'])}/{slug(g.target)}/{slug(g.runtime)}_{g.precision}_{sc.kind}_b{sc.max_batch}"
-            f"_w{sc.max_wait_us:g}_d{g.goal.deadline_us:g}_r{out['offered_qps']:g}"
+            f"_w{sc.max_wait_us:g}_d{goal.deadline_us:g}_r{out['offered_qps']:g}{idle}"
         )
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}, stem
 
@@ -616,39 +585,80 @@ def _row_builder(threads: int):
 
 def _epochs(model_id: str):
     """How long the timed model was trained (latency does not depend on it; the report says it); '' unknown."""
+
     epochs = trained_epochs(model_id)
     return "" if epochs is None else epochs
 
 
 def trial_line(r: dict) -> str:
-    """One line per trial for the terminal."""
+    """One line per run for the terminal."""
     what = f"{r['model']} {r['runtime']} {r['precision']} {r['scenario']} batch<={r['max_batch']}"
+    what += f" ({r['settings']})" if r.get("settings") else ""
     if r["status"] != "ok":
         return f"{what}: {r['status']}: {r['reason']}"
     verdict_text = "meets" if r["passed"] else "misses"
     return (
         f"{what} at {r['offered_qps']:.4g}/s ({r['role']}): p99 {r['p99_us']:.4g} us, miss "
-        f"{100 * r['miss_rate']:.3g}%, {verdict_text} p99 <= {r['deadline_us']:.4g} us; issue p99 "
-        f"{r['issue_p99_us']:.3g} us; predicted p99 {r.get('pred_p99_us') or float('nan'):.4g} us"
+        f"{100 * r['miss_rate']:.3g}%, {verdict_text} p99 <= {r['deadline_us']:.4g} us; LoadGen "
+        f"{r.get('loadgen_result')}, issue delay p99 {r['issue_p99_us']:.3g} us; call in run / back to back "
+        f"{r.get('call_ratio') or float('nan'):.2g}x; predicted p99 {r.get('pred_p99_us') or float('nan'):.4g} us"
     )
+
+
+PEAK_KEY = ("host", "model", "runtime", "precision", "max_batch", "max_wait_us", "deadline_us", "settings")
+
+
+def peaks(rows: list[dict]) -> list[dict]:
+    """Per searched configuration: the highest offered rate that met the goal (the row at it) or None, the
+    lowest rate tried, and `open`: no rate above the peak was tried (every rate tried passed)."""
+    out, tried = {}, collections.defaultdict(list)
+    for r in rows:
+        if r.get("status") != "ok" or r.get("scenario") != "server" or r.get("role") != "search":
+            continue
+        k = tuple(r.get(c, "") for c in PEAK_KEY)
+        best = out.get(k)
+        tried[k].append(r)
+        if r["passed"] and (best is None or r["offered_qps"] > best["offered_qps"]):
+            out[k] = r
+        out.setdefault(k, None)
+    return [
+        {
+            "key": k,
+            "row": v,
+            "lowest": min(r["offered_qps"] for r in tried[k]),
+            "open": v is not None and not any(r["offered_qps"] > v["offered_qps"] for r in tried[k]),
+        }
+        for k, v in out.items()
+    ]
 
 
 def peak_lines(rows: list[dict]) -> list[str]:
     lines = []
-    for p in load_peaks(rows):
-        k = p["key"]
-        model, rt, prec, mb, wait, deadline = (
-            k[c] for c in ("model", "runtime", "precision", "max_batch", "max_wait_us", "deadline_us")
-        )
+    for p in peaks(rows):
+        _, model, rt, prec, mb, wait, deadline, settings = p["key"]
         what = f"{model} {rt} {prec}, batching {'off' if mb == 1 else f'up to {mb} within {wait:g} us'}"
-        r = p["peak"]
+        what += f" ({settings})" if settings else ""
+        r = p["row"]
         if r is None:
-            lines.append(f"peak: {what}: no rate tried met p99 <= {deadline:g} us")
+            lines.append(f"peak: {what}: no rate tried met p99 <= {deadline:g} us (the lowest tried: "
+                         f"{p['lowest']:.4g}/s)")  # fmt: skip
             continue
         lines.append(
             f"peak: {what}: {r['offered_qps']:.4g} queries/s meets p99 <= {deadline:g} us at {r['confidence']:.0%} "
-            f"confidence: p99 {r['p99_us']:.4g} us [{r['p99_lo_us'] or 0:.4g}, {r['p99_hi_us'] or float('inf'):.4g}], "
-            f"miss rate {100 * r['miss_rate']:.3g}% [{100 * r['miss_lo']:.3g}, {100 * r['miss_hi']:.3g}] over {r['n']} "
-            f"queries; generator issue error p99 {r['issue_p99_us']:.3g} us"
+            f"confidence and LoadGen finds it {r['loadgen_result']}: p99 {r['p99_us']:.4g} us "
+            f"[{r['p99_lo_us'] or 0:.4g}, {r['p99_hi_us'] or float('inf'):.4g}], miss rate "
+            f"{100 * r['miss_rate']:.3g}% [{100 * r['miss_lo']:.3g}, {100 * r['miss_hi']:.3g}] over {r['n']} queries; "
+            f"LoadGen issue delay p99 {r['issue_p99_us']:.3g} us; log {r.get('loadgen_log', '')}"
+            + ("; every rate tried passed: the bracket (1.25x the measured capacity) was low" if p["open"] else "")
         )
+    for r in rows:
+        if r.get("status") == "ok" and r.get("role") == "camera":
+            lines.append(
+                f"camera: {r['model']} {r['runtime']} {r['precision']} at {r['offered_qps']:g} arrivals/s, deadline "
+                f"{r['deadline_us'] / 1e3:.3g} ms: p50 {r['p50_us']:.4g} us, p99 {r['p99_us']:.4g} us, max "
+                f"{r['max_us']:.4g} us; late {r['late']} of {r['n']} ({100 * r['miss_rate']:.3g}% "
+                f"[{100 * r['miss_lo']:.3g}, {100 * r['miss_hi']:.3g}]); call in run / back to back "
+                f"{r.get('call_ratio') or float('nan'):.2g}x ({r.get('call_p50_us') or 0:.4g} / "
+                f"{r.get('b2b_p50_us') or 0:.4g} us)"
+            )
     return lines

@@ -2,12 +2,13 @@
 FIFO queue, driven by measured single-call latencies (one distribution per batch size; load.py times them back to
 back with bench's timing rule in the worker, just before its trials, and keeps them with each run's samples).
 
-It predicts what the load generator (load.py) measures, from the same arrival schedule and the same batching
-rule, so the two can be set side by side; where they agree it answers what this machine cannot run (more
-replicas, a fleet's arrival rate). What it leaves out, and so where it can disagree: the generator's own Python
-work per query and per batch (not in the call times), a service time that depends on what ran before it (cold
-caches or a sleeping thread pool after an idle gap; the call times are back to back), and slow spells that hit
-several calls in a row (the simulation draws each service time independently).
+It predicts what LoadGen measures (load.py), from the run's own arrivals (LoadGen's schedule, read from its
+trace) and the same batching rule, so the two can be set side by side; where they agree it answers what this
+machine cannot run (more replicas, a fleet's arrival rate). What it leaves out, and so where it can disagree:
+LoadGen's issue delay and the SUT's Python work per query and per batch (not in the call times), a service time
+that depends on what ran before it (cold caches or a sleeping thread pool after an idle gap; the call times are
+back to back), and slow spells that hit several calls in a row (the simulation draws each service time
+independently).
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def simulate(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(latency in seconds per query, batch size per query) for queries arriving at `arrivals_s` (sorted).
 
-    Batching rule (the generator's): a free replica takes the oldest waiting query and dispatches it with the
-    queries behind it once `max_batch` have arrived or `max_wait_s` has passed since the oldest arrived,
+    Batching rule (the batcher's, scenarios/loadgen/sut.py): a free replica takes the oldest waiting query and
+    dispatches it
+    with the queries behind it once `max_batch` have arrived or `max_wait_s` has passed since the oldest arrived,
     whichever is first, and at once when the queue already holds `max_batch` when the replica frees up.
     Latency is completion minus arrival, so queueing delay is included.
     """

@@ -1,0 +1,138 @@
+"""The toolkit's load engine against MLPerf LoadGen run alone, side by side on this machine (run by hand).
+
+The reference half is independent of the package: its own ONNX Runtime session on the same ONNX file, LoadGen's
+Server scenario, the query run inline in LoadGen's issue callback (as MLPerf's reference SUTs do), LoadGen's own
+verdict (VALID/INVALID) and p99 from its detail log. The toolkit half is `rtml-profile load` in a subprocess
+(the worktree's own code), into a temporary results folder.
+
+Checks (issue 21's acceptance; 2b, ort-cpu fp32, 1 intra-op thread, p99 deadline 1 ms):
+1. the toolkit's peak exists;
+2. LoadGen alone finds that rate VALID, and twice that rate not VALID;
+3. the toolkit's p99 at 30 arrivals/s is within 50% of LoadGen alone's at 30/s, run right after.
+
+    PYTHONPATH=$PWD python benchmarks/loadgen_reference.py [--model 2b] [--deadline-ms 1] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def reference(onnx: Path, rate: float, deadline_ms: float, threads: int, min_duration_s: float, queries: int):
+    """LoadGen alone: Server at `rate`, one ORT session, the query inline in the issue callback. Returns
+    (validity, p99 us, completed/s) from LoadGen's detail log."""
+    import mlperf_loadgen as lg
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    sess = ort.InferenceSession(str(onnx), opts, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    shape = [1 if not isinstance(d, int) else d for d in inp.shape]
+    x = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    for _ in range(200):  # warm-up
+        sess.run(None, x)
+
+    def issue(samples):
+        for s in samples:
+            sess.run(None, x)
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0)])
+
+    settings = lg.TestSettings()
+    settings.scenario, settings.mode = lg.TestScenario.Server, lg.TestMode.PerformanceOnly
+    settings.server_target_qps = rate
+    settings.server_target_latency_ns = int(deadline_ms * 1e6)
+    settings.server_target_latency_percentile = 0.99
+    settings.min_duration_ms, settings.min_query_count = int(min_duration_s * 1000), queries
+    out = Path(tempfile.mkdtemp(prefix="lg-ref-"))
+    log = lg.LogSettings()
+    log.log_output.outdir, log.log_output.copy_summary_to_stdout = str(out), False
+    sut, qsl = lg.ConstructSUT(issue, lambda: None), lg.ConstructQSL(64, 64, lambda s: None, lambda s: None)
+    lg.StartTestWithLogSettings(sut, qsl, settings, log)
+    lg.DestroyQSL(qsl)
+    lg.DestroySUT(sut)
+    res = {}
+    for line in (out / "mlperf_log_detail.txt").read_text().splitlines():
+        m = re.match(r":::MLLOG (\{.*\})", line)
+        if m:
+            try:
+                e = json.loads(m.group(1))
+            except ValueError:
+                continue
+            res[e["key"]] = e["value"]
+    return (
+        res["result_validity"],
+        res["result_99.00_percentile_latency_ns"] / 1e3,
+        res["result_completed_samples_per_sec"],
+    )
+
+
+def toolkit(model: str, deadline_ms: float, threads: int, extra: list[str], results: Path) -> list[dict]:
+    cmd = [sys.executable, "-m", "rtml_profile", "load", "-m", model, "--deadline", str(deadline_ms),
+           "--threads", str(threads), "--results", str(results), *extra]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    print("\n".join("  | " + line for line in r.stdout.strip().splitlines()[-4:]))
+    if r.returncode != 0:
+        sys.exit(f"toolkit failed: {r.stderr.strip()[-500:]}")
+    import pandas as pd
+
+    return pd.read_csv(results / "load.csv").to_dict("records")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="2b")
+    ap.add_argument("--deadline-ms", type=float, default=1.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--duration", type=float, default=1.0, help="LoadGen min duration of each run (s)")
+    a = ap.parse_args()
+    onnx = ROOT / "exported" / f"{a.model}.onnx"
+    queries = 482  # what both early-stopping bounds need with no late query (LoadGen's at 99%), as the toolkit
+    t0 = time.time()
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (1 min)")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = toolkit(a.model, a.deadline_ms, a.threads, ["--duration", str(a.duration)], Path(tmp) / "search")
+        search = [r for r in rows if r["role"] == "search" and r["status"] == "ok"]
+        passing = [r for r in search if str(r["passed"]) == "True"]
+        peak = max((r["offered_qps"] for r in passing), default=None)
+        tried = ", ".join(f"{r['offered_qps']:g}" for r in search)
+        print(f"1. toolkit peak within p99 {a.deadline_ms:g} ms: {peak or 'none'} (rates tried: {tried})")
+        ok = peak is not None
+        if peak:
+            v1, p1, _ = reference(onnx, peak, a.deadline_ms, a.threads, a.duration, queries)
+            v2, p2, _ = reference(onnx, 2 * peak, a.deadline_ms, a.threads, a.duration, queries)
+            print(f"2. LoadGen alone at {peak:g}/s: {v1} (p99 {p1:.0f} us); at {2 * peak:g}/s: {v2} (p99 {p2:.0f} us)")
+            ok &= v1 == "VALID" and v2 != "VALID"
+        elif search:  # does LoadGen alone agree that not even the lowest rate tried meets the deadline?
+            low = min(r["offered_qps"] for r in search)
+            v0, p0, _ = reference(onnx, low, a.deadline_ms, a.threads, a.duration, queries)
+            print(f"2. no peak: LoadGen alone at the lowest rate tried, {low:g}/s: {v0} (p99 {p0:.0f} us)")
+        rows = toolkit(a.model, a.deadline_ms, a.threads, ["--rate", "30"], Path(tmp) / "camera")
+        t30 = rows[-1]
+        v3, p3, _ = reference(onnx, 30, a.deadline_ms, a.threads, a.duration, queries)
+        ratio = t30["loadgen_p99_us"] / p3
+        print(f"3. at 30/s: toolkit p99 {t30['loadgen_p99_us']:.0f} us (LoadGen's rule; nearest rank "
+              f"{t30['p99_us']:.0f} us), LoadGen alone p99 {p3:.0f} us ({v3}): ratio {ratio:.2f}")  # fmt: skip
+        ok &= 1 / 1.5 <= ratio <= 1.5
+    print(
+        f"load average at end: {os.getloadavg()[0]:.2f} (1 min); {time.time() - t0:.0f} s; "
+        f"{'all checks pass' if ok else 'A CHECK FAILED'}"
+    )
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
