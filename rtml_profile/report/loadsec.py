@@ -128,6 +128,9 @@ def answers(inp: Inputs) -> list[str]:
     pairs = {(m, h) for m, h, _ in best}
     if cam is not None:
         pairs |= set(zip(cam["model"], cam["host"]))
+    runs = _ok(inp)  # any server run: a model measured at fixed rates only still gets its line
+    if runs is not None:
+        pairs |= set(zip(runs["model"], runs["host"]))
     one_host = len({h for _, h in pairs}) == 1
     for mid, host in sorted(pairs):
         parts = []
@@ -149,6 +152,12 @@ def answers(inp: Inputs) -> list[str]:
                              f"({duration_us(d)})")  # fmt: skip
         if gains:
             parts.append("batching: " + ", ".join(gains))
+        if not parts and runs is not None:  # no search, no camera run: the highest rate it was run at
+            mine = runs[(runs["model"] == mid) & (runs["host"] == host)].sort_values("offered_qps")
+            if len(mine):
+                r = mine.iloc[-1].to_dict()
+                parts.append(f"at {rate(r['offered_qps'])}: p99 {duration_us(r['p99_us'])}, late past "
+                             f"{duration_us(r['deadline_us'])} {_brief(r)}")  # fmt: skip
         if parts:
             where = "" if one_host else f" ({host_label(inp, host)})"
             out.append(f"- **{mid}**{where}: " + "; ".join(parts) + ".")
