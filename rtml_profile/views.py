@@ -139,26 +139,36 @@ def agreement(runs: list[dict]) -> dict:
 
 # ---------------------------------------------------------------- load peaks
 
-LOAD_GROUP = ("model", "host", "runtime", "precision", "max_batch", "max_wait_us", "deadline_us")
+LOAD_GROUP = ("model", "host", "runtime", "precision", "max_batch", "max_wait_us", "deadline_us", "settings")
+
+
+def _cell(v):
+    """A table cell as a key part: an empty cell (None, NaN) is ''."""
+    return "" if v is None or (isinstance(v, float) and v != v) else v
 
 
 def load_peaks(rows) -> list[dict]:
-    """Per searched load configuration (LOAD_GROUP, server scenario, ok rows): {key, rows (by offered rate), peak
-    (the highest passing search rate's row, or None), ceiling (True when the peak is the highest rate these runs
-    could show as sustained: a cap of the test, not of the system)}."""
+    """Per searched load configuration (LOAD_GROUP; ok server runs whose role is a search or a peak's), in key
+    order: {key (a dict), rows (by offered rate), peak (the highest passing search rate's row, or None), lowest
+    (the lowest search rate tried), open (a peak with no rate tried above it: every rate tried passed, so the
+    bracket was low)}. Only rates LoadGen ran are ever a peak. The one peak rule: the load command's lines and
+    the report's section both read it."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        if r.get("status") == "ok" and r.get("scenario") == "server":
-            groups.setdefault(tuple(r[c] for c in LOAD_GROUP), []).append(r)
+        if (
+            r.get("status") == "ok"
+            and r.get("scenario") == "server"
+            and str(r.get("role")).endswith(("search", "peak"))
+        ):
+            groups.setdefault(tuple(_cell(r.get(c)) for c in LOAD_GROUP), []).append(r)
     out = []
     for key in sorted(groups):
         rs = sorted(groups[key], key=lambda r: r["offered_qps"])
-        passing = [r for r in rs if str(r.get("passed")) == "True" and r.get("role") == "search"]
+        search = [r for r in rs if r.get("role") == "search"]
+        passing = [r for r in search if str(r.get("passed")) == "True"]
         peak = passing[-1] if passing else None
-        above = [r for r in rs if r.get("role") == "search" and r["offered_qps"] > (peak or {}).get("offered_qps", 0)]
-        top = float(rs[0].get("ceiling_qps") or "inf")
-        ceiling = (bool(above) and str(above[0].get("too_short")) == "True") or (
-            peak is not None and not above and peak["offered_qps"] >= 0.9 * top
-        )
-        out.append({"key": dict(zip(LOAD_GROUP, key)), "rows": rs, "peak": peak, "ceiling": ceiling})
+        above = [r for r in search if peak is not None and r["offered_qps"] > peak["offered_qps"]]
+        lowest = min((r["offered_qps"] for r in search or rs), default=float("nan"))
+        out.append({"key": dict(zip(LOAD_GROUP, key)), "rows": rs, "peak": peak, "lowest": lowest,
+                    "open": peak is not None and not above})  # fmt: skip
     return out

@@ -8,8 +8,8 @@ from rtml_profile.report.common import host_label
 from rtml_profile.report.figures import load_curves
 from rtml_profile.report.fmt import duration_us, pct, rate, ratio, sig, table
 from rtml_profile.report.inputs import Inputs
+from rtml_profile.views import load_peaks
 
-GROUP = ["model", "host", "runtime", "precision", "max_batch", "max_wait_us", "deadline_us"]
 NEAR = 0.2  # the queue model "agrees" when its p99 is within 20% of the measured p99
 UP_TO = 0.8  # ... checked at offered loads up to 80% of the capacity measured through the system under test
 
@@ -33,27 +33,15 @@ def batching(r) -> str:
 
 
 def peaks(inp: Inputs) -> list[dict]:
-    """Per searched configuration (default idle settings): its runs by rate and the peak row (the highest passing
-    search rate; every rate above it that was tried failed) or None. Only rates LoadGen ran are ever a peak."""
-    ok, out = _ok(inp), []
-    if ok is None:
-        return out
-    for key, g in ok[ok["role"].astype(str).str.endswith(("search", "peak"))].groupby(GROUP, sort=True):
-        rows = g.sort_values("offered_qps").to_dict("records")
-        passing = [r for r in rows if _passed(r) and r.get("role") == "search"]
-        peak = passing[-1] if passing else None
-        failed_above = peak is None or any(
-            r["offered_qps"] > peak["offered_qps"] and not _passed(r) and r.get("role") == "search" for r in rows
-        )
-        out.append({"key": dict(zip(GROUP, key)), "rows": rows, "peak": peak, "open": not failed_above})
-    return out
+    """Per searched configuration with the default idle settings: views.load_peaks of this report's runs."""
+    ok = _ok(inp)
+    return [] if ok is None else load_peaks(ok.to_dict("records"))
 
 
 def _peak_text(p, brief: bool = False) -> str:
     r = p["peak"]
     if r is None:
-        lowest = min(float(x["offered_qps"]) for x in p["rows"])
-        return f"none (not even {rate(lowest)})"
+        return f"none (not even {rate(p['lowest'])})"
     top = ", no rate tried above it failed" if p.get("open") else ""
     return (
         f"{rate(r['offered_qps'])}{top}"

@@ -38,6 +38,7 @@ from rtml_profile.measure.timing import Settings, time_calls
 from rtml_profile.results import SAMPLES, now, record_with_samples, slug
 from rtml_profile.runtimes.base import RunConfig
 from rtml_profile.scenarios.loadgen import queue_sim, sut
+from rtml_profile.views import load_peaks
 from rtml_profile.vocab import CALIBRATED
 
 SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
@@ -605,40 +606,15 @@ def trial_line(r: dict) -> str:
     )
 
 
-PEAK_KEY = ("host", "model", "runtime", "precision", "max_batch", "max_wait_us", "deadline_us", "settings")
-
-
-def peaks(rows: list[dict]) -> list[dict]:
-    """Per searched configuration: the highest offered rate that met the goal (the row at it) or None, the
-    lowest rate tried, and `open`: no rate above the peak was tried (every rate tried passed)."""
-    out, tried = {}, collections.defaultdict(list)
-    for r in rows:
-        if r.get("status") != "ok" or r.get("scenario") != "server" or r.get("role") != "search":
-            continue
-        k = tuple(r.get(c, "") for c in PEAK_KEY)
-        best = out.get(k)
-        tried[k].append(r)
-        if r["passed"] and (best is None or r["offered_qps"] > best["offered_qps"]):
-            out[k] = r
-        out.setdefault(k, None)
-    return [
-        {
-            "key": k,
-            "row": v,
-            "lowest": min(r["offered_qps"] for r in tried[k]),
-            "open": v is not None and not any(r["offered_qps"] > v["offered_qps"] for r in tried[k]),
-        }
-        for k, v in out.items()
-    ]
-
-
 def peak_lines(rows: list[dict]) -> list[str]:
     lines = []
-    for p in peaks(rows):
-        _, model, rt, prec, mb, wait, deadline, settings = p["key"]
+    for p in load_peaks(rows):
+        k = p["key"]
+        model, rt, prec, mb, wait = k["model"], k["runtime"], k["precision"], k["max_batch"], k["max_wait_us"]
+        deadline, settings = k["deadline_us"], k["settings"]
         what = f"{model} {rt} {prec}, batching {'off' if mb == 1 else f'up to {mb} within {wait:g} us'}"
         what += f" ({settings})" if settings else ""
-        r = p["row"]
+        r = p["peak"]
         if r is None:
             lines.append(f"peak: {what}: no rate tried met p99 <= {deadline:g} us (the lowest tried: "
                          f"{p['lowest']:.4g}/s)")  # fmt: skip
