@@ -16,67 +16,21 @@ Checks (issue 21's acceptance; 2b, ort-cpu fp32, 1 intra-op thread, p99 deadline
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def reference(onnx: Path, rate: float, deadline_ms: float, threads: int, min_duration_s: float, queries: int):
-    """LoadGen alone: Server at `rate`, one ORT session, the query inline in the issue callback. Returns
-    (validity, p99 us, completed/s) from LoadGen's detail log."""
-    import mlperf_loadgen as lg
-    import onnxruntime as ort
+    """LoadGen alone (the package's one copy: scenarios.loadgen.sut.inline_reference)."""
+    from rtml_profile.scenarios.loadgen.sut import inline_reference
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-    sess = ort.InferenceSession(str(onnx), opts, providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
-    shape = [1 if not isinstance(d, int) else d for d in inp.shape]
-    x = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-    for _ in range(200):  # warm-up
-        sess.run(None, x)
-
-    def issue(samples):
-        for s in samples:
-            sess.run(None, x)
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, 0, 0)])
-
-    settings = lg.TestSettings()
-    settings.scenario, settings.mode = lg.TestScenario.Server, lg.TestMode.PerformanceOnly
-    settings.server_target_qps = rate
-    settings.server_target_latency_ns = int(deadline_ms * 1e6)
-    settings.server_target_latency_percentile = 0.99
-    settings.min_duration_ms, settings.min_query_count = int(min_duration_s * 1000), queries
-    out = Path(tempfile.mkdtemp(prefix="lg-ref-"))
-    log = lg.LogSettings()
-    log.log_output.outdir, log.log_output.copy_summary_to_stdout = str(out), False
-    sut, qsl = lg.ConstructSUT(issue, lambda: None), lg.ConstructQSL(64, 64, lambda s: None, lambda s: None)
-    lg.StartTestWithLogSettings(sut, qsl, settings, log)
-    lg.DestroyQSL(qsl)
-    lg.DestroySUT(sut)
-    res = {}
-    for line in (out / "mlperf_log_detail.txt").read_text().splitlines():
-        m = re.match(r":::MLLOG (\{.*\})", line)
-        if m:
-            try:
-                e = json.loads(m.group(1))
-            except ValueError:
-                continue
-            res[e["key"]] = e["value"]
-    return (
-        res["result_validity"],
-        res["result_99.00_percentile_latency_ns"] / 1e3,
-        res["result_completed_samples_per_sec"],
-    )
+    return inline_reference(onnx, rate, deadline_ms, threads, min_duration_s, queries)
 
 
 def toolkit(model: str, deadline_ms: float, threads: int, extra: list[str], results: Path) -> list[dict]:

@@ -322,7 +322,7 @@ def test_fidelity_compares_the_harness_with_a_bare_loop():
     x = np.ones((64, 64), np.float32)
     out = fidelity.compare_single_call(lambda: x @ x, lambda: x @ x, rounds=2, iters=50)
     assert out["ratio"] == pytest.approx(out["harness_p50_us"] / out["bare_p50_us"])
-    assert len(out["harness_rounds_us"]) == 2 and fidelity.LOAD_HOOK()["status"] == "not measured"
+    assert len(out["harness_rounds_us"]) == 2
 
 
 def test_trust_section_reads_the_fidelity_record(tmp_path):

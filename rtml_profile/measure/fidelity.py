@@ -4,8 +4,8 @@ same run (the guide: a timing method is trusted only after it agrees with the re
 - single calls: the harness's batch-1 p50 (measure.timing.time_calls through the runtime's end-to-end runner)
   against a bare `perf_counter_ns` loop calling the same ONNX Runtime session's `run` directly, in alternating
   rounds; the ratio harness / bare should be close to 1.
-- load: the load engine's p99 at one rate against MLPerf LoadGen with an inline query. LOAD_HOOK is where that
-  half plugs in (the load engine is moving onto LoadGen); until then the record says it was not measured.
+- load: the load engine's p99 at one rate against MLPerf LoadGen alone with an inline query; the pipeline measures
+  it (pipeline.load_fidelity: it needs the load scenario, a layer above this one) and passes it to `run`.
 """
 
 from __future__ import annotations
@@ -66,22 +66,15 @@ def single_call(target, threads: int | None = None, rounds: int = ROUNDS, iters:
             "threads": threads, **out}  # fmt: skip
 
 
-def load_not_measured(reason: str = "the load engine is moving onto MLPerf LoadGen (issue 21); not compared yet"):
-    return {"status": "not measured", "reason": reason}
-
-
-LOAD_HOOK = load_not_measured  # () -> {"status": "ok", "engine_p99_us", "loadgen_p99_us", "ratio", "rate_qps", ...}
-
-
 KEEP_RUNS = 6
 
 
 def run(target, threads: int | None = None, load=None, data_dir=None) -> dict:
-    """Measure one fidelity entry (the single-call comparison, and the load half from LOAD_HOOK unless `load` is
-    given) and append it to this host's fidelity record (the last KEEP_RUNS kept); returns the entry."""
+    """Measure one fidelity entry (the single-call comparison; the load half as the caller measured it, else
+    recorded as not measured) and append it to this host's fidelity record (the last KEEP_RUNS kept)."""
 
     entry = {"timestamp": now(), "load_average_1min": load_average(),
              "single_call": {"status": "ok", **single_call(target, threads)},
-             "load": load if load is not None else LOAD_HOOK()}  # fmt: skip
+             "load": load if load is not None else {"status": "not measured", "reason": "not asked for"}}  # fmt: skip
     save_entries("fidelity", [entry], (), data_dir or paths.DATA, merge=lambda old, new: (old + new)[-KEEP_RUNS:])
     return entry

@@ -203,9 +203,31 @@ def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", 
 
 def trust_run(model_id: str = "2b", data_dir=None) -> dict:
     """How far to trust this run (report: "How far to trust this run"): the harness against a bare loop on the
-    same ORT session, and the load half (measure.fidelity.LOAD_HOOK), appended to this host's fidelity record."""
+    same ORT session, and the load engine against LoadGen alone (load_fidelity), appended to this host's fidelity
+    record."""
 
-    return fidelity.run(bench.zoo_target(model_id, data_dir, with_accuracy=False), data_dir=None)
+    return fidelity.run(bench.zoo_target(model_id, data_dir, with_accuracy=False), load=load_fidelity(model_id))
+
+
+def load_fidelity(model_id: str = "2b", rate: float = 300.0, deadline_ms: float = 33.3, threads: int = 1) -> dict:
+    """The load engine's p99 at one Poisson rate (its worker, its LoadGen SUT, batching off, into a scratch
+    folder) against MLPerf LoadGen alone with the query inline over its own session in this process, run right
+    after: the ratio says how much the engine's own machinery adds."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rtml-load-fidelity-") as tmp:
+        req = loadgen.Request([model_id], ["ort-cpu"], scenario=loadgen.Scenario(duration_s=2.0),
+                              goal=loadgen.Goal(deadline_ms * 1e3), search=loadgen.Search(rates=(rate,), over=()),
+                              threads=threads, results=Path(tmp))  # fmt: skip
+        ok = [r for r in loadgen.execute(req) if r.get("status") == "ok"]
+    if not ok:
+        return {"status": "not measured", "reason": "the load engine's run at the reference rate failed"}
+    n = int(ok[0]["n"])
+    validity, ref_p99, _ = loadgen.sut.inline_reference(paths.onnx(model_id), rate, deadline_ms, threads, 2.0, n)
+    engine = float(ok[0]["p99_us"])
+    return {"status": "ok", "rate_qps": rate, "deadline_ms": deadline_ms, "threads": threads, "queries": n,
+            "engine_p99_us": engine, "loadgen_p99_us": ref_p99, "ratio": engine / ref_p99,
+            "loadgen_validity": validity}  # fmt: skip
 
 
 def short_load(model_id: str = "2b", runtime: str = "ort-cpu", deadline_ms: float = 10.0) -> list[dict]:

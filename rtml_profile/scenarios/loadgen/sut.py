@@ -265,3 +265,58 @@ def _per_sample(trace_text: str, sut: SUT) -> dict:
         "batch": size.astype(np.uint16 if size.max(initial=0) > 255 else np.uint8),
         "wall_s": np.asarray([float((arrival + us / 1e6).max()) if n else 0.0], np.float64),
     }
+
+
+def inline_reference(onnx, rate: float, deadline_ms: float, threads: int, min_duration_s: float, queries: int):
+    """MLPerf LoadGen alone, the field's reference for load: Server at `rate` over one ONNX Runtime CPU session in
+    this process, the query run inline in LoadGen's issue callback (as MLPerf's reference SUTs do; no worker, no
+    batcher). Returns (LoadGen's validity, its p99 in us, completed/s) from its detail log."""
+    import json
+    import re as _re
+
+    import mlperf_loadgen as lg
+
+    from rtml_profile.session import cpu_session
+
+    sess = cpu_session(onnx, threads)
+    inp = sess.get_inputs()[0]
+    shape = [1 if not isinstance(d, int) else d for d in inp.shape]
+    x = {inp.name: np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    for _ in range(200):  # warm-up
+        sess.run(None, x)
+
+    def issue(samples):
+        for q in samples:
+            sess.run(None, x)
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(q.id, 0, 0)])
+
+    settings = lg.TestSettings()
+    settings.scenario, settings.mode = lg.TestScenario.Server, lg.TestMode.PerformanceOnly
+    settings.server_target_qps = rate
+    settings.server_target_latency_ns = int(deadline_ms * 1e6)
+    settings.server_target_latency_percentile = 0.99
+    settings.min_duration_ms, settings.min_query_count = int(min_duration_s * 1000), queries
+    out = Path(tempfile.mkdtemp(prefix="lg-ref-"))
+    try:
+        log = lg.LogSettings()
+        log.log_output.outdir, log.log_output.copy_summary_to_stdout = str(out), False
+        sut, qsl = lg.ConstructSUT(issue, lambda: None), lg.ConstructQSL(64, 64, lambda s: None, lambda s: None)
+        lg.StartTestWithLogSettings(sut, qsl, settings, log)
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(sut)
+        res = {}
+        for line in (out / "mlperf_log_detail.txt").read_text().splitlines():
+            m = _re.match(r":::MLLOG (\{.*\})", line)
+            if m:
+                try:
+                    e = json.loads(m.group(1))
+                except ValueError:
+                    continue
+                res[e["key"]] = e["value"]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return (
+        res["result_validity"],
+        res["result_99.00_percentile_latency_ns"] / 1e3,
+        res["result_completed_samples_per_sec"],
+    )
