@@ -196,6 +196,7 @@ def _tiny(path, dims=("batch", 4)):
 QUICK = ["--min-iters", "10", "--min-time", "0", "--max-time", "0.02", "-q"]
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_second_run_and_other_hosts_keep_rows(workdir, monkeypatch, cli):
     model = _tiny(workdir / "tiny.onnx")
     args = ["bench", "--onnx", model, "--runtime", "ort-cpu", "--precision", "fp32", "--batch", "1", *QUICK]
@@ -233,6 +234,7 @@ def _writer(root, host, n):
         )
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_concurrent_writers_lose_no_rows(tmp_path):
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(str(tmp_path), f"writer-{k}", 15)) for k in range(3)]

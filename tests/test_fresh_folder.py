@@ -14,6 +14,9 @@ from test_containment import tiny
 QUICK = ["--batch", "1", "--min-iters", "20", "--min-time", "0", "--max-time", "0.05", "-q"]
 
 
+pytestmark = pytest.mark.slow  # every command once, for real: the full suite runs them
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
     """train-and-export into a fresh project folder: the first command's fresh-folder run."""

@@ -151,6 +151,7 @@ def test_compare_zero_or_negative_latency_and_same_revision_twice(cli, workdir):
         one_sentence(cli("compare", old, new), 2, "not a positive latency")
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_compare_head_head_in_this_repository():
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout with git installed")
@@ -208,6 +209,7 @@ def test_a_failed_lifecycle_entry_keeps_the_good_one():
 # ---------------------------------------------------------------- python -O and -OO
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_python_O_keeps_every_check_and_OO_the_help(tmp_path):
     r = run(["report", "--budget", "0,-1"], tmp_path, flags=("-O",))
     assert r.returncode == 2 and "Invalid value for '--budget'" in r.stderr, r.stderr  # the option's own parser

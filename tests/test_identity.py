@@ -78,6 +78,7 @@ def _bench(cli, results: Path, facts: Path, monkeypatch):
     assert r.exit_code == 0, r.output
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_two_machines_sharing_a_label_stay_two_hosts(cli, housing_project, tmp_path, monkeypatch):
     """Same CPU name and cores (same label), another stepping and L3 (another fingerprint): real bench runs."""
     monkeypatch.chdir(housing_project)
@@ -118,6 +119,7 @@ def _spin_free_bench(tmp_path: Path, facts: Path, model: Path) -> subprocess.Com
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_bench_while_another_process_keeps_a_core_busy_is_flagged(tmp_path):
     """The spinner is a sibling of the bench process, not in its process tree: its CPU time is another's."""
     from test_bench import _tiny

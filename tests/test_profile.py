@@ -128,6 +128,7 @@ def test_limits_agreement_and_keys():
     assert views.agreement([run(1.0, 1.0)]) == {}
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_a_cache_read_is_faster_than_a_memory_read():
     """The read ceilings measure what they claim: reading a buffer that fits the first cache level (every thread)
     outruns reading one far beyond the last-level cache."""

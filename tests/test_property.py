@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from test_containment import tree
@@ -90,6 +91,7 @@ def _invoke(args):
     return r
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 @settings(
     max_examples=40,
     deadline=None,

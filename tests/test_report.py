@@ -47,6 +47,7 @@ def test_number_style():
     assert [rate(x) for x in (433664, 6.73e6, 867.4)] == ["434k/s", "6.73M/s", "867/s"]
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_committed_report_small_plain_and_answers_first(committed):
     _, out = committed
     text, appendix = out.read_text(), (out.parent / "APPENDIX.md").read_text()
@@ -72,6 +73,7 @@ def test_committed_report_small_plain_and_answers_first(committed):
     assert "/0/Gemm" in text and "kept in fp32" in text and "20 epochs" in text
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_findings_compare_across_hosts_only_saying_so(committed):
     _, out = committed
     sec = out.read_text().split("## Findings")[1].split("\n## ")[0]
@@ -85,6 +87,7 @@ def test_findings_compare_across_hosts_only_saying_so(committed):
     assert "1a is still learning" in sec and "fell in 199 of 199 epochs" in sec
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_same_data_same_bytes(committed):
     data, out = committed
     first = {p: p.read_bytes() for p in [out, out.parent / "APPENDIX.md", *sorted((out.parent / "figures").iterdir())]}
