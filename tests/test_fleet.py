@@ -113,7 +113,8 @@ def test_a_node_lost_mid_sweep_costs_only_its_unfinished_steps(cluster, fleet_pr
     _no_overlap(ok)
 
 
-def test_fleet_without_a_cluster_is_one_sentence_and_exit_2(tmp_path):
+def test_fleet_without_a_cluster_is_one_sentence_and_exit_2(fleet_project):
     r = subprocess.run([sys.executable, "-m", "rtml_profile", "fleet", "--address", "127.0.0.1:1", "-m", "1a"],
-                       capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+                       capture_output=True, text=True, cwd=fleet_project, timeout=60)  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "no Ray cluster answers at '127.0.0.1:1'" in r.stderr, r.stderr

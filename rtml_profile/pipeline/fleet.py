@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import tempfile
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -102,6 +103,7 @@ def connect(address: str):
         import ray
     except ImportError:
         raise UserError('Ray is not installed here; install the fleet extra: pip install -e ".[fleet]"') from None
+    _reachable(address)
     try:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
     except Exception as e:  # noqa: BLE001  ray raises ConnectionError, RuntimeError, TimeoutError ...
@@ -109,6 +111,19 @@ def connect(address: str):
         raise UserError(f"no Ray cluster could be reached at {address!r} ({first}); start one with `ray start "
                         f"--head` and `ray start --address=... --resources '{{\"{SLOT}\": 1}}'`") from None  # fmt: skip
     return ray
+
+
+def _reachable(address: str, timeout_s: float = 5.0):
+    """A HOST:PORT that nothing answers on is one sentence at once (Ray itself retries for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return  # 'auto', ray://...: left to Ray
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise UserError(f"no Ray cluster answers at {address!r} ({why}); start one with `ray start --head` and "
+                        f"`ray start --address=... --resources '{{\"{SLOT}\": 1}}'`") from None  # fmt: skip
 
 
 # ---------------------------------------------------------------- on the nodes
