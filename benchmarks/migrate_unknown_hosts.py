@@ -12,8 +12,9 @@ limits_/nodes_/lifecycle_<host>.json are renamed after it. Idempotent: fingerpri
 are left alone. Table cells are rewritten as read (strings), so nothing but the host columns changes.
 
 --retire OLD --by NEW (after benchmarks/remeasure_cpu.sh): drops every row of the unknown machine OLD that machine
-NEW re-measured (a row of NEW with the same key but the host), with its samples file, and OLD's limits/nodes/
-lifecycle record where NEW has one of that kind. What NEW did not re-measure stays, still labelled unknown.
+NEW re-measured (a row of NEW with the same key but the host), with its samples file, OLD's rows that hold no
+measurement (a runtime absent or failed there) in a table NEW wrote to, and OLD's limits/nodes/lifecycle record
+where NEW has one of that kind. What NEW did not re-measure stays, still labelled unknown.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from rtml_profile import paths, schema
 from rtml_profile.files import atomic_write, read_json, write_json
-from rtml_profile.results import SAMPLES, load_sample_arrays, slug
+from rtml_profile.results import SAMPLES, load_sample_arrays, samples_path, slug
 
 
 def _moved(rel: str, old: str, new: str) -> str:
@@ -58,9 +59,10 @@ def migrate_table(data_dir: Path, kind: str) -> int:
         rel = df.at[i, "samples_file"] if "samples_file" in df else ""
         if rel:
             new_rel = _moved(rel, old, df.at[i, "host"])
-            if new_rel != rel and (data_dir / rel).is_file():
+            file, why = samples_path(data_dir, rel)  # moves only what the containment rule accepts
+            if new_rel != rel and file is not None and not why and samples_path(data_dir, new_rel)[0] is not None:
                 (data_dir / new_rel).parent.mkdir(parents=True, exist_ok=True)
-                (data_dir / rel).rename(data_dir / new_rel)
+                file.rename(data_dir / new_rel)
             df.at[i, "samples_file"] = new_rel
     if todo.any():
         buf = io.StringIO()
@@ -123,10 +125,13 @@ def retire(data_dir: Path, old: str, new: str) -> list[str]:
         rest = [k for k in schema.KEYS[kind] if k != "host" and k in df]
         redone = set(map(tuple, df.loc[df["host"] == new, rest].to_numpy()))
         drop = (df["host"] == old) & pd.Series([tuple(r) in redone for r in df[rest].to_numpy()], index=df.index)
+        if "status" in df and (df["host"] == new).any():  # "runtime absent" on a machine nobody can name says nothing
+            drop |= (df["host"] == old) & (df["status"] != "ok")
         if drop.any():
             for rel in df.loc[drop, "samples_file"] if "samples_file" in df else []:
-                if rel and (data_dir / rel).is_file():
-                    (data_dir / rel).unlink()
+                file, why = samples_path(data_dir, rel)  # the one containment rule: never outside samples/
+                if file is not None and not why:
+                    file.unlink()
             buf = io.StringIO()
             df[~drop].to_csv(buf, index=False)
             atomic_write(path, buf.getvalue())

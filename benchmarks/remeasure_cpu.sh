@@ -12,7 +12,8 @@
 # committed faster-path rows took 30), precision ~10, load ~5 (the committed sweep took 4), limits, nodes and
 # lifecycle ~3, profiled models ~5, training speed ~2). Every row records how quiet the machine was (loadavg_1m,
 # others_cores, busy); afterwards check the report's Machines list for busy rows and re-run those steps.
-set -euo pipefail
+set -uo pipefail  # a failed step is named and the run goes on: one failure must not cost the other hour
+trap 'echo "!! FAILED (exit $?): $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code, installed or not
 DATA="${RTML_DATA_DIR:-../shared/data}"
@@ -47,10 +48,8 @@ for m in 2a 2b; do
   "${RP[@]}" precision "$m" -p int8-static --calibration entropy --calibration percentile --data-dir "$DATA"
 done
 
-step "load: server scenario, deadline 10 ms, batching off and <=8 within 500 us, 1 intra-op thread"
-LOAD=(--deadline 10 --batching 1,8@500 --duration 1 --threads 1)
-"${RP[@]}" load "${ZOO[@]}" -r ort-cpu -p fp32 -p int8 "${LOAD[@]}"
-"${RP[@]}" load "${ZOO[@]}" -r torch-cpu -p fp32 "${LOAD[@]}"
+step "load on MLPerf LoadGen: the whole committed sweep from an empty load.csv (benchmarks/load_sweep.sh: deadlines 10, 1, 16.7, 33.3 ms, batching off and <=8 within 500 us, the camera runs)"
+RESET=1 bash benchmarks/load_sweep.sh
 
 step "limits, per-node profiles (2b) and lifecycle (2b)"
 "${RP[@]}" limits
@@ -72,6 +71,10 @@ python benchmarks/train_speed.py --data-dir "$DATA"
 
 step "fidelity: the harness's batch-1 p50 against a bare loop on the same session (the report's trust section)"
 python -c "from rtml_profile.pipeline import trust_run; print(trust_run()['single_call']['ratio'])"
+
+step "LoadGen alone against the toolkit (issue 21's acceptance) and the idle-frame penalty's mitigations, 30/s"
+python benchmarks/loadgen_reference.py 2>&1 | tee reports/benchmarks/loadgen_reference_cpu.txt || echo "loadgen_reference: a check failed (above)"
+python benchmarks/idle_penalty.py --save reports/benchmarks/idle_penalty_cpu.txt
 
 step "retire what this run re-measured from $OLD, render the report"
 python benchmarks/migrate_unknown_hosts.py --retire "$OLD" --by "$HOST" reports/data

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rtml_profile import UserError, host, schema
@@ -174,5 +175,11 @@ def test_old_results_read_and_migrate_as_an_unknown_machine(tmp_path):
     assert rec["host"] == "unknown-2x-AMD-EPYC" and rec["environment"]["host_label"].endswith("unknown machine")
     assert schema.unknown("unknown-2x-AMD-EPYC") and schema.unknown("2x AMD EPYC") and not schema.unknown(new_id)
     gone = tmp_path / moved["samples_file"]
+    victim = tmp_path / "victim.txt"  # a hostile row of the unknown machine: retired, its file never deleted
+    victim.write_text("keep")
+    table = pd.read_csv(tmp_path / "bench.csv", dtype=str, keep_default_na=False)
+    hostile = {**table.iloc[0].to_dict(), "host": "unknown-2x-AMD-EPYC", "runtime": "trt", "status": "skipped",
+               "samples_file": "samples/../victim.txt"}  # fmt: skip
+    pd.concat([table, pd.DataFrame([hostile])]).to_csv(tmp_path / "bench.csv", index=False)
     migrate.main(["--retire", "unknown-2x-AMD-EPYC", "--by", new_id, str(tmp_path)])  # new_id re-measured that row
-    assert list(store.read()["host"]) == [new_id] and not gone.exists()
+    assert list(store.read()["host"]) == [new_id] and not gone.exists() and victim.read_text() == "keep"
