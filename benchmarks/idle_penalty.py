@@ -88,7 +88,7 @@ def main():
             {
                 "mitigation": name,
                 "p99 per round (LoadGen)": ", ".join(duration_us(p) for p in p99s),
-                "pooled p99 [95%]": f"{duration_us(stats.nearest_rank(pooled, 99))} [{duration_us(lo)}, "
+                "pooled p99 [95%]": f"{duration_us(stats.percentile(pooled, 99))} [{duration_us(lo)}, "
                 f"{duration_us(hi)}]",
                 "p50": duration_us(float(np.median(pooled))),
                 "max": duration_us(float(pooled[-1])),

@@ -13,7 +13,8 @@ are left alone. Table cells are rewritten as read (strings), so nothing but the 
 
 --retire OLD --by NEW (after benchmarks/remeasure_cpu.sh): drops every row of the unknown machine OLD that machine
 NEW re-measured (a row of NEW with the same key but the host), with its samples file, OLD's rows that hold no
-measurement (a runtime absent or failed there) in a table NEW wrote to, and OLD's limits/nodes/lifecycle record
+measurement (a runtime absent or failed there) in a table NEW wrote to, OLD's precision fixes of a variant NEW
+re-ran (the nodes a fix keeps depend on the weights), and OLD's limits/nodes/lifecycle record
 where NEW has one of that kind. What NEW did not re-measure stays, still labelled unknown.
 """
 
@@ -127,6 +128,11 @@ def retire(data_dir: Path, old: str, new: str) -> list[str]:
         drop = (df["host"] == old) & pd.Series([tuple(r) in redone for r in df[rest].to_numpy()], index=df.index)
         if "status" in df and (df["host"] == new).any():  # "runtime absent" on a machine nobody can name says nothing
             drop |= (df["host"] == old) & (df["status"] != "ok")
+        if kind == "precision_fixes":  # which nodes a fix keeps depends on the weights: NEW's fixes replace OLD's
+            cols = ["model", "precision", "calibration_method"]
+            variants = set(map(tuple, df.loc[df["host"] == new, cols].to_numpy()))
+            mine = df[cols].to_numpy()
+            drop |= (df["host"] == old) & pd.Series([tuple(r) in variants for r in mine], index=df.index)
         if drop.any():
             for rel in df.loc[drop, "samples_file"] if "samples_file" in df else []:
                 file, why = samples_path(data_dir, rel)  # the one containment rule: never outside samples/

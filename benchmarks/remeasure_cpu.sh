@@ -67,7 +67,7 @@ python -c "import sys; sys.path.insert(0, 'tests'); from anymodels import transf
   echo "tiny-transformer: not re-profiled (see the message above); its rows stay under the unknown machine"
 
 step "training speed (trainer vs a bare loop, 2b)"
-python benchmarks/train_speed.py --data-dir "$DATA"
+python benchmarks/train_speed.py --data-dir "$DATA" --out reports/data/train_speed_cpu.json
 
 step "fidelity: the harness's batch-1 p50 against a bare loop on the same session (the report's trust section)"
 python -c "from rtml_profile.pipeline import trust_run; print(trust_run()['single_call']['ratio'])"

@@ -79,8 +79,8 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
         section_cost(inp, figures),
         section_where(inp, figures),
         summary_skipped(inp),
-        "## HW2's figures beside the measurements\n\nHW2's printed parameters, MACs, losses, accuracies and "
-        "training times beside the measured ones, with what each difference comes from: "
+        "## HW2's figures beside the measurements\n\nHW2's printed figures beside the measured ones, and what "
+        "each difference comes from: "
         "[appendix](APPENDIX.md#hw2s-figures-beside-the-measurements).\n",  # section_hw2 is never empty
         _models_line(inp),
     ]

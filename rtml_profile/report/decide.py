@@ -179,8 +179,8 @@ def section_decision(inp: Inputs, budgets_ms, rate: float = CAMERA_RATE) -> str:
     )
     out.append(table(rows))
     out.append(
-        f"\n`if input on device`: the same runtime and precision when your input already lives on the device (no "
-        f"copy in or out; not what a host-fed user pays). {SCOPES_NOTE} {WARN_NOTE} {OTHER_WEIGHTS} ran other "
+        f"\n`if input on device`: the same run with your input already on the device (not what a host-fed user "
+        f"pays). {SCOPES_NOTE} {WARN_NOTE} {OTHER_WEIGHTS} ran other "
         f"weights than the committed training record (see Faster paths). {paired.note(inp)} " + " ".join(notes) + "\n"
     )
     return "".join(out)

@@ -124,6 +124,10 @@ def across_hosts(inp: Inputs) -> list[str]:
     if not (cpu and gpu):
         return out
     c, d = cpu[0], gpu[0]
+
+    def run(r):  # the scope is the sentence's (end to end), so it is not repeated
+        return config(r).rsplit(" ", 1)[0]
+
     for mid in models(inp):
         gc, gd = ok[(ok["model"] == mid) & (ok["host"] == c)], ok[(ok["model"] == mid) & (ok["host"] == d)]
         ec, ed = end_to_end(gc), end_to_end(gd)
@@ -134,23 +138,19 @@ def across_hosts(inp: Inputs) -> list[str]:
             continue
         r1, v1 = speed_verdict(inp, a, b)
         r2, v2 = speed_verdict(inp, {**x, "p50_us": x["mean_us"]}, {**y, "p50_us": y["mean_us"]})
-        differ = (
-            "same precision"
-            if x["precision"] == y["precision"]
-            else f"different precisions: {x['precision']} vs {y['precision']}"
-        )
+        differ = "same precision" if x["precision"] == y["precision"] else f"{x['precision']} vs {y['precision']}"
+        hosts = "" if out else f" (GPU host: {host_label(inp, d)}; CPU host: {host_label(inp, c)})"
         s = (
-            f"{mid}, across hosts end to end ({host_label(inp, d)} vs {host_label(inp, c)}): at batch 1 in fp32 "
-            f"the GPU host is {how_much(r1, v1)} ({config(a)} {duration_us(a['p50_us'])} vs {config(b)} "
-            f"{duration_us(b['p50_us'])}, p50); at batch {top}, best throughput vs best throughput, it is "
-            f"{how_much(r2, v2)} ({config(x)} {duration_us(x['mean_us'])} vs {config(y)} "
+            f"{mid}, across hosts end to end{hosts}: at batch 1 in fp32 the GPU host is {how_much(r1, v1)} "
+            f"({run(a)} {duration_us(a['p50_us'])} vs {run(b)} {duration_us(b['p50_us'])}, p50); at batch {top}, "
+            f"best vs best, {how_much(r2, v2)} ({run(x)} {duration_us(x['mean_us'])} vs {run(y)} "
             f"{duration_us(y['mean_us'])} per call, {differ})"
         )
         dc, dd = _on_device(gc, 1, REFERENCE), _on_device(gd, 1, REFERENCE)
         if dc and dd:
             r3, v3 = speed_verdict(inp, dd, dc)
             s += (
-                f"; only if the input already lived on the device would it be {how_much(r3, v3)} at batch 1 "
+                f"; with input on the device, {how_much(r3, v3)} at batch 1 "
                 f"({config(dd)} {duration_us(dd['p50_us'])} vs {config(dc)} {duration_us(dc['p50_us'])})"
             )
         out.append(s + ".")
@@ -213,8 +213,8 @@ def precision_effect(inp: Inputs, p, host, rt, scope) -> str:
     if not speed:
         return ""
     return (
-        f"{p} against {REFERENCE} on the {host_label(inp, host)} ({rt}, {scope} scope, p50, the same batches for "
-        f"every model): {'; '.join(speed)}. Metric change: {'; '.join(acc) or 'not measured'}."
+        f"{p} against {REFERENCE} on the {host_label(inp, host)} ({rt}, {scope} scope, p50, same batches "
+        f"for all): {'; '.join(speed)}. Metric change: {'; '.join(acc) or 'not measured'}."
     )
 
 
@@ -228,9 +228,8 @@ def tf32_note(inp: Inputs) -> list[str]:
         tf = g[g["precision"] == "tf32"]
         if len(tf) and not len(g[(g["precision"] == REFERENCE) & g["runtime"].isin(set(tf["runtime"]))]):
             out.append(
-                f"{', '.join(sorted(set(tf['runtime'])))} on the {host_label(inp, host)} ran tf32 (TF32 "
-                f"matrix units, the CUDA provider's default), not fp32: true fp32 on it was not measured there, "
-                f"so it is compared with fp32 elsewhere only where the sentence names the difference."
+                f"{', '.join(sorted(set(tf['runtime'])))} on the {host_label(inp, host)} ran tf32 (the CUDA "
+                f"provider's default), not fp32; a sentence comparing it with fp32 names the difference."
             )
     return out
 

@@ -51,7 +51,7 @@ def section_training(inp: Inputs) -> str:
         f"{MACS_EQUAL_PARAMS if macs_equal_params(inp) else ''}\n"
     )
     if speed_notes(inp):
-        out.append("\nTraining speed benchmarks beside the training runs: [appendix](APPENDIX.md#training-speed).\n")
+        out.append("\nTraining speed benchmarks: [appendix](APPENDIX.md#training-speed).\n")
     return "".join(out)
 
 
@@ -207,15 +207,10 @@ def section_machines(inp: Inputs) -> str:
              for h in _hosts_in_order(inp)]  # fmt: skip
     out = (
         "## Machines\n\nRows are keyed by machine fingerprint ([appendix](APPENDIX.md#machines)): machines sharing a "
-        "name stay apart, never compared; limits apply to their own machine's rows (§: busy).\n\n"
-        + "\n".join(lines)
-        + "\n"
+        "name are never compared; limits apply to their own machine's rows.\n\n" + "\n".join(lines) + "\n"
     )
     if any(unknown(h) for h in inp.machines):
-        out += (
-            "\nUnknown machines: results from before fingerprints, kept apart; `benchmarks/remeasure_cpu.sh` "
-            "re-measures the CPU host's.\n"
-        )
+        out += "\nUnknown machines: results from before fingerprints, kept apart.\n"
     return out
 
 

@@ -104,10 +104,9 @@ def _over(pts: list[dict], inp: Inputs, host: str) -> str:
     levels = sorted({p["bandwidth_level"] for p in over if p["bound"] != "compute-bound"} or {"peak"})
     engines = sorted({_ceiling_engine(inp, host, lv) for lv in levels} - {""})
     how = f" (measured by {', '.join(engines)})" if engines else ""
-    return (f" {len(over)} of the {len(pts)} points (every compute-scope bench row with a ceiling) are faster "
-            f"than their {'/'.join(levels)} ceiling{how}: those ceilings are wrong, not the points; "
-            f"`rtml-profile limits` (load average then {sig(_load(runs[-1]))}) now reads per "
-            f"cache level with every thread, as the model does.")  # fmt: skip
+    return (f" {len(over)} of the {len(pts)} points (compute-scope rows with a ceiling) beat their "
+            f"{'/'.join(levels)} ceiling{how}, `rtml-profile limits` at load average {sig(_load(runs[-1]))}: "
+            f"those ceilings are wrong, not the points.")  # fmt: skip
 
 
 def _load(run: dict):
