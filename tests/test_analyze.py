@@ -59,6 +59,7 @@ def _export_torchvision(name, path):
         )
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_resnet18_matches_torchvision(tmp_path):
     path = tmp_path / "resnet18.onnx"
     _export_torchvision("resnet18", path)

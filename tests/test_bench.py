@@ -275,6 +275,7 @@ def test_bad_bench_input(cli, workdir, args, message):
     assert not (workdir / "reports" / "data" / "bench.csv").exists()
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_absent_runtime_asked_for_by_name(cli, workdir):
     if runtimes.get("trt").probe().available:
         pytest.skip("TensorRT runs here")
@@ -344,6 +345,7 @@ def test_tensorrt_runs_where_installed(project, tmp_path, monkeypatch):
     assert {r["status"] for r in res.rows} == {"ok"}
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_percentile_intervals_cover_the_true_percentile():
     """Seeded coverage check: 95% intervals of p50 and p90 from 300 samples of a known distribution (exponential,
     true p-th percentile -ln(1 - p/100)) cover the truth in about 95% of 400 repetitions, never in fewer than 92%."""

@@ -98,6 +98,7 @@ def test_a_samples_folder_that_is_a_symlink_is_neither_read_nor_written(tmp_path
 # ---------------------------------------------------------------- delete: bench.csv and load.csv rows
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_a_hostile_bench_row_cannot_make_bench_delete_a_file_outside(cli, workdir):
     model = tiny(workdir / "tiny.onnx")
     folder = workdir / "results"
@@ -154,6 +155,7 @@ def _compare(args, cwd, timeout=120):
                           capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_compare_never_opens_a_fifo_or_a_crafted_file_outside(cli, workdir):
     model = tiny(workdir / "tiny.onnx")
     old, new = workdir / "old", workdir / "new"
@@ -172,6 +174,7 @@ def test_compare_never_opens_a_fifo_or_a_crafted_file_outside(cli, workdir):
     assert "no samples" in r.stdout  # the verdict: the crafted samples were not read as that row's
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_compare_reads_a_revision_from_git_blobs_and_never_follows_its_symlinks(cli, workdir):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")

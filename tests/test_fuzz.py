@@ -57,6 +57,7 @@ def npz_claiming(path: Path, name: str, shape, descr="<f4"):
 # ---------------------------------------------------------------- crashes in normal use
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_profile_non_classification_model_into_a_new_folder(cli, workdir):
     r = cli("profile", tiny(workdir / "tiny.onnx"), *PROFILE_QUICK, "--results", workdir / "new", "--out",
             workdir / "appendix")  # fmt: skip
@@ -139,6 +140,7 @@ def test_profile_nodes_threads_zero_and_a_batch_beyond_memory(cli, housing_proje
 # ---------------------------------------------------------------- compare
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_compare_zero_or_negative_latency_and_same_revision_twice(cli, workdir):
     old = workdir / "old"
     bench_once(cli, old, tiny(workdir / "tiny.onnx"))

@@ -122,6 +122,7 @@ def _run(targets, names, tmp_path, batches=(1, 4)):
     )
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_a_crashing_runtime_costs_only_its_own_rows(fakes, onnx_target, tmp_path):
     fakes("fake-abort", "FakeAbort")
     res = _run([onnx_target], ["fake-abort", "ort-cpu"], tmp_path)
@@ -298,6 +299,7 @@ def _bench_1a(cli, *extra):
                "--min-time", "0", "--max-time", "0.02", "-q", *extra)  # fmt: skip
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_nan_in_the_evaluation_data_keeps_the_good_rows_and_says_so(cli, housing_project, tmp_path, monkeypatch,
                                                                      data_dir):  # fmt: skip
     import shutil
@@ -332,6 +334,7 @@ def test_a_damaged_export_is_one_sentence_and_writes_nothing(cli, housing_projec
     assert not (root / "reports" / "data" / "bench.csv").exists()
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_derived_artifacts_never_go_beside_a_users_file(cli, workdir):
     user = workdir / "mine"
     user.mkdir()
@@ -345,6 +348,7 @@ def test_derived_artifacts_never_go_beside_a_users_file(cli, workdir):
     assert list((workdir / "exported" / "derived").glob("model.int8.*.onnx"))
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_two_processes_build_one_artifact_once(tmp_path):
     import multiprocessing as mp
 

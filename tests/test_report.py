@@ -108,6 +108,7 @@ def test_findings_follow_the_data(tmp_path):
     assert any(s.startswith("2b is still learning") for s in after)
 
 
+@pytest.mark.slow  # seconds here: the full suite runs it, the fast layer stays under a minute
 def test_speed_claims_need_the_samples(tmp_path):
     """Make one configuration's p50 look faster than another's: without samples that back it, it is a tie."""
     from rtml_profile.report.common import speed_verdict
