@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from loadgen_reference import ROOT, reference, toolkit
+from loadgen_reference import QUERIES, ROOT, reference, toolkit
 
 
 def main():
@@ -32,7 +32,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     onnx = ROOT / "exported" / f"{a.model}.onnx"
-    queries, t0 = 482, time.time()
+    queries, t0 = QUERIES, time.time()
     print(f"{a.model} ort-cpu fp32, {a.threads} thread(s), p99 deadline {a.deadline_ms:g} ms; load average at start "
           f"{os.getloadavg()[0]:.2f}")  # fmt: skip
     runs = {r: [] for r in a.rate}

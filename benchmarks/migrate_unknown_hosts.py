@@ -108,6 +108,14 @@ def migrate_records(data_dir: Path) -> list[str]:
     return done
 
 
+def _redone(df, cols: list[str], old: str, new: str):
+    """The rows of `old` whose `cols` values a row of `new` also has (a boolean Series)."""
+    import pandas as pd
+
+    seen = set(map(tuple, df.loc[df["host"] == new, cols].to_numpy()))
+    return (df["host"] == old) & pd.Series([tuple(r) in seen for r in df[cols].to_numpy()], index=df.index)
+
+
 def retire(data_dir: Path, old: str, new: str) -> list[str]:
     """Drop what `old` (an unknown machine) measured and `new` re-measured; see the module's docstring."""
     import pandas as pd
@@ -124,15 +132,11 @@ def retire(data_dir: Path, old: str, new: str) -> list[str]:
             continue
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
         rest = [k for k in schema.KEYS[kind] if k != "host" and k in df]
-        redone = set(map(tuple, df.loc[df["host"] == new, rest].to_numpy()))
-        drop = (df["host"] == old) & pd.Series([tuple(r) in redone for r in df[rest].to_numpy()], index=df.index)
+        drop = _redone(df, rest, old, new)
         if "status" in df and (df["host"] == new).any():  # "runtime absent" on a machine nobody can name says nothing
             drop |= (df["host"] == old) & (df["status"] != "ok")
         if kind == "precision_fixes":  # which nodes a fix keeps depends on the weights: NEW's fixes replace OLD's
-            cols = ["model", "precision", "calibration_method"]
-            variants = set(map(tuple, df.loc[df["host"] == new, cols].to_numpy()))
-            mine = df[cols].to_numpy()
-            drop |= (df["host"] == old) & pd.Series([tuple(r) in variants for r in mine], index=df.index)
+            drop |= _redone(df, ["model", "precision", "calibration_method"], old, new)
         if drop.any():
             for rel in df.loc[drop, "samples_file"] if "samples_file" in df else []:
                 file, why = samples_path(data_dir, rel)  # the one containment rule: never outside samples/

@@ -120,21 +120,27 @@ def project(tmp_path_factory, data_dir):
     return root
 
 
-@pytest.fixture(scope="session")
-def housing_project(tmp_path_factory, data_dir):
-    """A project with 1a trained briefly (Housing: seconds), for accuracy paths."""
+def train_1a(tmp_path_factory, data_dir, name: str, epochs: int):
+    """`train-and-export 1a --epochs N` run in a new project folder (Housing: seconds); (folder, CLI result)."""
     from typer.testing import CliRunner
 
     from rtml_profile.cli import app
 
-    root = tmp_path_factory.mktemp("housing")
+    root = tmp_path_factory.mktemp(name)
     old = os.getcwd()
     os.chdir(root)
     try:
-        r = CliRunner().invoke(app, ["train-and-export", "1a", "--epochs", "3", "--data-dir", str(data_dir), "-q"])
-        assert r.exit_code == 0, r.output
+        args = ["train-and-export", "1a", "--epochs", str(epochs), "--data-dir", str(data_dir), "-q"]
+        return root, CliRunner().invoke(app, args)
     finally:
         os.chdir(old)
+
+
+@pytest.fixture(scope="session")
+def housing_project(tmp_path_factory, data_dir):
+    """A project with 1a trained briefly, for accuracy paths."""
+    root, r = train_1a(tmp_path_factory, data_dir, "housing", 3)
+    assert r.exit_code == 0, r.output
     return root
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from conftest import train_1a
 from test_containment import tiny
 
 QUICK = ["--batch", "1", "--min-iters", "20", "--min-time", "0", "--max-time", "0.05", "-q"]
@@ -19,20 +20,9 @@ pytestmark = pytest.mark.slow  # every command once, for real: the full suite ru
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
-    """train-and-export into a fresh project folder: the first command's fresh-folder run."""
-    import os
-
-    from typer.testing import CliRunner
-
-    from rtml_profile.cli import app
-
-    root = tmp_path_factory.mktemp("trained")
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        r = CliRunner().invoke(app, ["train-and-export", "1a", "--epochs", "2", "--data-dir", str(data_dir), "-q"])
-    finally:
-        os.chdir(old)
+    """train-and-export into a fresh project folder (never the shared housing project, whose exported/ other
+    tests fill with derived files): the first command's fresh-folder run."""
+    root, r = train_1a(tmp_path_factory, data_dir, "trained", 2)
     assert r.exit_code == 0 and "Traceback" not in r.output, r.output
     assert (root / "exported" / "1a.onnx").is_file() and (root / "reports" / "data" / "train_1a.json").is_file()
     return root

@@ -11,7 +11,7 @@ from pathlib import Path
 from rtml_profile import UserError, paths, schema, tolerances
 from rtml_profile.files import atomic_write
 from rtml_profile.report import figures as fg
-from rtml_profile.report.fmt import count, duration_us, pct, rate, sig, table
+from rtml_profile.report.fmt import count, duration_us, filled, pct, rate, sig, table
 
 INDEX = "README.md"
 
@@ -96,16 +96,11 @@ def _latency(b) -> str:
     return table(rows) + "".join(f"\n- {s}" for s in skipped) + ("\n" if skipped else "")
 
 
-def _filled(v) -> bool:
-    """A cell that holds a value (not None, not NaN: a column a table lacks, or an empty cell)."""
-    return v is not None and v == v
-
-
 def _checks(c) -> str:
     rows = []
     for _, r in c.sort_values(["runtime", "precision", "output"]).iterrows():
-        agree = f"{pct(r.get('top1'))} / {pct(r.get('top5'))}" if _filled(r.get("top1")) else ""
-        if agree and _filled(r.get("decisive_rows")):
+        agree = f"{pct(r.get('top1'))} / {pct(r.get('top5'))}" if filled(r.get("top1")) else ""
+        if agree and filled(r.get("decisive_rows")):
             agree += f" ({int(r['decisive_rows'])} decisive)"
         rows.append({
             "runtime": r["runtime"], "precision": r["precision"], "output": r["output"],

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import UserError, stats
+from rtml_profile.files import read_npz
 from rtml_profile.report.fmt import delta, filled, points, sig, signed
 from rtml_profile.report.inputs import Inputs
+from rtml_profile.results import samples_path
 
 UNPAIRED = "unpaired: no stored per-row predictions"
 ALPHA = 0.05
@@ -21,13 +23,14 @@ def predictions(inp: Inputs, row) -> dict | None:
     rel = row.get("predictions_file") if hasattr(row, "get") else None
     if not filled(rel):
         return None
-    path = Path(inp.data_dir) / str(rel)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {"pred": z["pred"], "y": z["y"]}
-    except Exception as e:
-        why = type(e).__name__
-        raise UserError(f"{path} (per-row predictions of a bench row) is missing or unreadable ({why})") from None
+    what = "per-row predictions of a bench row"
+    path, why = samples_path(Path(inp.data_dir), str(rel))  # the one containment rule for paths read from a row
+    if path is None or why:
+        raise UserError(f"{path or rel} ({what}) is missing or unreadable ({why})")
+    z = read_npz(path, what)
+    if "pred" not in z or "y" not in z:
+        raise UserError(f"{path} ({what}) is missing or unreadable (no 'pred' and 'y' arrays)")
+    return {"pred": z["pred"], "y": z["y"]}
 
 
 def compare(a: dict, b: dict, classifier: bool) -> tuple[str, bool] | None:

@@ -184,11 +184,12 @@ def run(req: Request) -> Result:
             nodes, fixes = analyze_variant(t, precision, method, fp32, req)
             base = {**common, **t.row_facts(), "model": t.ref.name, "precision": precision,
                     "calibration_method": method}  # fmt: skip
-            res.nodes += [{**base, **r} for r in nodes]
-            res.fixes += [{**base, **r} for r in fixes]
+            nodes, fixes = [{**base, **r} for r in nodes], [{**base, **r} for r in fixes]
+            res.nodes += nodes
+            res.fixes += fixes
             for name, rows, kind in ((NODES_CSV, nodes, "precision_nodes"), (FIXES_CSV, fixes, "precision_fixes")):
                 if rows:  # each variant is persisted as it finishes: an interrupted run keeps it
-                    upsert_rows(Path(req.results) / name, [{**base, **r} for r in rows], kind)
+                    upsert_rows(Path(req.results) / name, rows, kind)
     res.written += [Path(req.results) / NODES_CSV, Path(req.results) / FIXES_CSV]
     return res
 
