@@ -31,7 +31,11 @@ def main():
     ap.add_argument("--deadline-ms", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
+    if a.repeat < 1 or any(r <= 0 for r in a.rate):
+        ap.error("--repeat must be at least 1 and every --rate positive")
     onnx = ROOT / "exported" / f"{a.model}.onnx"
+    if not onnx.is_file():
+        ap.error(f"{onnx} is missing: run rtml-profile train-and-export {a.model} first")
     queries, t0 = QUERIES, time.time()
     print(f"{a.model} ort-cpu fp32, {a.threads} thread(s), p99 deadline {a.deadline_ms:g} ms; load average at start "
           f"{os.getloadavg()[0]:.2f}")  # fmt: skip
