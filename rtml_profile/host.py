@@ -134,6 +134,18 @@ def _cpuinfo() -> dict:
     return info
 
 
+INT8_DOT_PRODUCT = {"avx512_vnni", "avx_vnni", "amx_int8"}  # flags of x86 instructions that add u8 x s8 in 32 bits
+
+
+def int8_saturates() -> bool:
+    """Do ONNX Runtime's u8 x s8 int8 products saturate on this CPU? On x86 without VNNI (or AMX), MLAS multiplies
+    with VPMADDUBSW, whose 16-bit pair sums can overflow; onnxruntime's quantization guide prescribes 7-bit weights
+    (reduce_range) there. Read from this machine's own flags (the kernels it runs), not a test's fingerprint."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return False
+    return not INT8_DOT_PRODUCT & set(_cpuinfo().get("flags", []))
+
+
 def _boot_file(stem: str) -> Path:
     """<cache folder>/<stem>-<this boot's id>.json ($RTML_CACHE_DIR, default ~/.cache/rtml-profile)."""
     import psutil

@@ -81,3 +81,23 @@ def time_calls(call, sync, s: Settings) -> Timing:
         n, elapsed = len(samples), t1 - start
         if n >= s.max_iters or elapsed >= s.max_s * 1e9 or (n >= s.min_iters and elapsed >= s.min_s * 1e9):
             return Timing(np.asarray(samples, dtype=np.int64), i)
+
+
+def time_pair(a, b, s: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """Samples (ns) of two calls timed alternately, a then b, after a warm-up of both: a difference of the pair
+    (b's work beyond a's) is then measured under one machine state, not two run at different moments."""
+    clock = time.perf_counter_ns
+    for _ in range(s.warmup_iters):
+        a(), b()
+    pairs, start = [], clock()
+    while len(pairs) < s.max_iters:
+        t0 = clock()
+        a()
+        t1 = clock()
+        b()
+        t2 = clock()
+        pairs.append((t1 - t0, t2 - t1))
+        if len(pairs) >= s.min_iters and t2 - start >= s.min_s * 1e9 or t2 - start >= s.max_s * 1e9:
+            break
+    ns = np.asarray(pairs, dtype=np.int64)
+    return ns[:, 0], ns[:, 1]
