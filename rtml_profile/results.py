@@ -140,35 +140,48 @@ class BenchStore:
     def record(self, row: dict, samples_ns: np.ndarray | None = None, *, samples_us=None) -> Outcome:
         """Persist one row (and its samples: nanoseconds as timed, or microseconds as another results folder
         stores them) now; a degraded row never replaces a good one."""
-        import pandas as pd
-
-        row = dict(row)
         if samples_ns is not None:
             samples_us = np.asarray(samples_ns, np.float64) / 1e3
-        if samples_us is not None:
-            row["samples_file"], row["samples_sha256"] = self._write_samples(row, samples_us)
+        return self.record_rows([(row, samples_us)])[0]
+
+    def record_rows(self, items: list[tuple[dict, np.ndarray | None]]) -> list[Outcome]:
+        """Persist rows [(row, samples in microseconds or None)] in one read-check-write of the table (rows known
+        together, such as an absent runtime's, cost one write, not one each), row by row as `record` would."""
+        import pandas as pd
+
+        rows = []
+        for row, us in items:
+            row = dict(row)
+            if us is not None:
+                row["samples_file"], row["samples_sha256"] = self._write_samples(row, us)
+            rows.append(row)
+        outcomes, dropped = [], []
         with locked(self.csv):
             table = self.read()
-            same = _same_key(table, row) if len(table) else pd.Series(dtype=bool)
-            old = table[same].iloc[-1].to_dict() if same.any() else None
-            why = degraded(row, old)
-            if why:
-                for c in ATTEMPT:
-                    if c not in table:
-                        table[c] = None
-                table.loc[same, ATTEMPT] = [row.get("status", "ok"), why, row.get("timestamp", now())]
-                outcome = Outcome(False, f"kept the earlier good row ({old.get('timestamp', '')}): this run {why}")
-            else:
-                table = pd.concat([table[~same] if len(table) else table, pd.DataFrame([row])], ignore_index=True)
-                outcome = Outcome(True)
+            for row in rows:
+                same = _same_key(table, row) if len(table) else pd.Series(dtype=bool)
+                old = table[same].iloc[-1].to_dict() if same.any() else None
+                why = degraded(row, old)
+                if why:
+                    for c in ATTEMPT:
+                        if c not in table:
+                            table[c] = None
+                    table.loc[same, ATTEMPT] = [row.get("status", "ok"), why, row.get("timestamp", now())]
+                    outcomes.append(
+                        Outcome(False, f"kept the earlier good row ({old.get('timestamp', '')}): this run {why}")
+                    )
+                else:
+                    table = pd.concat([table[~same] if len(table) else table, pd.DataFrame([row])], ignore_index=True)
+                    outcomes.append(Outcome(True))
+                # a replaced row's samples, or a rejected attempt's (the kept row still cites its own)
+                dropped.append((old or {}).get("samples_file") if outcomes[-1].saved else row.get("samples_file"))
             table = table.sort_values(KEY, kind="stable")
             text = table.to_csv(index=False)
             schema.check_before_write(self.csv, text, "bench")
             atomic_write(self.csv, text)
-            # a replaced row's samples, or a rejected attempt's (the kept row still cites its own)
-            drop_unreferenced(self.dir, (old or {}).get("samples_file") if outcome.saved else row.get("samples_file"),
-                              table)  # fmt: skip
-        return outcome
+            for rel in dropped:
+                drop_unreferenced(self.dir, rel, table)
+        return outcomes
 
     def load_samples(self, row: dict) -> np.ndarray | None:
         """The raw latency samples (microseconds) a row was computed from; None when it has none.

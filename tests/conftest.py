@@ -19,9 +19,7 @@ def _data_dir() -> Path:
     """$RTML_DATA_DIR made absolute (the README's set-up exports a relative one, and tests run commands in other
     folders), else ../shared/data; exported again so every command a test runs finds the same folder."""
     env = os.environ.get("RTML_DATA_DIR")
-    if not env:
-        return REPO.parent / "shared" / "data"
-    os.environ["RTML_DATA_DIR"] = str(Path(env).resolve())
+    os.environ["RTML_DATA_DIR"] = str(Path(env).resolve() if env else REPO.parent / "shared" / "data")
     return Path(os.environ["RTML_DATA_DIR"])
 
 

@@ -99,10 +99,14 @@ def _death(proc, current, groups) -> str:
     return f"the runtime's worker process {how}{where}; nothing after that was measured"
 
 
-def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, emit, measure, on_checks=None):
+def run_runtime(
+    name: str, groups, targets: dict, settings, config: RunConfig, emit, measure, on_checks=None, emit_all=None
+):
     """Probe and measure `groups` (all of runtime `name`) in a worker; `emit(group, scope, batch, status, reason,
     samples, extra, probe)` is called in this process for every job, as soon as it is known, and
-    `on_checks(group, records, host facts)` for a group's output-check records.
+    `on_checks(group, records, host facts)` for a group's output-check records. Jobs that end together without
+    samples (an absent runtime's, those a dead worker never reported) go to `emit_all([(group, scope, batch)],
+    status, reason, probe)` when given, so a store can write them at once.
 
     `measure(conn, runtime_class, group_index, group, target, settings, config)` runs in the worker (a module-level
     function, so it can be sent there); it sends ("start", job), then ("row", job, status, reason, samples, extra)
@@ -118,8 +122,7 @@ def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, e
         _, probe = parent.recv()
         if not probe.available:
             parent.send(None)
-            for (_gi, s, b), g in list(pending.items()):
-                emit(g, s, b, "skipped", probe.reason, None, {}, probe)
+            _together(emit, emit_all, pending, "skipped", probe.reason, probe)
             return
         parent.send((groups, {g.target: targets[g.target] for g in groups}, settings, config, measure))
         while pending:
@@ -140,9 +143,16 @@ def run_runtime(name: str, groups, targets: dict, settings, config: RunConfig, e
         proc.join(10)
     finally:
         parent.close()
-    reason = _death(proc, current, groups)
-    for (_gi, s, b), g in list(pending.items()):  # whatever the worker never reported
-        emit(g, s, b, "failed", reason, None, {}, probe)
+    _together(emit, emit_all, pending, "failed", _death(proc, current, groups), probe)  # what it never reported
     proc.join(30)
     if proc.is_alive():
         proc.kill()
+
+
+def _together(emit, emit_all, pending: dict, status: str, reason: str, probe):
+    jobs = [(g, s, b) for (_gi, s, b), g in pending.items()]
+    if emit_all is not None and jobs:
+        emit_all(jobs, status, reason, probe)
+        return
+    for g, s, b in jobs:
+        emit(g, s, b, status, reason, None, {}, probe)

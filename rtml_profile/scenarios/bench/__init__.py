@@ -131,26 +131,37 @@ def run(
     result, row_of, quiet = RunResult(), _row_builder(settings), Quiet()
     with _progress(progress, sum(len(g.jobs()) for g in groups) + sum(len(g.jobs()) for g, _ in skips)) as bar:
 
-        def emit(g, scope, batch, status, reason, ns=None, extra=None, probe=None):
+        def build(g, scope, batch, status, reason, ns=None, extra=None, probe=None):
             extra = dict(extra or {})
             preds = extra.pop("predictions", None)
             row = row_of(g, scope, batch, status, reason, ns, extra, probe, by_name[g.target].row_facts())
             row.update(quiet.lap())  # how quiet the machine was since the previous row (this row's measuring)
             if preds is not None and status == "ok":  # the evaluation set's per-row predictions, for paired tests
                 row["predictions_file"] = write_predictions(data_dir, row["host"], row["model"], preds)
-            outcome = store.record(row, ns)
+            return row
+
+        def done(g, row, outcome):
             result.rows.append(row)
             if not outcome.saved:
-                result.kept.append(f"{g.target} {g.runtime} {g.precision} {scope} batch {batch}: {outcome.note}")
+                result.kept.append(f"{g.target} {g.runtime} {g.precision} {row['scope']} batch {row['batch']}: "
+                                   f"{outcome.note}")  # fmt: skip
             bar.advance(f"{g.target} {g.runtime} {g.precision} {g.variant}".rstrip())
 
+        def emit(g, scope, batch, status, reason, ns=None, extra=None, probe=None):
+            row = build(g, scope, batch, status, reason, ns, extra, probe)
+            done(g, row, store.record(row, ns))
+
+        def emit_all(jobs, status, reason, probe=None):  # rows known together: one write for all of them
+            rows = [build(g, scope, batch, status, reason, probe=probe) for g, scope, batch in jobs]
+            for (g, _, _), row, outcome in zip(jobs, rows, store.record_rows([(r, None) for r in rows]), strict=True):
+                done(g, row, outcome)
+
         for g, reason in skips:
-            for scope, batch in g.jobs():
-                emit(g, scope, batch, "skipped", reason)
+            emit_all([(g, scope, batch) for scope, batch in g.jobs()], "skipped", reason)
         for name in runtime_names:
             mine = [g for g in groups if g.runtime == name]
             if mine:
-                run_runtime(name, mine, by_name, settings, config, emit, measure_group, on_checks=result.add_checks)
+                run_runtime(name, mine, by_name, settings, config, emit, measure_group, result.add_checks, emit_all)
     if result.checks:
         save_checks(data_dir, result.checks)
     return result
