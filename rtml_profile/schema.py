@@ -201,7 +201,33 @@ def check_before_write(path, text: str, kind: str):
         raise UserError(f"not written, the rows of this run would damage it: {e}") from None
 
 
+def _cells(values, fn):
+    """fn applied to every cell of an object array (one Python call per cell: for tables of a few hundred rows
+    that is far cheaper than a dozen pandas operations per column)."""
+    import numpy as np
+
+    return np.frompyfunc(fn, 1, 1)(values).astype(bool if fn is _blank else np.float64)
+
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or not str(v).strip()
+
+
+def _number(v) -> float:
+    """A cell as pandas.to_numeric(errors='coerce') reads it (NaN when it is not a number)."""
+    if isinstance(v, (int, float)):
+        return float(v)
+    s = str(v).strip()
+    if "_" in s:  # float() accepts '1_000', pandas does not
+        return float("nan")
+    try:
+        return float(s)
+    except ValueError:
+        return float("nan")
+
+
 def _check_table(path: Path, df, kind: str):
+    import numpy as np
     import pandas as pd
 
     schema = TABLES[kind]
@@ -213,32 +239,39 @@ def _check_table(path: Path, df, kind: str):
         raise UserError(
             f"{path}: lacks the column(s) {', '.join(lacking)} (a {kind} table needs {', '.join(_MUST[kind])})"
         )
-    ok = df["status"].eq("ok") if "status" in df.columns else pd.Series(False, index=df.index)
-    for col, typ in schema.columns.items():
-        if col not in df.columns:
-            continue
-        raw = df[col]
-        blank = raw.isna() | raw.astype(str).str.strip().eq("")
-        may_blank = col in schema.optional or col in dict(schema.defaults)
-        must = ~blank if may_blank else pd.Series(True, index=df.index)
+    ok = df["status"].eq("ok").to_numpy() if "status" in df.columns else np.zeros(len(df), bool)
+    cols = [c for c in schema.columns if c in df.columns]
+    values = df[cols].to_numpy(dtype=object)
+    blanks = _cells(values, _blank).reshape(values.shape)
+    numeric = [j for j, c in enumerate(cols) if schema.columns[c] != "str"]
+    nums = np.full(values.shape, np.nan)
+    if numeric:
+        nums[:, numeric] = _cells(values[:, numeric], _number).reshape(len(df), len(numeric))
+    defaults = dict(schema.defaults)
+    for j, col in enumerate(cols):
+        typ, blank = schema.columns[col], blanks[:, j]
+        must = ~blank if col in schema.optional or col in defaults else np.ones(len(df), bool)
         if col in schema.ok_required:
             must = must | ok
         bad = must & blank
         if typ != "str":
-            num = pd.to_numeric(raw.where(~blank), errors="coerce")
-            bad = bad | (~blank & ~num.map(lambda v: isinstance(v, (int, float)) and math.isfinite(v)))
+            num = nums[:, j]
+            finite = np.isfinite(num)
+            bad = bad | (~blank & ~finite)
             if typ == "int":
-                bad = bad | (~blank & num.notna() & ((num % 1 != 0) | (num < 1 if col == "batch" else num < 0)))
+                low = 1 if col == "batch" else 0
+                with np.errstate(invalid="ignore"):
+                    bad = bad | (~blank & finite & ((num % 1 != 0) | (num < low) | (num >= 2.0**63)))
         if bad.any():
-            i = int(bad.to_numpy().nonzero()[0][0])
-            what = "an empty" if bool(blank.iloc[i]) else f"an invalid {typ}"
+            i = int(bad.nonzero()[0][0])
+            what = "an empty" if bool(blank[i]) else f"an invalid {typ}"
             raise UserError(
-                f"{path}: line {i + 2} has {what} value in column {col!r} ({str(raw.iloc[i])[:40]!r}); "
+                f"{path}: line {i + 2} has {what} value in column {col!r} ({str(values[i, j])[:40]!r}); "
                 f"{int(bad.sum())} row(s) are damaged"
             )
         if typ != "str":
-            num = pd.to_numeric(raw.where(~blank), errors="coerce")
-            df[col] = num.astype("int64") if typ == "int" and not blank.any() else num.astype("float64")
+            num = np.where(blank, np.nan, nums[:, j])
+            df[col] = pd.Series(num, index=df.index).astype("int64" if typ == "int" and not blank.any() else "float64")
     for col, typ in schema.columns.items():  # a column an older (or hand-made) file lacks reads as empty cells
         if col not in df.columns:
             df[col] = float("nan") if typ != "str" else None

@@ -3,11 +3,13 @@
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import committed_data
+from conftest import REPO, committed_data
 
 from rtml_profile import UserError
 from rtml_profile.report import duration_us, rate, render, sig
@@ -88,11 +90,22 @@ def test_findings_compare_across_hosts_only_saying_so(committed):
 
 
 @pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
-def test_same_data_same_bytes(committed):
+@pytest.mark.slow  # a second render (half a minute): the full suite runs it
+def test_same_data_same_bytes_under_python_OO_and_as_committed(committed, tmp_path):
+    """The same data renders the same bytes (figures and model pages included), under `python -OO` too (it strips
+    docstrings: no report text may come from one), and the committed data renders the committed REPORT.md and
+    APPENDIX.md exactly."""
     data, out = committed
-    first = {p: p.read_bytes() for p in [out, out.parent / "APPENDIX.md", *sorted((out.parent / "figures").iterdir())]}
-    render(data, out)
-    assert {p: p.read_bytes() for p in first} == first
+    r = subprocess.run([sys.executable, "-OO", "-m", "rtml_profile", "report", "--data", str(data), "--out",
+                        str(tmp_path / "REPORT.md")], capture_output=True, text=True, cwd=REPO)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    first = {p.relative_to(out.parent): p.read_bytes() for p in sorted(out.parent.rglob("*")) if p.is_file()}
+    again = {p.relative_to(tmp_path): p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    assert again == first and len(first) > 10
+    for name in ("REPORT.md", "APPENDIX.md"):
+        committed_text = subprocess.run(["git", "-C", str(REPO), "show", f"HEAD:reports/{name}"], capture_output=True,
+                                        text=True, check=True).stdout  # fmt: skip
+        assert (out.parent / name).read_text() == committed_text, f"{name} differs from the committed one"
 
 
 def test_findings_follow_the_data(tmp_path):

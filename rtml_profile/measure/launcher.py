@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from rtml_profile import UserError, runtimes
 from rtml_profile.host import fingerprint_columns
-from rtml_profile.runtimes.base import Probe, RunConfig
+from rtml_profile.runtimes.base import Probe, RunConfig, cuda_ready
 
 
 @dataclass
@@ -111,12 +111,16 @@ def run_runtime(
     `measure(conn, runtime_class, group_index, group, target, settings, config)` runs in the worker (a module-level
     function, so it can be sent there); it sends ("start", job), then ("row", job, status, reason, samples, extra)
     per job of `group.jobs()`, or ("unused", job) for a job it decided not to run (e.g. a search that converged)."""
+    pending = {(gi, s, b): g for gi, g in enumerate(groups) for s, b in g.jobs()}
+    absent = _absent_without_a_device(name)
+    if absent is not None:  # no worker to start: its probe would say the same
+        _together(emit, emit_all, pending, "skipped", absent.reason, absent)
+        return
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(child, runtimes.target(name)), daemon=True)
     proc.start()
     child.close()
-    pending = {(gi, s, b): g for gi, g in enumerate(groups) for s, b in g.jobs()}
     probe, current = Probe(False, ""), None
     try:
         _, probe = parent.recv()
@@ -147,6 +151,19 @@ def run_runtime(
     proc.join(30)
     if proc.is_alive():
         proc.kill()
+
+
+def _absent_without_a_device(name: str) -> Probe | None:
+    """A CUDA runtime's probe, run here when no CUDA device is visible (then every such probe stops before it
+    touches a device: safe in this process, and it saves starting a worker, seconds each); None otherwise."""
+    try:
+        cls = runtimes.get(name)
+        if cls.caps.device != "cuda" or cuda_ready().available:
+            return None
+        probe = cls.probe()
+    except Exception as e:  # noqa: BLE001  as in the worker: a probe that raises is an absent runtime
+        return Probe(False, f"the runtime could not be probed: {reason_of(e)}")
+    return None if probe.available else probe
 
 
 def _together(emit, emit_all, pending: dict, status: str, reason: str, probe):

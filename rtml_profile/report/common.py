@@ -127,7 +127,7 @@ def change_vs_fp32(inp: Inputs, row) -> str:
     weights, fp32 on those same weights), with its interval."""
 
     mine = paired.reference_row(inp, row)
-    if mine is not None and mine is not row and paired.predictions(inp, row) is not None:
+    if mine is not None:
         got = paired.paired_change(inp, row, mine, zoo.get(row["model"]).task == "classification")
         if got:
             return got[0]

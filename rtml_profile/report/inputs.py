@@ -28,6 +28,7 @@ class Inputs:
     fixes: object = None  # DataFrame: precision_fixes.csv (nodes kept in fp32: accuracy and latency)
     machines: dict = field(default_factory=dict)  # host (fingerprint id) -> its facts and host_label
     _samples: dict = field(default_factory=dict)
+    pairs: dict = field(default_factory=dict)  # paired.paired_change's results, by the two predictions files
 
     @property
     def macs(self) -> dict:

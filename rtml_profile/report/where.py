@@ -26,12 +26,16 @@ def roofline_figure(points: list[dict], limits: dict, title: str) -> bytes:
     ok = [p for p in points if "bound" in p]
     xs = [p["intensity"] for p in ok] or [1.0]
     lo, hi = min(xs) / 2, max(xs) * 2
-    for p in {(p["precision"], p["peak"]) for p in ok}:
-        ax.hlines(p[1] / 1e9, lo, hi, linestyles="--", colors="grey")
-        ax.text(lo, p[1] / 1e9 * 1.05, f"{p[0]} peak {sig(p[1] / 1e9)} GFLOP/s", fontsize=7)
-    for level, bw in {(p["bandwidth_level"], p["bandwidth"]) for p in ok}:
+    for prec, peak in sorted({(p["precision"], p["peak"]) for p in ok}):  # sorted: the same bytes in every process
+        ax.hlines(peak / 1e9, lo, hi, linestyles="--", colors="grey")
+        ax.text(lo, peak / 1e9 * 1.05, f"{prec} peak {sig(peak / 1e9)} GFLOP/s", fontsize=7)
+    levels = {}  # bandwidth -> the levels that share it (a level no faster than a larger one takes its figure)
+    for p in ok:
+        levels.setdefault(p["bandwidth"], set()).add(p["bandwidth_level"])
+    for bw, names in sorted(levels.items()):
+        name = "/".join(sorted(names, key=lambda n: (n == "dram", n == "llc", n)))
         ax.plot([lo, hi], [lo * bw / 1e9, hi * bw / 1e9], ":", color="grey")
-        ax.text(lo * 1.1, lo * bw / 1e9 * 1.3, f"{level} {sig(bw / 1e9)} GB/s", fontsize=7)
+        ax.text(lo * 1.1, lo * bw / 1e9 * 1.3, f"{name} {sig(bw / 1e9)} GB/s", fontsize=7)
     for key in sorted({(p["model"], p["runtime"], p["precision"]) for p in ok}):
         g = [p for p in ok if (p["model"], p["runtime"], p["precision"]) == key]
         ax.plot([p["intensity"] for p in g], [p["achieved"] / 1e9 for p in g], "o-", ms=3, label=" ".join(key))
