@@ -96,16 +96,16 @@ def _kept_or_new(table, row: dict, key: list[str]) -> dict:
     """`row`, unless it failed where `table` holds a good row of its key: then that row, carrying the attempt."""
     if row.get("status") == "ok":
         return row
-    same = None
-    for k in key:
-        m = table[k].astype(str) == str(row.get(k, ""))
-        same = m if same is None else same & m
-    good = table[same & (table["status"] == "ok")]
+    good = table[_same_key(table, row, key) & (table["status"] == "ok")]
     if not len(good):
         return row
     kept = {k: v for k, v in good.iloc[-1].to_dict().items() if v == v}  # NaN cells stay empty
-    return {**kept, "attempt_status": row.get("status"), "attempt_reason": row.get("reason", ""),
-            "attempt_at": row.get("timestamp") or now()}  # fmt: skip
+    return {**kept, **_attempt(row, row.get("reason", ""))}
+
+
+def _attempt(row: dict, why: str) -> dict:
+    """The ATTEMPT columns a kept good row carries for a run that did not replace it."""
+    return dict(zip(ATTEMPT, [row.get("status", "ok"), why, row.get("timestamp") or now()], strict=True))
 
 
 @dataclass
@@ -166,7 +166,7 @@ class BenchStore:
                     for c in ATTEMPT:
                         if c not in table:
                             table[c] = None
-                    table.loc[same, ATTEMPT] = [row.get("status", "ok"), why, row.get("timestamp", now())]
+                    table.loc[same, ATTEMPT] = list(_attempt(row, why).values())
                     outcomes.append(
                         Outcome(False, f"kept the earlier good row ({old.get('timestamp', '')}): this run {why}")
                     )
@@ -200,15 +200,21 @@ def write_samples(data_dir: Path, stem: str, us, **extra) -> tuple[str, str]:
     data = np.asarray(us, np.float32)
     digest = hashlib.sha256(data.tobytes()).hexdigest()
     rel = f"{SAMPLES}/{stem}.{digest[:12]}.npz"
+    write_npz(data_dir, rel, us=data, **extra)
+    return rel, digest
+
+
+def write_npz(data_dir: Path, rel: str, **arrays) -> None:
+    """Write `arrays` as a compressed .npz at `data_dir`/`rel` (inside samples/), atomically, never through a
+    symbolic link that a results folder from elsewhere holds."""
     folder = Path(data_dir)
-    for part in PurePosixPath(rel).parts[:-1]:  # never write through a symlink a results folder from elsewhere holds
+    for part in PurePosixPath(rel).parts[:-1]:
         folder = folder / part
         if folder.is_symlink():
             raise UserError(f"{folder} is a symbolic link; raw samples are written only inside the results folder")
     buf = io.BytesIO()
-    np.savez_compressed(buf, us=data, **extra)
+    np.savez_compressed(buf, **arrays)
     atomic_write(Path(data_dir) / rel, buf.getvalue())
-    return rel, digest
 
 
 def samples_path(data_dir: Path, rel) -> tuple[Path | None, str]:
@@ -292,9 +298,9 @@ def _variant_part(row: dict) -> str:
     return f"_{slug(v)}" if v else ""
 
 
-def _same_key(table, row):
+def _same_key(table, row, key=KEY):
     mask = None
-    for k in KEY:
+    for k in key:
         m = table[k].astype(str) == str(row.get(k, ""))
         mask = m if mask is None else (mask & m)
     return mask

@@ -77,8 +77,7 @@ def point(row: dict, macs: float, nbytes: float, c: dict) -> dict:
     if not c["peak"] or not c["dram"] or c["floor"] is None:
         missing = [k for k in ("peak", "dram", "floor") if not c[k] and c[k] != 0]
         return {**out, "reason": f"no measured {' / '.join(missing)} for this configuration"}
-    levels = c.get("levels") or ([("llc", c["llc_bytes"], c["llc"], "")] if c.get("llc") and c.get("llc_bytes") else [])
-    bw_level, bw = next(((n, b) for n, cap, b, _ in levels if nbytes <= cap), ("dram", c["dram"]))
+    bw_level, bw = next(((n, b) for n, cap, b, _ in c.get("levels") or [] if nbytes <= cap), ("dram", c["dram"]))
     parts = {"compute": flops / c["peak"], "memory": bytes_time(nbytes, bw), "overhead": c["floor"]}
     predicted = max(parts["compute"], parts["memory"]) + parts["overhead"]
     attainable = min(c["peak"], out["intensity"] * bw)

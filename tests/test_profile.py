@@ -105,7 +105,7 @@ def test_decompose_splits_each_call():
 
 
 def test_roofline_point_hand_computed():
-    c = {"peak": 100e9, "dram": 10e9, "llc": 50e9, "llc_bytes": 1_000_000, "floor": 2e-6}
+    c = {"peak": 100e9, "dram": 10e9, "levels": [("llc", 1_000_000, 50e9, "e")], "floor": 2e-6}
     # 1e6 FLOPs, 500 kB (fits the cache): compute 10 us, memory 10 us at 50 GB/s -> predicted 12 us
     p = roofline.point({"batch": 1, "p50_us": 20.0}, 0.5e6, 500_000, c)
     assert p["bandwidth_level"] == "llc" and p["predicted_s"] == pytest.approx(12e-6)

@@ -9,7 +9,8 @@ import typer
 
 from rtml_profile import UserError
 from rtml_profile.cli.app import app, echo_table, friendly
-from rtml_profile.cli.params import SEED_MAX, Batching, Positives, batching, positives, ranged
+from rtml_profile.cli.params import Batching, Positives, batching, positives, ranged
+from rtml_profile.vocab import SEED_MAX
 
 
 @app.command("load")

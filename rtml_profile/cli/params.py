@@ -33,9 +33,6 @@ CalibrationRows = Annotated[
 CalibrationSeed = Annotated[int, typer.Option(help="Seed of the calibration subset.")]
 
 
-SEED_MAX = 2**32 - 1  # numpy's and torch's seeds
-
-
 def ranged(help: str, low: float, high: float, low_open: bool = False, high_open: bool = False):
     """A float option checked where it is declared: --help shows its range, and a value outside it (NaN included)
     is a usage error naming the option (exit 2)."""

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import metrics, tolerances, zoo
-from rtml_profile.files import atomic_write
-from rtml_profile.results import SAMPLES, slug
+from rtml_profile.results import SAMPLES, slug, write_npz
 
 
 def accuracy(rt, target) -> dict:
@@ -57,14 +56,11 @@ def write_predictions(data_dir: Path, host: str, model: str, arrays: dict) -> st
     """Store per-row predictions as a compact .npz beside the row's samples, named by its content (rows with the
     same predictions share one file); returns the path relative to `data_dir`, for the row's predictions_file."""
     import hashlib
-    import io
 
     digest = hashlib.sha256(b"".join(np.ascontiguousarray(arrays[k]).tobytes() for k in sorted(arrays))).hexdigest()
     rel = f"{SAMPLES}/{slug(host)}/{slug(model)}/predictions.{digest[:12]}.npz"
     if not (Path(data_dir) / rel).is_file():
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        atomic_write(Path(data_dir) / rel, buf.getvalue())
+        write_npz(data_dir, rel, **arrays)
     return rel
 
 

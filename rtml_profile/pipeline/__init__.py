@@ -26,9 +26,9 @@ from rtml_profile.measure.timing import Settings
 from rtml_profile.results import now
 from rtml_profile.scenarios import bench, loadgen
 from rtml_profile.train import pick_device, train
+from rtml_profile.vocab import SEED_MAX
 
 DEVICES = ("auto", "cpu", "cuda")
-SEED_MAX = 2**32 - 1  # numpy, torch and CUDA generators all take 0..2**32-1
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,13 @@ SCOPES_NOTE = (
 
 def groups(inp: Inputs):
     """[(model, host, its ok rows)] in zoo order, hosts sorted; tuned rows that are the default measured twice
-    are dropped (common.distinct)."""
-    ok = distinct(inp.ok)
-    if ok is None or ok.empty:
-        return []
-    return [(mid, host, g) for mid in models(inp) for host, g in ok[ok["model"] == mid].groupby("host", sort=True)]
+    are dropped (common.distinct). Computed once per report."""
+    if "groups" not in inp.memo:
+        ok = distinct(inp.ok)
+        inp.memo["groups"] = [] if ok is None or ok.empty else [
+            (mid, host, g) for mid in models(inp) for host, g in ok[ok["model"] == mid].groupby("host", sort=True)
+        ]  # fmt: skip
+    return inp.memo["groups"]
 
 
 def end_to_end(rows):

@@ -28,7 +28,7 @@ class Inputs:
     fixes: object = None  # DataFrame: precision_fixes.csv (nodes kept in fp32: accuracy and latency)
     machines: dict = field(default_factory=dict)  # host (fingerprint id) -> its facts and host_label
     _samples: dict = field(default_factory=dict)
-    pairs: dict = field(default_factory=dict)  # paired.paired_change's results, by the two predictions files
+    memo: dict = field(default_factory=dict)  # results several sections ask for, computed once (by the asker's key)
 
     @property
     def macs(self) -> dict:

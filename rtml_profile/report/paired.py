@@ -55,11 +55,11 @@ def compare(a: dict, b: dict, classifier: bool) -> tuple[str, bool] | None:
 def paired_change(inp: Inputs, a, b, classifier: bool) -> tuple[str, bool] | None:
     """compare() of two bench rows' stored predictions, or None when either has none (computed once per pair of
     files: rows with the same predictions share one file, and several sections ask)."""
-    key = (a.get("predictions_file"), b.get("predictions_file"), classifier)
-    if key not in inp.pairs:
+    key = ("paired", a.get("predictions_file"), b.get("predictions_file"), classifier)
+    if key not in inp.memo:
         pa, pb = predictions(inp, a), predictions(inp, b)
-        inp.pairs[key] = None if pa is None or pb is None else compare(pa, pb, classifier)
-    return inp.pairs[key]
+        inp.memo[key] = None if pa is None or pb is None else compare(pa, pb, classifier)
+    return inp.memo[key]
 
 
 def reference_row(inp: Inputs, row) -> dict | None:

@@ -271,8 +271,6 @@ def inline_reference(onnx, rate: float, deadline_ms: float, threads: int, min_du
     """MLPerf LoadGen alone, the field's reference for load: Server at `rate` over one ONNX Runtime CPU session in
     this process, the query run inline in LoadGen's issue callback (as MLPerf's reference SUTs do; no worker, no
     batcher). Returns (LoadGen's validity, its p99 in us, completed/s) from its detail log."""
-    import json
-    import re as _re
 
     import mlperf_loadgen as lg
 
@@ -304,15 +302,7 @@ def inline_reference(onnx, rate: float, deadline_ms: float, threads: int, min_du
         lg.StartTestWithLogSettings(sut, qsl, settings, log)
         lg.DestroyQSL(qsl)
         lg.DestroySUT(sut)
-        res = {}
-        for line in (out / "mlperf_log_detail.txt").read_text().splitlines():
-            m = _re.match(r":::MLLOG (\{.*\})", line)
-            if m:
-                try:
-                    e = json.loads(m.group(1))
-                except ValueError:
-                    continue
-                res[e["key"]] = e["value"]
+        res = parse_detail((out / "mlperf_log_detail.txt").read_text())
     finally:
         shutil.rmtree(out, ignore_errors=True)
     return (

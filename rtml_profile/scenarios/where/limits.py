@@ -42,15 +42,8 @@ def _p50_s(call, sync=lambda: None, settings=None, q: float = 50) -> float:
 
 def llc_bytes() -> int | None:
     """The last-level cache's size from sysfs (Linux), else None."""
-    best = None
-    for d in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-        with contextlib.suppress(OSError, ValueError):
-            level, size = int((d / "level").read_text()), (d / "size").read_text().strip()
-            mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1], 1)
-            value = int(size.rstrip("KMG")) * mult
-            if best is None or level > best[0]:
-                best = (level, value)
-    return best[1] if best else None
+    levels = cache_levels()
+    return levels[-1][1] if levels else None
 
 
 def _ort_matmul(dtype: str, n: int, threads: int):
