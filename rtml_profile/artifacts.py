@@ -125,10 +125,10 @@ SEVEN_BIT = "7-bit weights (reduce_range: this CPU has no VNNI, so full-range in
 
 
 def _int8_range() -> dict:
-    """{'reduce_range': True} (7-bit weights) where this CPU's int8 products saturate (host.int8_saturates), else
-    {}: the setting enters the derived file's key and record only where it applies, so files built on a VNNI
-    machine keep their keys. On a non-VNNI x86 machine full-range weights gave a 3-layer test MLP errors of 31%
-    of its output range; 7-bit weights 2%."""
+    """{'reduce_range': True} (7-bit weights) where this CPU's int8 products saturate (host.int8_saturates, read
+    once per process), else {}: the setting enters the derived file's key and record only where it applies, so
+    files built on a VNNI machine keep their keys. On a non-VNNI x86 machine full-range weights gave a 3-layer
+    test MLP errors of 31% of its output range; 7-bit weights 2%."""
     from rtml_profile.host import int8_saturates
 
     return {"reduce_range": True} if int8_saturates() else {}
@@ -196,8 +196,8 @@ def onnx_for_precision(
         raise UserError(f"no ONNX conversion to {precision}; known: {', '.join([*ONNX_PRECISIONS, *CALIBRATED])}")
     builder, what = ONNX_PRECISIONS[precision]
     settings = {"how": what, **({"nodes_to_exclude": sorted(exclude)} if exclude else {})}
-    if precision == "int8" and _int8_range():
-        settings.update(_int8_range(), how=f"{what}; {SEVEN_BIT}")
+    if precision == "int8" and (seven := _int8_range()):
+        settings.update(seven, how=f"{what}; {SEVEN_BIT}")
     return derive(Path(src), precision, settings, lambda s, d: builder(s, d, tuple(exclude)), folder=folder)
 
 
@@ -229,10 +229,9 @@ def static_int8(src: Path, calibration, folder: Path = paths.DERIVED, exclude: t
         f"quant_pre_process + quantize_static (QDQ, per-channel weights, {STATIC_INT8['activation_type']} "
         f"activations) calibrated ({calibration.method}) on {calibration.rows} rows"
     )
-    if _int8_range():
-        what += f"; {SEVEN_BIT}"
-    settings = {**STATIC_INT8, **calibration.record(), "what": what, "nodes_to_exclude": sorted(exclude),
-                **_int8_range()}  # fmt: skip
+    seven = _int8_range()
+    what += f"; {SEVEN_BIT}" if seven else ""
+    settings = {**STATIC_INT8, **calibration.record(), "what": what, "nodes_to_exclude": sorted(exclude), **seven}
 
     def build(s: Path, d: Path):
         _static_build(s, d, calibration, tuple(exclude))

@@ -137,6 +137,7 @@ def _cpuinfo() -> dict:
 INT8_DOT_PRODUCT = {"avx512_vnni", "avx_vnni", "amx_int8"}  # flags of x86 instructions that add u8 x s8 in 32 bits
 
 
+@lru_cache(maxsize=1)
 def int8_saturates() -> bool:
     """Do ONNX Runtime's u8 x s8 int8 products saturate on this CPU? On x86 without VNNI (or AMX), MLAS multiplies
     with VPMADDUBSW, whose 16-bit pair sums can overflow; onnxruntime's quantization guide prescribes 7-bit weights

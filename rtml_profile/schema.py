@@ -201,12 +201,12 @@ def check_before_write(path, text: str, kind: str):
         raise UserError(f"not written, the rows of this run would damage it: {e}") from None
 
 
-def _cells(values, fn):
-    """fn applied to every cell of an object array (one Python call per cell: for tables of a few hundred rows
-    that is far cheaper than a dozen pandas operations per column)."""
+def _cells(values, fn, dtype):
+    """fn applied to every cell of an object array, as `dtype` (one Python call per cell: for tables of a few
+    hundred rows that is far cheaper than a dozen pandas operations per column)."""
     import numpy as np
 
-    return np.frompyfunc(fn, 1, 1)(values).astype(bool if fn is _blank else np.float64)
+    return np.frompyfunc(fn, 1, 1)(values).astype(dtype)
 
 
 def _blank(v) -> bool:
@@ -242,11 +242,11 @@ def _check_table(path: Path, df, kind: str):
     ok = df["status"].eq("ok").to_numpy() if "status" in df.columns else np.zeros(len(df), bool)
     cols = [c for c in schema.columns if c in df.columns]
     values = df[cols].to_numpy(dtype=object)
-    blanks = _cells(values, _blank).reshape(values.shape)
+    blanks = _cells(values, _blank, bool).reshape(values.shape)
     numeric = [j for j, c in enumerate(cols) if schema.columns[c] != "str"]
     nums = np.full(values.shape, np.nan)
     if numeric:
-        nums[:, numeric] = _cells(values[:, numeric], _number).reshape(len(df), len(numeric))
+        nums[:, numeric] = _cells(values[:, numeric], _number, np.float64).reshape(len(df), len(numeric))
     defaults = dict(schema.defaults)
     for j, col in enumerate(cols):
         typ, blank = schema.columns[col], blanks[:, j]
