@@ -14,6 +14,7 @@ import multiprocessing as mp
 import signal
 import time
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 
 from rtml_profile import UserError, runtimes
 from rtml_profile.host import fingerprint_columns
@@ -119,7 +120,16 @@ def run_runtime(
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_child, args=(child, runtimes.target(name)), daemon=True)
-    proc.start()
+    # the worker starts with SIGINT blocked (a mask survives fork and exec): a Ctrl-C while its interpreter is still
+    # importing, before guard_child ignores SIGINT, would print a KeyboardInterrupt traceback; this process keeps
+    # a Ctrl-C of that moment pending and gets it when the mask is restored. multiprocessing's resource tracker is
+    # started first: starting it unblocks SIGINT here, which would undo the mask for the worker
+    resource_tracker.ensure_running()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     child.close()
     probe, current = Probe(False, ""), None
     try:
