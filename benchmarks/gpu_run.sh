@@ -3,7 +3,8 @@
 # (../shared/GPU.md). Needs the trained models/, exported/ and a data folder ($RTML_DATA_DIR, default ./gpu-data)
 # carried along. Writes to $OUT (merge them here with benchmarks/merge_results.py):
 #   gpu.log                  probes, bench summary, training-speed log
-#   results.tgz              a results folder: bench.csv (torch-cuda / ort-cuda rows, skipped rows for TensorRT)
+#   results.tgz              a results folder: bench.csv (torch-cuda, torch-cuda-pipeline (pinned buffers,
+#                            copies inside the CUDA graph) and ort-cuda rows, skipped rows for TensorRT)
 #                            and the raw latency samples of those rows
 #   train_speed_gpu.json     2b epoch time: trainer vs bare loop, eager vs CUDA graph (results compared)
 #   gpu_train_2b.json        the full HW2 recipe for 2b trained with the CUDA-graph train step
@@ -13,7 +14,7 @@ export RTML_DATA_DIR=${RTML_DATA_DIR:-$PWD/gpu-data}
 log="$OUT/gpu.log"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv > "$log" 2>&1
 python3 -m rtml_profile runtimes >> "$log" 2>&1
-timeout "${BENCH_TIMEOUT:-300}" python3 -m rtml_profile bench -q --runtime torch-cuda --runtime ort-cuda \
+timeout "${BENCH_TIMEOUT:-300}" python3 -m rtml_profile bench -q --runtime torch-cuda --runtime torch-cuda-pipeline --runtime ort-cuda \
   --runtime ort-trt --runtime trt --min-time 0.3 --max-time 1 --results /tmp/results >> "$log" 2>&1
 echo "bench rc=$?" >> "$log"
 tar czf "$OUT/results.tgz" -C /tmp results

@@ -11,8 +11,9 @@ Samples files move to the folder of their new host id (their digests are of thei
 limits_/nodes_/lifecycle_<host>.json are renamed after it. Idempotent: fingerprinted and already migrated results
 are left alone. Table cells are rewritten as read (strings), so nothing but the host columns changes.
 
---retire OLD --by NEW (after benchmarks/remeasure_cpu.sh): drops every row of the unknown machine OLD that machine
-NEW re-measured (a row of NEW with the same key but the host), with its samples file, OLD's rows that hold no
+--retire OLD --by NEW (after benchmarks/remeasure_cpu.sh): drops every row of machine OLD (an unknown machine, or a
+fingerprinted one the project no longer measures on, so that the report shows one run on one CPU machine) that NEW
+re-measured (a row of NEW with the same key but the host), with its samples file, OLD's rows that hold no
 measurement (a runtime absent or failed there) in a table NEW wrote to, OLD's precision fixes of a variant NEW
 re-ran (the nodes a fix keeps depend on the weights), and OLD's limits/nodes/lifecycle record
 where NEW has one of that kind. What NEW did not re-measure stays, still labelled unknown.
@@ -117,14 +118,14 @@ def _redone(df, cols: list[str], old: str, new: str):
 
 
 def retire(data_dir: Path, old: str, new: str) -> list[str]:
-    """Drop what `old` (an unknown machine) measured and `new` re-measured; see the module's docstring."""
+    """Drop what `old` (another machine) measured and `new` re-measured; see the module's docstring."""
     import pandas as pd
 
     from rtml_profile.results import PROFILE_KINDS as KINDS
     from rtml_profile.results import record_path
 
-    if not schema.unknown(old) or schema.unknown(new):
-        raise SystemExit(f"--retire takes an unknown machine ({old!r}) and --by a fingerprint id ({new!r})")
+    if old == new or schema.unknown(new):
+        raise SystemExit(f"--retire takes another machine ({old!r}) and --by a fingerprint id ({new!r})")
     done = []
     for kind, name in schema.FILES.items():
         path = data_dir / name

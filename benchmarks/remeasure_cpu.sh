@@ -19,7 +19,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's code, ins
 DATA="${RTML_DATA_DIR:-../shared/data}"
 RP=(python -m rtml_profile)
 ZOO=(-m 1a -m 1b -m 2a -m 2b)
-OLD="unknown-2x-AMD-EPYC"
+OLD="${OLD:-unknown-2x-AMD-EPYC}"  # the machine whose rows this run replaces (OLD=<fingerprint id> for another)
 step() { echo; echo "== $(date -u +%H:%M:%S) $*  (load average: $(cut -d' ' -f1-3 /proc/loadavg))"; }
 
 for m in 1a 1b 2a 2b; do
@@ -51,7 +51,8 @@ done
 step "load on MLPerf LoadGen: the whole committed sweep from an empty load.csv (benchmarks/load_sweep.sh: deadlines 10, 1, 16.7, 33.3 ms, batching off and <=8 within 500 us, the camera runs)"
 RESET=1 bash benchmarks/load_sweep.sh
 
-step "limits, per-node profiles (2b) and lifecycle (2b)"
+step "limits (twice: the report shows how well two runs agree), per-node profiles (2b) and lifecycle (2b)"
+"${RP[@]}" limits
 "${RP[@]}" limits
 "${RP[@]}" profile-nodes -m 2b -r ort-cpu --batch 1,64,1024
 "${RP[@]}" profile-nodes -m 2b -r torch-cpu --batch 1,64

@@ -16,9 +16,10 @@ ROOFLINE = """The roofline: each benchmarked (model, runtime, precision, batch) 
 
 For a call on a batch B: FLOPs = 2 x MACs per sample x B; bytes = weights (parameters x their width at the
 precision) + B x activation bytes per sample (every node's activation inputs and outputs, fp32). The ceilings
-are the host's measured peak matmul rate for the precision on the runtime's device, and its copy bandwidth:
-read bandwidth of the smallest cache level the call's bytes fit in (l1, l2, llc; measured reading the way the
-model reads: every thread, read-only), memory bandwidth otherwise. Then
+are the host's measured peak matmul rate for the precision on the runtime's device, and its read bandwidth at
+the call's size: reads of 16 KiB to 64 MiB (doubling) and of 128 MiB ('dram') are measured the way the model
+reads (every thread, read-only, as a Linear layer reads its weights); a call moving N bytes is bounded by the
+read of the largest size not above N, since a smaller read is never slower. Then
 
     compute = FLOPs / peak, memory = bytes / bandwidth, floor = the runtime's measured per-call floor (scope)
     predicted = max(compute, memory) + floor;  bound = the largest of the three
@@ -50,8 +51,14 @@ def ceilings(limits_record: dict, device: str, precision: str, runtime: str, sco
 
 
 def cache_ceilings(run: dict) -> list[tuple[str, float, float, str]]:
-    """[(level, capacity bytes, bandwidth B/s, engine)] of a limits run's cache levels, smallest first. Runs that
-    predate per-level reads have one 'llc' copy item whose capacity is the run's llc_bytes."""
+    """[(name, bytes up to which it bounds a call, bandwidth B/s, engine)] of a limits run's read ceilings below
+    memory, smallest first. Runs with reads by size (items with `bytes`): the read of S bytes bounds calls moving
+    up to the next size read (a smaller read is never slower). Older runs: per cache level, bounding calls that
+    fit the level (`capacity_bytes`; the oldest have one 'llc' copy item whose capacity is the run's llc_bytes)."""
+    reads = sorted((i for i in run["items"] if i["kind"] == "bandwidth" and i.get("bytes") and value(i)),
+                   key=lambda i: i["bytes"])  # fmt: skip
+    if reads:
+        return [(i["precision"], float(j["bytes"]), value(i), i["engine"]) for i, j in zip(reads, reads[1:])]
     out = []
     for i in run["items"]:
         if i["kind"] == "bandwidth" and i["precision"] not in ("dram", "gpu") and value(i):

@@ -79,13 +79,15 @@ def test_committed_report_small_plain_and_answers_first(committed):
 def test_findings_compare_across_hosts_only_saying_so(committed):
     _, out = committed
     sec = out.read_text().split("## Findings")[1].split("\n## ")[0]
-    hosts = {"H100 80GB HBM3, unknown machine", "2-core AMD EPYC, Zen 4, AVX-512"}
+    machines = out.read_text().split("## Machines")[1].split("\n## ")[0]
+    hosts = set(re.findall(r"^- (.+?)(?: \(`[0-9a-f]+`\))?: \d", machines, re.M))
+    assert len(hosts) == 2 and any("H100" in h for h in hosts), hosts
     for line in sec.splitlines():
         if all(h in line for h in hosts) or ("GPU host" in line and "CPU" in line):
             assert "across hosts" in line
-    # end to end (what a host-fed user pays) the 2-core CPU wins at batch 1; the GPU only if the input lived there
-    assert "2a, across hosts end to end" in sec and "at batch 1 in fp32 the GPU host is 2.00x slower" in sec
-    assert "with input on the device, 2.75x faster" in sec
+    # end to end (what a host-fed user pays) first; compute only as "with input on the device"
+    assert re.search(r"2a, across hosts end to end.*at batch 1 in fp32 the GPU host is [\d.]+x (faster|slower)", sec)
+    assert re.search(r"with input on the device, [\d.]+x (faster|slower) at batch 1", sec)
     assert "1a is still learning" in sec and "fell in 199 of 199 epochs" in sec
 
 

@@ -33,7 +33,8 @@ def roofline_figure(points: list[dict], limits: dict, title: str) -> bytes:
     for p in ok:
         levels.setdefault(p["bandwidth"], set()).add(p["bandwidth_level"])
     for bw, names in sorted(levels.items()):
-        name = "/".join(sorted(names, key=lambda n: (n == "dram", n == "llc", n)))
+        order = sorted(names, key=_level_order)
+        name = order[0] if len(order) == 1 else f"{order[0]} to {order[-1].removeprefix('read ')}"
         ax.plot([lo, hi], [lo * bw / 1e9, hi * bw / 1e9], ":", color="grey")
         ax.text(lo * 1.1, lo * bw / 1e9 * 1.3, f"{name} {sig(bw / 1e9)} GB/s", fontsize=7)
     for key in sorted({(p["model"], p["runtime"], p["precision"]) for p in ok}):
@@ -49,6 +50,14 @@ def roofline_figure(points: list[dict], limits: dict, title: str) -> bytes:
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return png(fig)
+
+
+def _level_order(name: str) -> tuple:
+    """Read ceilings smallest first: 'read 16 KiB' < 'read 1 MiB' < 'dram'; older runs' l1 < l2 < llc < dram."""
+    if name.startswith("read "):
+        n, unit = name.split()[1:]
+        return (0, float(n) * {"KiB": 2**10, "MiB": 2**20}.get(unit, 1), name)
+    return (1, {"dram": 9}.get(name, 0), name)
 
 
 def followed(inp: Inputs, pts: list[dict], host: str) -> tuple | None:
@@ -93,7 +102,7 @@ def _bound_sentence(inp: Inputs, p: dict, host: str) -> str:
         work = (top["gflop_s"] * 1e9 if p["bound"] == "compute-bound" else top["gb_s"] * 1e9) * top["p50_us"] / 1e6
         ceiling = p["peak"] if p["bound"] == "compute-bound" else p["bandwidth"]
         unit = _gflops if p["bound"] == "compute-bound" else _gbs
-        where = "peak" if p["bound"] == "compute-bound" else f"the {p['bandwidth_level']} read ceiling"
+        where = "peak" if p["bound"] == "compute-bound" else f"the {p['bandwidth_level']} ceiling"
         s += f"; {top['node']} takes {pct(top['share'])} of it at {unit(work / t)}"
         s += f" = {pct(work / t / ceiling)} of {where}" if work / t <= ceiling else f", above {where}"
     return s + ")"

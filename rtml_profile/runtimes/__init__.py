@@ -14,6 +14,7 @@ from rtml_profile import UserError
 REGISTRY: dict[str, str] = {
     "torch-cpu": "rtml_profile.runtimes.torch_rt:TorchCPU",
     "torch-cuda": "rtml_profile.runtimes.torch_rt:TorchCUDA",
+    "torch-cuda-pipeline": "rtml_profile.runtimes.torch_rt:TorchCUDAPipeline",
     "torch-compile": "rtml_profile.runtimes.torch_rt:TorchCompile",
     "torch-compile-cuda": "rtml_profile.runtimes.torch_rt:TorchCompileCUDA",
     "ort-cpu": "rtml_profile.runtimes.ort:OrtCPU",

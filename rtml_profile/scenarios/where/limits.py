@@ -141,70 +141,81 @@ def cache_levels() -> list[tuple[str, int, bool]]:
     return [("llc" if lv == top else f"l{lv}", b, lv != top) for lv, b in sorted(found.items())]
 
 
-READ_COLUMNS = 256  # the swept buffer is a K x 256 fp32 weight matrix read once per call, as an MLP reads
+READ_ROWS = 512  # the read is a 512 x K fp32 weight read once per call, as a torch-exported Linear(K, 512) reads
+READ_SIZES = tuple(2**k for k in range(14, 27))  # 16 KiB ... 64 MiB, doubling; then DRAM_READ_BYTES
 
 
 def _gemv(nbytes: int, threads: int):
-    """An ONNX Runtime CPU session multiplying a 1 x K vector by a K x 256 fp32 matrix of `nbytes`: a read-only
-    pass over the matrix by every intra-op thread, the way a batch-1 MLP layer reads its weights."""
+    """An ONNX Runtime CPU session multiplying a 1 x K vector by the transpose of a 512 x K fp32 matrix of `nbytes`
+    (Gemm, transB=1): a read-only pass over the matrix by every intra-op thread, the way a batch-1 layer exported
+    from torch's Linear reads its weights."""
     from onnx import TensorProto, helper, numpy_helper
 
-    k = max(1, nbytes // (4 * READ_COLUMNS))
-    w = numpy_helper.from_array(np.ones((k, READ_COLUMNS), np.float32), "w")
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "read",
+    k = max(1, nbytes // (4 * READ_ROWS))
+    w = numpy_helper.from_array(np.ones((READ_ROWS, k), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], "read",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, READ_COLUMNS])], [w])  # fmt: skip
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, READ_ROWS])], [w])  # fmt: skip
     sess = cpu_session(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
                        .SerializeToString(), threads)  # fmt: skip
     x = np.ones((1, k), np.float32)
-    return (lambda: sess.run(None, {"x": x})), k * READ_COLUMNS * 4
+    return (lambda: sess.run(None, {"x": x})), k * READ_ROWS * 4
 
 
-def read_bandwidth(nbytes: int, threads: int, min_s: float = 0.4) -> tuple[float, str]:
-    """(bytes/s, how) of reading a buffer of `nbytes` through ONNX Runtime with every thread: bytes over the median
-    of paired differences between that call and the same call on a one-row matrix (the per-call overhead, which a
-    model pays in its floor, not in its reads), the two calls alternating so both see the same machine state;
-    the correction is capped at 10x (a difference lost in noise cannot claim more)."""
-    (full, b1), (empty, _) = _gemv(nbytes, threads), _gemv(4 * READ_COLUMNS, threads)
+def read_bandwidth(nbytes: int, threads: int, min_s: float = 0.15) -> tuple[float, str]:
+    """(bytes/s, how) of reading a buffer of `nbytes` through ONNX Runtime with every thread. The read and the same
+    call on a one-column matrix (the per-call overhead, which a model pays in its floor, not in its reads)
+    alternate call by call, so both see the same machine state; the read's time is the difference of their
+    10th-percentile calls (a ceiling is what the cores reach undisturbed, as for the matmul peaks), at least a
+    tenth of the read call (a difference lost in noise cannot claim more)."""
+    (full, b1), (empty, _) = _gemv(nbytes, threads), _gemv(4 * READ_ROWS, threads)
     settings = Settings(warmup_iters=20, min_iters=20, min_s=min_s, max_s=max(2.0, min_s))
     a, b = time_pair(empty, full, settings)
-    t0, t1 = stats.percentile(a, 50) / 1e9, stats.percentile(b, 50) / 1e9
-    t = max(stats.percentile(b - a, 50) / 1e9, t1 / 10)
-    return b1 / t, f"read of {b1 / 2**10:.0f} KiB less a 1-row call's {t0 * 1e6:.1f} us (paired), {threads} threads"
+    t0, t1 = (stats.percentile(x, PEAK_PERCENTILE) / 1e9 for x in (a, b))
+    return b1 / max(t1 - t0, t1 / 10), (
+        f"read of {_size(b1)} less a 1-column call's {t0 * 1e6:.1f} us (paired, 10th percentiles), {threads} threads"
+    )
 
 
-def bandwidths(threads: int | None = None) -> list[dict]:
-    """Read-only bandwidth per cache level and from memory, measured the way the model reads: ONNX Runtime
-    reading a weight matrix with every intra-op thread (read_bandwidth). A per-core level is swept with half its
-    size per thread, a shared one with half its size in all, memory with DRAM_READ_BYTES. Each item's
-    `capacity_bytes` is the largest call footprint the level serves."""
-    threads = threads or physical_cores()
-    engine = "onnxruntime MatMul read (every thread)"
-    out = []
-    levels = cache_levels()
-    for name, size, private in levels:
-        capacity = size * threads if private else size
-        bw, what = read_bandwidth(capacity // 2, threads)
-        out.append({**_rate("bandwidth", name, engine, bw, what), "capacity_bytes": capacity})
-    bw, what = read_bandwidth(DRAM_READ_BYTES, threads)
-    out.append({**_rate("bandwidth", "dram", engine, bw, what), "capacity_bytes": None})
-    _envelope(out)
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 2**20:.0f} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.0f} KiB"
+
+
+def _served_by(nbytes: int, levels: list[tuple[str, int, bool]], threads: int) -> str:
+    """The smallest cache level that holds a read of `nbytes` (a per-core level holds its size per thread)."""
     if not levels:
-        out.append(_absent("bandwidth", "llc", engine, "the cache sizes are not readable in sysfs"))
+        return "a level unknown here (no cache sizes in sysfs)"
+    return next((n for n, size, private in levels if nbytes <= (size * threads if private else size)), "dram")
+
+
+def bandwidths(threads: int | None = None, sizes: tuple[int, ...] = READ_SIZES) -> list[dict]:
+    """Read-only bandwidth as a function of the bytes read, measured the way the model reads (read_bandwidth,
+    every intra-op thread): reads of `sizes` (READ_SIZES: doubling) and one of DRAM_READ_BYTES ('dram'). Each item
+    names its size (`bytes`) and the cache level that holds it; the figures are made monotone (_envelope). A call
+    moving N bytes is bounded by the read of the largest size not above N: a smaller read is never slower."""
+    threads = threads or physical_cores()
+    engine = "onnxruntime Gemm read (every thread)"
+    levels, out = cache_levels(), []
+    for size in (*sizes, DRAM_READ_BYTES):
+        bw, what = read_bandwidth(size, threads)
+        name = "dram" if size == DRAM_READ_BYTES else f"read {_size(size)}"
+        out.append({**_rate("bandwidth", name, engine, bw, f"{what}; held by {_served_by(size, levels, threads)}"),
+                    "bytes": size})  # fmt: skip
+    _envelope(out)
     return out + [_gpu_bandwidth()]
 
 
 def _envelope(items: list[dict]) -> None:
-    """Make the read ceilings monotone, smallest level first: data that fits a level is served at least as fast
-    as from any larger one, so a level measured below the next larger (a read so short that the call's own
-    overhead and its noise hide it; the first level often is) takes that level's figure as its ceiling. The
-    measured figure is kept in `measured_per_s` and `what` says which level's figure is used."""
+    """Make the read ceilings monotone, smallest read first: a smaller read is served at least as fast as any
+    larger one, so a read measured below a larger one (so short that the call's own overhead and its noise hide
+    it; the first ones often are) takes that read's figure as its ceiling. The measured figure is kept in
+    `measured_per_s` and `what` says whose figure is used."""
     for small, big in reversed(list(zip(items, items[1:], strict=False))):
         if small["per_s"] < big["per_s"]:
             small["measured_per_s"] = small["per_s"]
             small["what"] += (
-                f"; measured {small['per_s'] / 1e9:.1f} GB/s, below {big['precision']}'s: too short a read to"
-                f" resolve, so {big['precision']}'s {big['per_s'] / 1e9:.1f} GB/s is its ceiling"
+                f"; measured {small['per_s'] / 1e9:.1f} GB/s, below the larger {big['precision']}'s (noise, or too"
+                f" short a read to resolve), so {big['precision']}'s {big['per_s'] / 1e9:.1f} GB/s is its ceiling"
             )
             small["per_s"] = big["per_s"]
 
