@@ -183,3 +183,11 @@ def test_old_results_read_and_migrate_as_an_unknown_machine(tmp_path):
     pd.concat([table, pd.DataFrame([hostile])]).to_csv(tmp_path / "bench.csv", index=False)
     migrate.main(["--retire", "unknown-2x-AMD-EPYC", "--by", new_id, str(tmp_path)])  # new_id re-measured that row
     assert list(store.read()["host"]) == [new_id] and not gone.exists() and victim.read_text() == "keep"
+    # a fingerprinted machine's rows are retired the same way when another machine re-measured them (the report
+    # shows one CPU machine); a machine never retires itself
+    zen3 = host.fingerprint_id({**ZEN4, "cpu_model_number": 1, "cpu_isa": "avx2"})
+    store.record({**old, "host": zen3, "host_label": host.machine_label({**ZEN4, "cpu_model_number": 1})}, ns)
+    with pytest.raises(SystemExit, match="another machine"):
+        migrate.main(["--retire", zen3, "--by", zen3, str(tmp_path)])
+    migrate.main(["--retire", new_id, "--by", zen3, str(tmp_path)])
+    assert list(store.read()["host"]) == [zen3]
