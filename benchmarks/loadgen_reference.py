@@ -58,6 +58,11 @@ def main():
     queries = QUERIES
     t0 = time.time()
     print(f"load average at start: {os.getloadavg()[0]:.2f} (1 min)")
+    from rtml_profile.scenarios.where.limits import wakeups
+
+    for w in wakeups():  # the machine's part of every tail at low rates: no model in it
+        print(f"0. a thread sleeping {w['gap_s'] * 1e3:.3g} ms wakes late by p50 {w['p50_s'] * 1e6:.0f} us, "
+              f"p99 {w['seconds'] * 1e6:.0f} us, max {w['max_s'] * 1e6:.0f} us ({w['n']} sleeps)")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         rows = toolkit(a.model, a.deadline_ms, a.threads, ["--duration", str(a.duration)], Path(tmp) / "search")
         search = [r for r in rows if r["role"] == "search" and r["status"] == "ok"]

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 
 from rtml_profile import schema
@@ -36,10 +38,30 @@ def elements(shapes: str) -> list[int]:
     return [int(np.prod([int(d) for d in s.split("x")])) for s in shapes.split()] if shapes else []
 
 
-def ceilings(limits_record: dict, device: str, precision: str, runtime: str, scope: str) -> dict:
-    """Peak FLOP/s, bandwidths (B/s) and floor (s) for one configuration from a host's latest limits run; a
+def roofline_run(inp, host: str) -> dict | None:
+    """The limits run a host's roofline uses: the run nearest in time to the host's newest compute-scope bench row
+    (a tie: the earlier run); with no rows, the latest. A machine's speed differs between sessions (this kind of
+    VM by 20% and more), so ceilings judge the rows measured alongside them, and a later `rtml-profile limits`
+    does not re-base rows measured before it."""
+    rec = inp.profiles.get("limits", {}).get(host)
+    if not rec:
+        return None
+    runs, ok = rec["entries"], inp.ok
+    ts = [] if ok is None else list(ok[(ok["host"] == host) & (ok["scope"] == "compute")]["timestamp"].dropna())
+    if not ts:
+        return runs[-1]
+    newest = max(_epoch(t) for t in ts)
+    return min(runs, key=lambda r: abs(_epoch(r["timestamp"]) - newest))
+
+
+def _epoch(ts: str) -> float:
+    """An ISO 8601 timestamp ('2026-12-03T17:37:17Z') as seconds since the epoch."""
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def ceilings(run: dict, device: str, precision: str, runtime: str, scope: str) -> dict:
+    """Peak FLOP/s, bandwidths (B/s) and floor (s) for one configuration from a limits run (roofline_run); a
     missing one is None. tf32 uses the fp32 peak (a lower bound: TF32 units are faster)."""
-    run = limits_record["entries"][-1]
     word, prec = DEVICE_ENGINE.get(device, device), "fp32" if precision == "tf32" else precision
     peaks = [value(i) for i in run["items"] if i["kind"] == "matmul" and i["precision"] == prec and word in i["engine"]]
     bw = {i["precision"]: value(i) for i in run["items"] if i["kind"] == "bandwidth"}
@@ -109,11 +131,12 @@ def points(inp) -> list[dict]:
     out = []
     known = [h for h in limits if not schema.unknown(h)]  # an unknown machine's limits may be another's
     rows = inp.ok[(inp.ok["scope"] == "compute") & inp.ok["host"].isin(known)]
+    runs = {h: roofline_run(inp, h) for h in known}
     for r in rows.to_dict("records"):
         nodes = inp.analysis_nodes[inp.analysis_nodes["model"] == r["model"]]
         if r["model"] not in inp.macs or nodes.empty or not np.isfinite(inp.macs[r["model"]]):
             continue
-        c = ceilings(limits[r["host"]], r["device"], r["precision"], r["runtime"], "compute")
+        c = ceilings(runs[r["host"]], r["device"], r["precision"], r["runtime"], "compute")
         nbytes = model_bytes(nodes, r["precision"], int(r["batch"]))
         out.append({**{k: r[k] for k in ("host", "model", "runtime", "precision", "batch", "p50_us")},
                     **point(r, inp.macs[r["model"]], nbytes, c)})  # fmt: skip
@@ -124,10 +147,16 @@ def points(inp) -> list[dict]:
 
 
 def item_key(item: dict) -> str:
-    """A limit's identity across runs: 'matmul fp32 onnxruntime CPU (MLAS)', 'floor ort-cpu compute'."""
+    """A limit's identity across runs: 'matmul fp32 onnxruntime CPU (MLAS)', 'floor ort-cpu compute',
+    'wake-up after a 16.7 ms sleep (p99)'."""
     if item["kind"] == "floor":
         return f"floor {item['runtime']} {item['scope']}"
+    if item["kind"] == "wake-up":
+        return f"wake-up after a {item['gap_s'] * 1e3:.3g} ms sleep (p99)"
     return f"{item['kind']} {item['precision']} {item['engine']}"
+
+
+TIME_KINDS = ("floor", "wake-up")  # limits measured in seconds (the others are rates per second)
 
 
 def value(item: dict) -> float | None:

@@ -267,7 +267,7 @@ def test_a_point_picks_the_smallest_cache_level_it_fits_and_never_beats_it_silen
             {"kind": "floor", "runtime": "ort-cpu", "scope": "compute", "status": "ok", "seconds": 1e-6},
         ]
     }
-    c = views.ceilings({"entries": [run]}, "cpu", "fp32", "ort-cpu", "compute")  # fmt: skip
+    c = views.ceilings(run, "cpu", "fp32", "ort-cpu", "compute")  # fmt: skip
     small = views.point({"batch": 1, "p50_us": 5.0}, 1000, 40_000, c)
     big = views.point({"batch": 1, "p50_us": 5.0}, 1000, 10_000_000, c)
     assert small["bandwidth_level"] == "l1" and big["bandwidth_level"] == "llc"
@@ -295,7 +295,7 @@ def test_a_call_is_bounded_by_the_read_of_the_largest_size_not_above_its_bytes()
                       "per_s": 5e11},
                      {"kind": "floor", "runtime": "ort-cpu", "scope": "compute", "status": "ok",
                       "seconds": 1e-6}]}  # fmt: skip
-    c = views.ceilings({"entries": [run]}, "cpu", "fp32", "ort-cpu", "compute")
+    c = views.ceilings(run, "cpu", "fp32", "ort-cpu", "compute")
 
     def level(nbytes):
         p = views.point({"batch": 1, "p50_us": 50.0}, 1000, nbytes, c)
@@ -306,6 +306,47 @@ def test_a_call_is_bounded_by_the_read_of_the_largest_size_not_above_its_bytes()
     assert level(100) == ("read 16 KiB", 200) and level(2**22) == ("read 16 KiB", 200)
     assert level(2**22 + 1) == ("read 4 MiB", 120) and level(2**26) == ("read 8 MiB", 80)
     assert level(2**28) == ("dram", 20)
+
+
+def test_the_roofline_judges_rows_by_the_limits_run_taken_with_them_not_a_later_one(tmp_path):
+    def run(ts, gbs):
+        return {"timestamp": ts, "items": [{"kind": "bandwidth", "precision": "dram", "engine": "e", "status": "ok",
+                                            "per_s": gbs * 1e9}]}  # fmt: skip
+
+    rows = pd.DataFrame({"host": ["h", "h", "h", "g"], "scope": ["compute", "compute", "end-to-end", "compute"],
+                         "timestamp": ["2026-12-01T10:00:00Z", "2026-12-01T10:30:00Z", "2026-12-03T09:00:00Z",
+                                       "2026-12-01T10:00:00Z"]})  # fmt: skip
+    old, taken_with, second, later = (run("2026-11-20T08:00:00Z", 5), run("2026-12-01T10:40:00Z", 10),
+                                      run("2026-12-01T10:41:00Z", 11), run("2026-12-03T08:00:00Z", 20))  # fmt: skip
+
+    def pick(runs, host="h"):
+        inp = Inputs(tmp_path, bench=rows.assign(status="ok"), profiles={"limits": {host: {"entries": runs}}})
+        return views.roofline_run(inp, host)["timestamp"]
+
+    # the run nearest the newest compute row (an end-to-end row is not judged by the roofline)
+    assert pick([old, taken_with, second, later]) == taken_with["timestamp"]
+    assert pick([later, taken_with]) == taken_with["timestamp"]
+    assert pick([old, later]) == later["timestamp"]  # 2 days after the rows, not 11 days before
+    assert pick([later], "x") == later["timestamp"]  # no rows on the host: its latest run
+
+
+def test_a_sleeping_threads_wake_up_is_measured_and_said_before_the_load_answers(tmp_path):
+    from rtml_profile.report import loadsec
+    from rtml_profile.scenarios.where import limits
+
+    items = limits.wakeups(((2e-3, 30), (1e-3, 20)))
+    assert [(i["kind"], i["gap_s"], i["n"], i["status"]) for i in items] == [("wake-up", 2e-3, 30, "ok"),
+                                                                              ("wake-up", 1e-3, 20, "ok")]  # fmt: skip
+    for i in items:  # a sleep never ends before it is due; the percentiles are ordered
+        assert 0 <= i["p50_s"] <= i["seconds"] <= i["max_s"] < 1
+    assert views.item_key(items[0]) == "wake-up after a 2 ms sleep (p99)"
+    made = {"kind": "wake-up", "gap_s": 1 / 60, "engine": "e", "status": "ok", "seconds": 3e-3, "p50_s": 1.9e-4,
+            "max_s": 4e-3, "n": 200}  # fmt: skip
+    runs = [{"items": [made]}, {"items": [{"kind": "matmul", "status": "ok"}]}]  # the latest run that measured it
+    inp = Inputs(tmp_path, profiles={"limits": {"h": {"entries": runs}}})
+    said = loadsec.wake_sentence(inp, "h")
+    assert "sleeps 16.7 ms" in said and "190 us late at p50 and 3.00 ms at p99 (200 sleeps" in said
+    assert loadsec.wake_sentence(inp, "elsewhere") == ""
 
 
 def test_read_ceilings_cover_every_cache_level_the_way_the_model_reads():

@@ -27,7 +27,7 @@ def limits(threads: Threads = None, results: Results = Path("reports/data")):
     rows = []
     for item in runs[-1]["items"]:
         k, v = views.item_key(item), views.value(item)
-        unit = "s" if item["kind"] == "floor" else "B/s" if item["kind"] == "bandwidth" else "FLOP/s"
+        unit = "s" if item["kind"] in views.TIME_KINDS else "B/s" if item["kind"] == "bandwidth" else "FLOP/s"
         rows.append({"limit": k, "this run": "" if v is None else f"{v:.4g} {unit}",
                      "previous run": "" if prev.get(k) is None else f"{prev[k]:.4g} {unit}",
                      "difference": "" if k not in agree else f"{100 * agree[k]:.1f}%",

@@ -9,7 +9,7 @@ from rtml_profile.report.figures import plain_log, png, pyplot
 from rtml_profile.report.fmt import duration_s, duration_us, pct, sig, table
 from rtml_profile.report.inputs import Inputs
 from rtml_profile.schema import unknown
-from rtml_profile.views import agreement, item_key, points, value
+from rtml_profile.views import TIME_KINDS, agreement, item_key, points, roofline_run, value
 
 
 def _gflops(x) -> str:
@@ -82,7 +82,7 @@ def _profile(inp: Inputs, host: str, config, batch: int):
 
 
 def _ceiling_engine(inp: Inputs, host: str, level: str) -> str:
-    run = inp.profiles["limits"][host]["entries"][-1]
+    run = roofline_run(inp, host)
     return next((i["engine"] for i in run["items"] if i["kind"] == "bandwidth" and i["precision"] == level), "")
 
 
@@ -113,12 +113,12 @@ def _over(pts: list[dict], inp: Inputs, host: str) -> str:
     over = [p for p in pts if p.get("efficiency", 0) > 1]
     if not over:
         return ""
-    runs = inp.profiles["limits"][host]["entries"]
+    run = roofline_run(inp, host)
     levels = sorted({p["bandwidth_level"] for p in over if p["bound"] != "compute-bound"} or {"peak"})
     engines = sorted({_ceiling_engine(inp, host, lv) for lv in levels} - {""})
     how = f" (measured by {', '.join(engines)})" if engines else ""
     return (f" {len(over)} of the {len(pts)} points (compute-scope rows with a ceiling) beat their "
-            f"{'/'.join(levels)} ceiling{how}, `rtml-profile limits` at load average {sig(_load(runs[-1]))}: "
+            f"{'/'.join(levels)} ceiling{how}, `rtml-profile limits` at load average {sig(_load(run))}: "
             f"those ceilings are wrong, not the points.")  # fmt: skip
 
 
@@ -146,8 +146,10 @@ def section_where(inp: Inputs, figures: dict) -> str:
         said = [_bound_sentence(inp, p, h) for b in (1, 1024) if config and (p := _pick(pts, h, config, b))]
         mine = [p for p in pts if p["host"] == h and "bound" in p]
         if said:
+            when = roofline_run(inp, h)["timestamp"]
             out.append(f"{config[0]}, {config[1]} {config[2]}, {host_label(inp, h)}: " + "; ".join(said) + "."
-                       + _over(mine, inp, h) + "\n")  # fmt: skip
+                       + _over(mine, inp, h) + f" Ceilings: the limits run of {when} (the one taken with these "
+                       "rows; a later `rtml-profile limits` does not re-base them).\n")  # fmt: skip
         out.append(f"![roofline](figures/roofline_{slug}.png)\n")
     bench_hosts = set() if inp.ok is None else set(inp.ok["host"])
     for h in sorted(bench_hosts - set(hosts)):
@@ -173,7 +175,7 @@ def limit_rows(inp: Inputs) -> list[dict]:
             if v is None:
                 absent.setdefault(f"{item['status']}: {item.get('reason', '')}", []).append(k)
                 continue
-            fmt = duration_s if item["kind"] == "floor" else _gbs if item["kind"] == "bandwidth" else _gflops
+            fmt = duration_s if item["kind"] in TIME_KINDS else _gbs if item["kind"] == "bandwidth" else _gflops
             rows.append({"host": host_label(inp, host), "limit": k,
                          "last run": fmt(v),
                          "run before": fmt(prev[k]) if prev.get(k) else "",

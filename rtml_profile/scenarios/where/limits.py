@@ -1,6 +1,8 @@
 """The machine's limits, measured by the toolkit: peak matrix-multiply rate per precision and engine, read
 bandwidth per cache level and from memory (every thread reading weights as the model does), each runtime's per-call
-floor (a one-node model through its own call path, per scope; a CUDA-graph replay where a GPU exists).
+floor (a one-node model through its own call path, per scope; a CUDA-graph replay where a GPU exists), and how late
+a sleeping thread wakes (no model: the floor under every latency at an arrival rate where a thread waits between
+queries, as LoadGen's issue thread and the worker do).
 
 Every figure is a p50 over repeated calls after a warm-up (measure.timing.time_calls), except the matmul peaks (the
 10th-percentile call: the rate the cores reach undisturbed); rates are work / that time. A copy
@@ -258,6 +260,28 @@ def floors(threads: int) -> list[dict]:
     return out
 
 
+WAKE_GAPS = ((1 / 60, 200), (1e-3, 500))  # (sleep in s, sleeps): one frame of a 60/s camera, and 1 ms
+
+
+def wakeups(gaps=WAKE_GAPS) -> list[dict]:
+    """How late a thread wakes from a sleep of each gap (time.sleep: clock_nanosleep, as a thread waiting for the
+    next arrival): the overshoot past the requested wake-up time, p99 (`seconds`), p50 and max over `n` sleeps.
+    On a virtual machine an idle core's wake-up goes through the hypervisor; this is the machine's part of the
+    idle-frame penalty, with no model in it."""
+    out = []
+    for gap, n in gaps:
+        late = np.empty(n)
+        for i in range(n):
+            due = time.perf_counter() + gap
+            time.sleep(gap)
+            late[i] = time.perf_counter() - due
+        out.append({"kind": "wake-up", "gap_s": gap, "engine": "time.sleep (clock_nanosleep)", "status": "ok",
+                    "seconds": stats.percentile(late, 99), "p50_s": stats.percentile(late, 50),
+                    "max_s": float(late.max()), "n": n,
+                    "what": f"p99 of {n} sleeps of {gap * 1e3:.3g} ms: how late the thread woke"})  # fmt: skip
+    return out
+
+
 def _rate(kind, precision, engine, value, what) -> dict:
     return {"kind": kind, "precision": precision, "engine": engine, "status": "ok", "per_s": value, "what": what}
 
@@ -271,7 +295,7 @@ def measure(threads: int | None = None) -> dict:
 
     threads = threads or physical_cores()
     t0, quiet = time.perf_counter(), Quiet()
-    items = matmul_rates(threads) + bandwidths(threads) + floors(threads)
+    items = matmul_rates(threads) + bandwidths(threads) + floors(threads) + wakeups()
     return {"timestamp": now(), "threads": threads, "llc_bytes": llc_bytes(), "items": items,
             "took_s": time.perf_counter() - t0, **quiet.lap()}  # fmt: skip
 
