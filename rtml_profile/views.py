@@ -106,13 +106,14 @@ def point(row: dict, macs: float, nbytes: float, c: dict) -> dict:
     if not c["peak"] or not c["dram"] or c["floor"] is None:
         missing = [k for k in ("peak", "dram", "floor") if not c[k] and c[k] != 0]
         return {**out, "reason": f"no measured {' / '.join(missing)} for this configuration"}
-    bw_level, bw = next(((n, b) for n, cap, b, _ in c.get("levels") or [] if nbytes <= cap), ("dram", c["dram"]))
+    bw_level, upto, bw = next(((n, cap, b) for n, cap, b, _ in c.get("levels") or [] if nbytes <= cap),
+                              ("dram", float("inf"), c["dram"]))  # fmt: skip
     parts = {"compute": flops / c["peak"], "memory": bytes_time(nbytes, bw), "overhead": c["floor"]}
     predicted = max(parts["compute"], parts["memory"]) + parts["overhead"]
     attainable = min(c["peak"], out["intensity"] * bw)
     bound = max(parts, key=parts.get)
     return {**out, **{f"{k}_s": v for k, v in parts.items()}, "bandwidth_level": bw_level, "bandwidth": bw,
-            "peak": c["peak"], "predicted_s": predicted, "measured_s": row["p50_us"] / 1e6,
+            "bandwidth_upto": upto, "peak": c["peak"], "predicted_s": predicted, "measured_s": row["p50_us"] / 1e6,
             "attainable": attainable, "efficiency": out["achieved"] / attainable,
             "bound": f"{bound}-bound"}  # fmt: skip
 

@@ -345,8 +345,21 @@ def test_a_sleeping_threads_wake_up_is_measured_and_said_before_the_load_answers
     runs = [{"items": [made]}, {"items": [{"kind": "matmul", "status": "ok"}]}]  # the latest run that measured it
     inp = Inputs(tmp_path, profiles={"limits": {"h": {"entries": runs}}})
     said = loadsec.wake_sentence(inp, "h")
-    assert "sleeps 16.7 ms" in said and "190 us late at p50 and 3.00 ms at p99 (200 sleeps" in said
+    assert "a sleep of 16.7 ms ends 190 us late at p50, 3.00 ms at p99 (200 sleeps" in said
     assert loadsec.wake_sentence(inp, "elsewhere") == ""
+
+
+def test_read_ceilings_of_about_one_speed_share_one_line_on_the_roofline():
+    from rtml_profile.report import where
+
+    def pt(name, upto, gbs):
+        return {"bandwidth_level": name, "bandwidth_upto": upto, "bandwidth": gbs * 1e9}
+
+    pts = [pt("read 4 MiB", 2**23, 95), pt("read 16 KiB", 2**15, 100), pt("read 8 MiB", 2**24, 87),
+           pt("read 16 KiB", 2**15, 100), pt("read 16 MiB", 2**25, 78), pt("dram", float("inf"), 25)]  # fmt: skip
+    groups = where._read_groups(pts)
+    assert [names for names, _ in groups] == [["read 16 KiB", "read 4 MiB", "read 8 MiB"], ["read 16 MiB"], ["dram"]]
+    assert [len(bws) for _, bws in groups] == [3, 1, 1]  # 87 is within 15% of 100; 78 is not
 
 
 def test_read_ceilings_cover_every_cache_level_the_way_the_model_reads():

@@ -229,7 +229,7 @@ def tf32_note(inp: Inputs) -> list[str]:
         if len(tf) and not len(g[(g["precision"] == REFERENCE) & g["runtime"].isin(set(tf["runtime"]))]):
             out.append(
                 f"{', '.join(sorted(set(tf['runtime'])))} on the {host_label(inp, host)} ran tf32 (the CUDA "
-                f"provider's default), not fp32; a sentence comparing it with fp32 names the difference."
+                f"provider's default), not fp32: comparisons with fp32 say so."
             )
     return out
 

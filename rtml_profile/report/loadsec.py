@@ -186,10 +186,12 @@ def section_load(inp: Inputs, figures: dict) -> str:
         "## Sustainable load\n\n"
         "MLPerf LoadGen runs (Poisson arrivals; latency from the scheduled arrival; its logs kept). Peak: the highest "
         f"rate LoadGen found VALID with p99 within the deadline at {100 * conf:g}% confidence, <= "
-        f"{100 * float(ok['miss_target'].iloc[0]):g}% late (search and bracket: appendix). Late: 95% Wilson intervals"
+        f"{100 * float(ok['miss_target'].iloc[0]):g}% late. Late: 95% Wilson intervals"
         + (f". {host_label(inp, ok['host'].iloc[0])}" if ok["host"].nunique() == 1 else "")
         + f", 1-minute load average {_loads(ok)}. Detail: [APPENDIX.md](APPENDIX.md#sustainable-load)."
-        + "".join(f" {wake_sentence(inp, h)}" for h in sorted(ok["host"].unique()) if wake_sentence(inp, h))
+        + "".join(
+            " " + w for h in sorted(ok["host"].unique()) if (w := wake_sentence(inp, h, ok["host"].nunique() > 1))
+        )
         + "\n\n"
         + "\n".join(answers(inp))
         + "\n"
@@ -197,7 +199,7 @@ def section_load(inp: Inputs, figures: dict) -> str:
     )
 
 
-def wake_sentence(inp: Inputs, host: str) -> str:
+def wake_sentence(inp: Inputs, host: str, name_host: bool = True) -> str:
     """How late a sleeping thread wakes on the host (its latest limits run that measured it; no model in it): the
     floor under every p99 at rates where a thread waits between queries, as LoadGen's issue thread and the worker
     do."""
@@ -208,11 +210,10 @@ def wake_sentence(inp: Inputs, host: str) -> str:
         return ""
     w = max(wakes, key=lambda i: i["gap_s"])
     return (
-        f"Before any model: on the {host_label(inp, host)} a thread that sleeps {duration_us(w['gap_s'] * 1e6)} "
-        f"(a 60/s frame) wakes {duration_us(w['p50_s'] * 1e6)} late at p50 and {duration_us(w['seconds'] * 1e6)} at "
-        f"p99 ({w['n']} sleeps, `rtml-profile limits`); LoadGen's issue thread sleeps until each arrival and the "
-        "worker until each query, so at a camera's rates every query carries a wake-up: no p99 deadline below that "
-        "one can be met at 30/s on this machine."
+        f"Wake-up{f' on the {host_label(inp, host)}' if name_host else ''}: a sleep of "
+        f"{duration_us(w['gap_s'] * 1e6)} ends "
+        f"{duration_us(w['p50_s'] * 1e6)} late at p50, {duration_us(w['seconds'] * 1e6)} at p99 ({w['n']} sleeps, no "
+        "model); LoadGen and the worker sleep between queries, so at 30/s no p99 below it is met."
     )
 
 

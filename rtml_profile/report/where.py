@@ -22,21 +22,21 @@ def _gbs(x) -> str:
 
 def roofline_figure(points: list[dict], limits: dict, title: str) -> bytes:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(8.4, 4.0))
     ok = [p for p in points if "bound" in p]
     xs = [p["intensity"] for p in ok] or [1.0]
     lo, hi = min(xs) / 2, max(xs) * 2
     for prec, peak in sorted({(p["precision"], p["peak"]) for p in ok}):  # sorted: the same bytes in every process
         ax.hlines(peak / 1e9, lo, hi, linestyles="--", colors="grey")
         ax.text(lo, peak / 1e9 * 1.05, f"{prec} peak {sig(peak / 1e9)} GFLOP/s", fontsize=7)
-    levels = {}  # bandwidth -> the levels that share it (a level no faster than a larger one takes its figure)
-    for p in ok:
-        levels.setdefault(p["bandwidth"], set()).add(p["bandwidth_level"])
-    for bw, names in sorted(levels.items()):
-        order = sorted(names, key=_level_order)
-        name = order[0] if len(order) == 1 else f"{order[0]} to {order[-1].removeprefix('read ')}"
-        ax.plot([lo, hi], [lo * bw / 1e9, hi * bw / 1e9], ":", color="grey")
-        ax.text(lo * 1.1, lo * bw / 1e9 * 1.3, f"{name} {sig(bw / 1e9)} GB/s", fontsize=7)
+    top = max((p["peak"] for p in ok), default=1.0)
+    dashes = ["-.", ":", (0, (1, 4)), (0, (3, 6)), (0, (5, 2))]
+    for names, bws in _read_groups(ok):  # a diagonal per group of reads of about one speed, up to the top peak
+        name = names[0] if len(names) == 1 else f"{names[0]} to {names[-1].removeprefix('read ')}"
+        speed = _gbs(bws[0]) if len(bws) == 1 else f"{sig(min(bws) / 1e9)}-{_gbs(max(bws))}"
+        ax.plot([lo, top / max(bws)], [lo * max(bws) / 1e9, top / 1e9], linestyle=dashes.pop(0) if dashes else ":",
+                color="grey", label=f"{name} {speed}")  # fmt: skip
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)  # twelve and more configurations, each its own colour
     for key in sorted({(p["model"], p["runtime"], p["precision"]) for p in ok}):
         g = [p for p in ok if (p["model"], p["runtime"], p["precision"]) == key]
         ax.plot([p["intensity"] for p in g], [p["achieved"] / 1e9 for p in g], "o-", ms=3, label=" ".join(key))
@@ -47,17 +47,26 @@ def roofline_figure(points: list[dict], limits: dict, title: str) -> bytes:
     ax.set_xlabel("arithmetic intensity (FLOP per byte moved)")
     ax.set_ylabel("achieved GFLOP/s (p50, compute scope)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="read ceilings, then points",
+              title_fontsize=6)  # fmt: skip
     fig.tight_layout()
     return png(fig)
 
 
-def _level_order(name: str) -> tuple:
-    """Read ceilings smallest first: 'read 16 KiB' < 'read 1 MiB' < 'dram'; older runs' l1 < l2 < llc < dram."""
-    if name.startswith("read "):
-        n, unit = name.split()[1:]
-        return (0, float(n) * {"KiB": 2**10, "MiB": 2**20}.get(unit, 1), name)
-    return (1, {"dram": 9}.get(name, 0), name)
+NEAR_BW = 0.15  # reads whose bandwidths differ by less (the limits' run-to-run agreement) share one diagonal
+
+
+def _read_groups(pts: list[dict]) -> list[tuple[list[str], list[float]]]:
+    """The read ceilings that bound the points, smallest read first, grouped while each is within NEAR_BW of
+    its group's fastest: [(names, bandwidths)]."""
+    reads = sorted({(p["bandwidth_upto"], p["bandwidth_level"], p["bandwidth"]) for p in pts})
+    groups: list[tuple[list[str], list[float]]] = []
+    for _, name, bw in reads:
+        if not groups or bw < (1 - NEAR_BW) * max(groups[-1][1]):
+            groups.append(([], []))
+        groups[-1][0].append(name)
+        groups[-1][1].extend([bw] if bw not in groups[-1][1] else [])
+    return groups
 
 
 def followed(inp: Inputs, pts: list[dict], host: str) -> tuple | None:
@@ -148,8 +157,7 @@ def section_where(inp: Inputs, figures: dict) -> str:
         if said:
             when = roofline_run(inp, h)["timestamp"]
             out.append(f"{config[0]}, {config[1]} {config[2]}, {host_label(inp, h)}: " + "; ".join(said) + "."
-                       + _over(mine, inp, h) + f" Ceilings: the limits run of {when} (the one taken with these "
-                       "rows; a later `rtml-profile limits` does not re-base them).\n")  # fmt: skip
+                       + _over(mine, inp, h) + f" Ceilings: limits run of {when} (with these rows).\n")  # fmt: skip
         out.append(f"![roofline](figures/roofline_{slug}.png)\n")
     bench_hosts = set() if inp.ok is None else set(inp.ok["host"])
     for h in sorted(bench_hosts - set(hosts)):
