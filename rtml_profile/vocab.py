@@ -9,6 +9,7 @@ SCOPES = ("compute", "end-to-end", "cuda-graph")
 PRECISIONS = ("fp32", "tf32", "fp16", "int8", "int8-static")
 CALIBRATED = ("int8-static",)  # precisions built from calibration data (a seeded subset of the training split)
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_BUDGETS_MS = (33.3,)  # the report's latency budgets: one frame at 30 fps (others: `--budget`)
 SEED_MAX = 2**32 - 1  # numpy, torch and CUDA generators all take seeds 0..2**32-1
 TUNED = "tuned"  # the variant `bench --tune` adds beside a runtime's own ("<variant>+tuned" when it has one)
 

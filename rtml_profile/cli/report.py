@@ -9,7 +9,7 @@ import typer
 
 from rtml_profile.cli.app import app, friendly
 from rtml_profile.cli.params import Budget
-from rtml_profile.report import DEFAULT_BUDGETS_MS
+from rtml_profile.vocab import DEFAULT_BUDGETS_MS
 
 
 @app.command()

@@ -11,7 +11,7 @@ from rtml_profile import paths
 from rtml_profile.cli.app import app, echo_table, friendly
 from rtml_profile.cli.bench import finish_bench
 from rtml_profile.cli.params import Budget, DataDir, Quiet
-from rtml_profile.report import DEFAULT_BUDGETS_MS
+from rtml_profile.vocab import DEFAULT_BUDGETS_MS
 
 
 @app.command()

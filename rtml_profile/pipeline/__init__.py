@@ -26,7 +26,7 @@ from rtml_profile.measure.timing import Settings
 from rtml_profile.results import now
 from rtml_profile.scenarios import bench, loadgen
 from rtml_profile.train import pick_device, train
-from rtml_profile.vocab import SEED_MAX
+from rtml_profile.vocab import DEFAULT_BUDGETS_MS, SEED_MAX
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -197,7 +197,7 @@ def run_all(data_dir=None, *, epochs=None, seed: int = 0, device: str = "auto", 
     say(f"load: {len(rows)} runs in {paths.DATA / paths.LOAD_CSV}")
     f = trust_run()
     say(f"fidelity: harness p50 / bare loop p50 = {f['single_call']['ratio']:.3f} (2b, ort-cpu, batch 1)")
-    path = report.render(paths.DATA, paths.REPORT, budgets_ms or report.DEFAULT_BUDGETS_MS)
+    path = report.render(paths.DATA, paths.REPORT, budgets_ms or DEFAULT_BUDGETS_MS)
     return AllResult(records, analyses, result, path, rows)
 
 

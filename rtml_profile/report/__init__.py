@@ -24,8 +24,8 @@ from rtml_profile.report.loadsec import section_load
 from rtml_profile.report.models import INDEX, records, render_all
 from rtml_profile.report.trust import section_trust
 from rtml_profile.report.where import appendix_where, section_where
+from rtml_profile.vocab import DEFAULT_BUDGETS_MS
 
-DEFAULT_BUDGETS_MS = (33.3,)  # one frame at 30 fps; other deadlines: `rtml-profile load --deadline`
 APPENDIX = "APPENDIX.md"
 REGENERATE = (
     "`rtml-profile all --data-dir ../shared/data` (the whole pipeline), `rtml-profile report` (from reports/data/)"

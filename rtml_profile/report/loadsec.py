@@ -33,9 +33,12 @@ def batching(r) -> str:
 
 
 def peaks(inp: Inputs) -> list[dict]:
-    """Per searched configuration with the default idle settings: views.load_peaks of this report's runs."""
-    ok = _ok(inp)
-    return [] if ok is None else load_peaks(ok.to_dict("records"))
+    """Per searched configuration with the default idle settings: views.load_peaks of this report's runs (computed
+    once per report: three sections ask)."""
+    if "load_peaks" not in inp.memo:
+        ok = _ok(inp)
+        inp.memo["load_peaks"] = [] if ok is None else load_peaks(ok.to_dict("records"))
+    return inp.memo["load_peaks"]
 
 
 def _peak_text(p, brief: bool = False) -> str:
