@@ -342,10 +342,10 @@ def test_a_sleeping_threads_wake_up_is_measured_and_said_before_the_load_answers
     assert views.item_key(items[0]) == "wake-up after a 2 ms sleep (p99)"
     made = {"kind": "wake-up", "gap_s": 1 / 60, "engine": "e", "status": "ok", "seconds": 3e-3, "p50_s": 1.9e-4,
             "max_s": 4e-3, "n": 200}  # fmt: skip
-    runs = [{"items": [made]}, {"items": [{"kind": "matmul", "status": "ok"}]}]  # the latest run that measured it
+    runs = [{"timestamp": "T0", "items": [made]}, {"timestamp": "T1", "items": [{"kind": "matmul", "status": "ok"}]}]
     inp = Inputs(tmp_path, profiles={"limits": {"h": {"entries": runs}}})
     said = loadsec.wake_sentence(inp, "h")
-    assert "a sleep of 16.7 ms ends 190 us late at p50, 3.00 ms at p99 (200 sleeps" in said
+    assert "(limits, T0; no model): a 16.7 ms sleep ended 190 us late at p50, 3.00 ms at p99 (200 sleeps)" in said
     assert loadsec.wake_sentence(inp, "elsewhere") == ""
 
 

@@ -203,20 +203,21 @@ def section_load(inp: Inputs, figures: dict) -> str:
 
 
 def wake_sentence(inp: Inputs, host: str, name_host: bool = True) -> str:
-    """How late a sleeping thread wakes on the host (its latest limits run that measured it; no model in it): the
-    floor under every p99 at rates where a thread waits between queries, as LoadGen's issue thread and the worker
-    do."""
+    """How late a sleeping thread woke on the host (its latest limits run that measured it; no model in it): at
+    rates where LoadGen's issue thread and the worker sleep between queries, each query carries such a wake-up.
+    It varies from minute to minute on a shared VM, so the sentence names its run; the in-run counterpart is each
+    load row's issue delay."""
     runs = (inp.profiles.get("limits", {}).get(host) or {}).get("entries", [])
-    wakes = next((w for r in reversed(runs) if (w := [i for i in r["items"] if i["kind"] == "wake-up" and
-                                                      i["status"] == "ok"])), [])  # fmt: skip
-    if not wakes:
+    run = next((r for r in reversed(runs) if any(i["kind"] == "wake-up" and i["status"] == "ok" for i in r["items"])),
+               None)  # fmt: skip
+    if run is None:
         return ""
-    w = max(wakes, key=lambda i: i["gap_s"])
+    w = max((i for i in run["items"] if i["kind"] == "wake-up" and i["status"] == "ok"), key=lambda i: i["gap_s"])
     return (
-        f"Wake-up{f' on the {host_label(inp, host)}' if name_host else ''}: a sleep of "
-        f"{duration_us(w['gap_s'] * 1e6)} ends "
-        f"{duration_us(w['p50_s'] * 1e6)} late at p50, {duration_us(w['seconds'] * 1e6)} at p99 ({w['n']} sleeps, no "
-        "model); LoadGen and the worker sleep between queries, so at 30/s no p99 below it is met."
+        f"Wake-up{f' on the {host_label(inp, host)}' if name_host else ''} (limits, {run['timestamp']}; no model): "
+        f"a {duration_us(w['gap_s'] * 1e6)} sleep ended {duration_us(w['p50_s'] * 1e6)} late at p50, "
+        f"{duration_us(w['seconds'] * 1e6)} at p99 ({w['n']} sleeps); at low rates each query pays one (LoadGen and "
+        "the worker sleep)."
     )
 
 

@@ -157,7 +157,7 @@ def section_where(inp: Inputs, figures: dict) -> str:
         if said:
             when = roofline_run(inp, h)["timestamp"]
             out.append(f"{config[0]}, {config[1]} {config[2]}, {host_label(inp, h)}: " + "; ".join(said) + "."
-                       + _over(mine, inp, h) + f" Ceilings: limits run of {when} (with these rows).\n")  # fmt: skip
+                       + _over(mine, inp, h) + f" Ceilings: limits of {when}, with the rows.\n")  # fmt: skip
         out.append(f"![roofline](figures/roofline_{slug}.png)\n")
     bench_hosts = set() if inp.ok is None else set(inp.ok["host"])
     for h in sorted(bench_hosts - set(hosts)):
