@@ -10,7 +10,9 @@ order rotated), so a slow spell of the shared machine hits all of them alike:
 - keep-alive: one unrecorded call whenever the session has been idle 2 ms (keeps its memory in cache, the core
   awake);
 - pinned: the worker (and LoadGen's threads, which inherit it) on one CPU;
-- keep-alive and pinned together (the keep-alive call then warms the very core the query runs on).
+- keep-alive and pinned together (the keep-alive call then warms the very core the query runs on);
+- no CPU idle states: a PM QoS request of 0 us held during the runs (`--no-cpu-idle`; needs root), so an idle
+  core polls instead of halting (on a VM a halted vCPU's wake-up goes through the hypervisor).
 
 A mitigation is recommended only when it beats the default beyond noise: its p99 is lower in every round, and
 the 95% order-statistic intervals of the pooled p99s do not overlap.
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import stats
+from rtml_profile.host import cpu_idle_problem
 from rtml_profile.report.fmt import duration_us, ratio, table
 from rtml_profile.results import load_sample_arrays
 from rtml_profile.scenarios import loadgen as load
@@ -41,7 +44,7 @@ CONFIGS = [
     ("keep-alive 2 ms, 1 thread", 1, load.Idle(keepalive_ms=2.0)),
     ("pinned to 1 cpu, 1 thread", 1, load.Idle(pin=(max(os.sched_getaffinity(0)),))),
     ("keep-alive 2 ms + pinned to 1 cpu", 1, load.Idle(keepalive_ms=2.0, pin=(max(os.sched_getaffinity(0)),))),
-]
+] + ([] if cpu_idle_problem() else [("no CPU idle states (PM QoS 0), 1 thread", 1, load.Idle(no_cpu_idle=True))])
 
 
 def main():
@@ -52,6 +55,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--save", type=Path, default=None, help="also write the printed result to this file")
     a = ap.parse_args()
+    if why := cpu_idle_problem():
+        print(f"no CPU idle states: not tried ({why})")
     runs = {name: [] for name, _, _ in CONFIGS}
     loads = []
     t0 = time.time()

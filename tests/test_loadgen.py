@@ -146,6 +146,28 @@ def test_idle_options_are_validated_and_named(cli):
     assert r.exit_code == 2 and "--pin takes CPU numbers" in r.output
 
 
+def test_no_cpu_idle_holds_a_pm_qos_request_of_zero_and_releases_it(cli, tmp_path, monkeypatch):
+    from rtml_profile import host
+
+    assert load.Idle(no_cpu_idle=True).text() == "no CPU idle states"
+    if why := host.cpu_idle_problem():
+        pytest.skip(f"PM QoS cannot be requested here: {why}")
+
+    def held() -> int:  # the kernel's current request: the lowest any open file asks for (us)
+        return int.from_bytes(host.CPU_LATENCY.read_bytes()[:4], "little", signed=True)
+
+    before = held()
+    with host.no_cpu_idle():
+        assert held() == 0
+    assert held() == before != 0
+    monkeypatch.setattr(host, "CPU_LATENCY", tmp_path / "absent")  # a machine without PM QoS: one sentence
+    with pytest.raises(UserError, match="does not exist"):
+        load.Idle(no_cpu_idle=True).validate()
+    r = cli("load", "-m", "2b", "--no-cpu-idle", "--results", tmp_path / "R")
+    assert r.exit_code == 2 and "--no-cpu-idle cannot hold the CPUs out of idle states" in r.output
+    assert not (tmp_path / "R").exists()
+
+
 def test_a_peak_is_a_rate_loadgen_ran_and_an_unbounded_one_says_so():
     def row(rate, passed, role="search"):
         return {"status": "ok", "scenario": "server", "role": role, "passed": passed, "offered_qps": rate,

@@ -74,6 +74,14 @@ def load_cmd(
         ranged("Run one unrecorded call whenever the session has been idle this many ms (0: off).", 0, 3.6e6),
     ] = 0.0,
     pin: Annotated[Optional[str], typer.Option(help="Pin the worker to these CPUs, comma-separated (e.g. 1).")] = None,
+    no_cpu_idle: Annotated[
+        bool,
+        typer.Option(
+            help="Hold every CPU out of idle states during the runs (Linux PM QoS request of 0 us, as "
+            "tuned's latency-performance profile; needs root): a sleeping thread then wakes without a "
+            "halted core's exit cost."
+        ),  # fmt: skip
+    ] = False,
 ):
     """Open-loop load on MLPerf LoadGen: the highest arrival rate whose p99 meets a deadline (server), camera
     rates, or one scenario run; per-query latencies from the scheduled arrival, LoadGen's verdict and logs, and
@@ -93,7 +101,8 @@ def load_cmd(
     req = load.Request(model, runtime, precision, sc, list(batching_),
                        load.Goal(deadline_ms * 1e3, miss_target, confidence),
                        load.Search(trials=trials, over=tuple(over), rates=fixed, camera=camera),
-                       threads, results, say=typer.echo, idle=load.Idle(spin, keep_alive, cpus))  # fmt: skip
+                       threads, results, say=typer.echo,
+                       idle=load.Idle(spin, keep_alive, cpus, no_cpu_idle))  # fmt: skip
     rows = load.execute(req)
     for line in load.peak_lines(rows):
         typer.echo(line)

@@ -19,6 +19,7 @@ Scenarios (LoadGen's, one to one):
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import math
 import os
@@ -30,7 +31,7 @@ import numpy as np
 from rtml_profile import UserError, paths, runtimes, stats, zoo
 from rtml_profile.checkpoints import trained_epochs
 from rtml_profile.files import atomic_write, check_writable
-from rtml_profile.host import FACTS, Quiet, environment, physical_cores
+from rtml_profile.host import FACTS, Quiet, cpu_idle_problem, environment, no_cpu_idle, physical_cores
 from rtml_profile.measure.launcher import reason_of, run_runtime
 from rtml_profile.measure.request import check_request
 from rtml_profile.measure.targets import zoo_target
@@ -254,16 +255,19 @@ class LoadGroup:
 class Idle:
     """What a real-time engineer tries against the idle-frame penalty (a call after an idle gap is slower than
     back to back): ONNX Runtime's intra-op spinning (None: its default), a keep-alive call on the session
-    whenever it has been idle for `keepalive_ms` (0: off), and pinning the worker to `pin` CPUs (empty: off)."""
+    whenever it has been idle for `keepalive_ms` (0: off), pinning the worker to `pin` CPUs (empty: off), and
+    holding every CPU out of idle states for the runs (`no_cpu_idle`: a PM QoS request of 0 us, host.no_cpu_idle)."""
 
     spin: bool | None = None
     keepalive_ms: float = 0.0
     pin: tuple[int, ...] = ()
+    no_cpu_idle: bool = False
 
     def text(self) -> str:
         parts = [] if self.spin is None else [f"spin {'on' if self.spin else 'off'}"]
         parts += [f"keep-alive {self.keepalive_ms:g} ms"] if self.keepalive_ms else []
         parts += [f"pinned to cpu {','.join(map(str, self.pin))}"] if self.pin else []
+        parts += ["no CPU idle states"] if self.no_cpu_idle else []
         return "; ".join(parts)
 
     def validate(self) -> Idle:
@@ -273,6 +277,8 @@ class Idle:
         if self.pin and not set(self.pin) <= cpus:
             raise UserError(f"--pin names CPUs this process may not use: {sorted(set(self.pin) - cpus)} "
                             f"(allowed: {sorted(cpus)})")  # fmt: skip
+        if self.no_cpu_idle and (why := cpu_idle_problem()):
+            raise UserError(f"--no-cpu-idle cannot hold the CPUs out of idle states: {why}")
         return self
 
 
@@ -337,8 +343,12 @@ def capacity_qps(calls: dict, sync, sc: Scenario, service: dict) -> float:
 
 def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
     """The worker side (see measure.launcher.run_runtime): load once, measure the capacity, then run each LoadGen run
-    and report it at once (with LoadGen's logs)."""
+    and report it at once (with LoadGen's logs); with Idle.no_cpu_idle, all of it with the CPUs held awake."""
+    with no_cpu_idle() if g.idle.no_cpu_idle else contextlib.nullcontext():
+        _measure_group(conn, cls, gi, g, target, config)
 
+
+def _measure_group(conn, cls, gi, g: LoadGroup, target, config):
     jobs = [(gi, *j) for j in g.jobs()]
     if g.idle.spin is not None:
         config = dataclasses.replace(config, options=(*config.options, ("spin_wait", g.idle.spin)))
