@@ -478,13 +478,13 @@ class Request:
 
 def check(req: Request) -> list[LoadGroup]:
     check_request(req.runtimes, req.precisions, [SCOPE])
+    req.goal.validate()  # the options first, then the files they name
+    req.search.validate()
+    req.idle.validate()
     for m in req.models:
         zoo.get(m)
         if not paths.onnx(m).is_file():
             raise UserError(paths.missing_export(m))
-    req.goal.validate()
-    req.search.validate()
-    req.idle.validate()
     groups = req.groups()
     for g in groups:
         g.scenario.validate()
