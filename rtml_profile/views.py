@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -40,23 +40,30 @@ def elements(shapes: str) -> list[int]:
 
 def roofline_run(inp, host: str) -> dict | None:
     """The limits run a host's roofline uses: the run nearest in time to the host's newest compute-scope bench row
-    (a tie: the earlier run); with no rows, the latest. A machine's speed differs between sessions (this kind of
-    VM by 20% and more), so ceilings judge the rows measured alongside them, and a later `rtml-profile limits`
+    (a tie: the earlier run); the latest where rows or runs carry no readable timestamp; None without runs. A
+    machine's speed differs between sessions (this kind of VM by 20% and more), so a later `rtml-profile limits`
     does not re-base rows measured before it."""
-    rec = inp.profiles.get("limits", {}).get(host)
-    if not rec:
+    runs = (inp.profiles.get("limits", {}).get(host) or {}).get("entries") or []
+    if not runs:
         return None
-    runs, ok = rec["entries"], inp.ok
-    ts = [] if ok is None else list(ok[(ok["host"] == host) & (ok["scope"] == "compute")]["timestamp"].dropna())
-    if not ts:
+    ok = inp.ok
+    stamps = [] if ok is None or "timestamp" not in ok else ok.loc[(ok["host"] == host) & (ok["scope"] == "compute"),
+                                                                   "timestamp"]  # fmt: skip
+    newest = max((t for t in map(_epoch, stamps) if t is not None), default=None)
+    timed = [(t, r) for r in runs if (t := _epoch(r.get("timestamp"))) is not None]
+    if newest is None or not timed:
         return runs[-1]
-    newest = max(_epoch(t) for t in ts)
-    return min(runs, key=lambda r: abs(_epoch(r["timestamp"]) - newest))
+    return min(timed, key=lambda tr: (abs(tr[0] - newest), tr[0]))[1]
 
 
-def _epoch(ts: str) -> float:
-    """An ISO 8601 timestamp ('2026-12-03T17:37:17Z') as seconds since the epoch."""
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+def _epoch(ts) -> float | None:
+    """An ISO 8601 timestamp ('2026-12-03T17:37:17Z'; without a zone: UTC) as seconds since the epoch; None when it
+    is not one."""
+    try:
+        t = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def ceilings(run: dict, device: str, precision: str, runtime: str, scope: str) -> dict:
@@ -132,7 +139,8 @@ def points(inp) -> list[dict]:
     out = []
     known = [h for h in limits if not schema.unknown(h)]  # an unknown machine's limits may be another's
     rows = inp.ok[(inp.ok["scope"] == "compute") & inp.ok["host"].isin(known)]
-    runs = {h: roofline_run(inp, h) for h in known}
+    runs = {h: run for h in known if (run := roofline_run(inp, h)) is not None}
+    rows = rows[rows["host"].isin(set(runs))]
     for r in rows.to_dict("records"):
         nodes = inp.analysis_nodes[inp.analysis_nodes["model"] == r["model"]]
         if r["model"] not in inp.macs or nodes.empty or not np.isfinite(inp.macs[r["model"]]):
@@ -158,6 +166,7 @@ def item_key(item: dict) -> str:
 
 
 TIME_KINDS = ("floor", "wake-up")  # limits measured in seconds (the others are rates per second)
+VOLATILE_KINDS = ("wake-up",)  # varies from minute to minute on a shared VM: reported, never held to agree
 
 
 def value(item: dict) -> float | None:
@@ -165,11 +174,11 @@ def value(item: dict) -> float | None:
 
 
 def agreement(runs: list[dict]) -> dict:
-    """{limit: relative difference of the last two runs} for every limit measured in both."""
+    """{limit: relative difference of the last two runs} for every limit measured in both (not VOLATILE_KINDS)."""
     if len(runs) < 2:
         return {}
-    a = {item_key(i): value(i) for i in runs[-2]["items"]}
-    b = {item_key(i): value(i) for i in runs[-1]["items"]}
+    a = {item_key(i): value(i) for i in runs[-2]["items"] if i["kind"] not in VOLATILE_KINDS}
+    b = {item_key(i): value(i) for i in runs[-1]["items"] if i["kind"] not in VOLATILE_KINDS}
     return {k: abs(b[k] - a[k]) / max(a[k], b[k]) for k in b if a.get(k) and b.get(k)}
 
 

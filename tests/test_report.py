@@ -100,17 +100,25 @@ def test_findings_compare_across_hosts_only_saying_so(committed):
 @pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 @pytest.mark.slow  # the committed render (half a minute): the full suite runs it
 def test_same_data_same_bytes_under_python_OO_and_as_committed(committed):
-    """The committed data renders, under `python -OO` in another process, exactly the committed report: REPORT.md,
-    APPENDIX.md, every figure and model page (the committed files were rendered by plain python: the same data
-    gives the same bytes in any process, and no text comes from a docstring)."""
+    """The committed data renders, under `python -OO` in another process, exactly the committed text: REPORT.md,
+    APPENDIX.md and every model page (the committed files were rendered by plain python: the same data gives the
+    same bytes in any process, and no text comes from a docstring). Figures are left out: their bytes depend on
+    the matplotlib and FreeType installed."""
     _, out = committed
-    written = sorted(p for p in out.parent.rglob("*") if p.is_file())
-    assert len(written) > 10
-    for p in written:
-        rel = p.relative_to(out.parent).as_posix()
+    written = sorted(p.relative_to(out.parent).as_posix() for p in out.parent.rglob("*.md"))
+    assert {"REPORT.md", "APPENDIX.md"} <= set(written) and len(written) > 3
+    try:
+        listed = subprocess.run(["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", "HEAD", "reports/"],
+                                capture_output=True, text=True, check=True).stdout  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout: no committed report to compare with")
+    committed_md = {p.removeprefix("reports/") for p in listed.split() if p.endswith(".md") and "/data/" not in p}
+    committed_md -= {p for p in committed_md if p.startswith("benchmarks/")}
+    assert set(written) == committed_md  # no page missing, none left over
+    for rel in written:
         blob = subprocess.run(["git", "-C", str(REPO), "show", f"HEAD:reports/{rel}"], capture_output=True,
                               check=True).stdout  # fmt: skip
-        assert p.read_bytes() == blob, f"{rel} differs from the committed one"
+        assert (out.parent / rel).read_bytes() == blob, f"{rel} differs from the committed one"
 
 
 def test_findings_follow_the_data(tmp_path):

@@ -328,6 +328,12 @@ def test_the_roofline_judges_rows_by_the_limits_run_taken_with_them_not_a_later_
     assert pick([later, taken_with]) == taken_with["timestamp"]
     assert pick([old, later]) == later["timestamp"]  # 2 days after the rows, not 11 days before
     assert pick([later], "x") == later["timestamp"]  # no rows on the host: its latest run
+    bad = {**taken_with, "timestamp": "yesterday"}  # unreadable: left out; none readable: the latest run
+    assert pick([old, bad, later]) == later["timestamp"] and pick([bad]) == "yesterday"
+    inp = Inputs(tmp_path, bench=rows.drop(columns="timestamp").assign(status="ok"),
+                 profiles={"limits": {"h": {"entries": [old, later]}}})  # fmt: skip
+    assert views.roofline_run(inp, "h") is later  # rows without timestamps: the latest run
+    assert views.roofline_run(Inputs(tmp_path, profiles={"limits": {"h": {"entries": []}}}), "h") is None
 
 
 def test_a_sleeping_threads_wake_up_is_measured_and_said_before_the_load_answers(tmp_path):
@@ -360,6 +366,11 @@ def test_read_ceilings_of_about_one_speed_share_one_line_on_the_roofline():
     groups = where._read_groups(pts)
     assert [names for names, _ in groups] == [["read 16 KiB", "read 4 MiB", "read 8 MiB"], ["read 16 MiB"], ["dram"]]
     assert [len(bws) for _, bws in groups] == [3, 1, 1]  # 87 is within 15% of 100; 78 is not
+    # a host with CPU and GPU rows: the GPU's memory ceiling is named 'dram' too, and far faster: its own line
+    both = [pt("dram", float("inf"), 20), pt("dram", float("inf"), 3000), pt("read 16 KiB", 2**15, 100)]
+    assert where._read_groups(both) == [(["read 16 KiB"], [100e9]), (["dram"], [20e9]), (["dram"], [3000e9])]
+    rising = [pt("l1", 2**15, 80), pt("l2", 2**20, 100)]  # an older run's uneven levels, 20% apart: two lines
+    assert [names for names, _ in where._read_groups(rising)] == [["l1"], ["l2"]]
 
 
 def test_read_ceilings_cover_every_cache_level_the_way_the_model_reads():

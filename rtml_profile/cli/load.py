@@ -77,9 +77,10 @@ def load_cmd(
     no_cpu_idle: Annotated[
         bool,
         typer.Option(
+            "--no-cpu-idle",
             help="Hold every CPU out of idle states during the runs (Linux PM QoS request of 0 us, as "
             "tuned's latency-performance profile; needs root): a sleeping thread then wakes without a "
-            "halted core's exit cost."
+            "halted core's exit cost.",
         ),  # fmt: skip
     ] = False,
 ):

@@ -207,17 +207,16 @@ def wake_sentence(inp: Inputs, host: str, name_host: bool = True) -> str:
     rates where LoadGen's issue thread and the worker sleep between queries, each query carries such a wake-up.
     It varies from minute to minute on a shared VM, so the sentence names its run; the in-run counterpart is each
     load row's issue delay."""
-    runs = (inp.profiles.get("limits", {}).get(host) or {}).get("entries", [])
-    run = next((r for r in reversed(runs) if any(i["kind"] == "wake-up" and i["status"] == "ok" for i in r["items"])),
-               None)  # fmt: skip
-    if run is None:
+    runs = (inp.profiles.get("limits", {}).get(host) or {}).get("entries") or []
+    found = next(((r, ws) for r in reversed(runs) if (ws := [i for i in r["items"] if i["kind"] == "wake-up" and
+                                                            i["status"] == "ok"])), None)  # fmt: skip
+    if found is None:
         return ""
-    w = max((i for i in run["items"] if i["kind"] == "wake-up" and i["status"] == "ok"), key=lambda i: i["gap_s"])
+    run, w = found[0], max(found[1], key=lambda i: i["gap_s"])
     return (
         f"Wake-up{f' on the {host_label(inp, host)}' if name_host else ''} (limits, {run['timestamp']}; no model): "
         f"a {duration_us(w['gap_s'] * 1e6)} sleep ended {duration_us(w['p50_s'] * 1e6)} late at p50, "
-        f"{duration_us(w['seconds'] * 1e6)} at p99 ({w['n']} sleeps); at low rates each query pays one (LoadGen and "
-        "the worker sleep)."
+        f"{duration_us(w['seconds'] * 1e6)} at p99 ({w['n']} sleeps); at low rates every query includes a wake-up."
     )
 
 

@@ -53,16 +53,17 @@ def roofline_figure(points: list[dict], limits: dict, title: str) -> bytes:
     return png(fig)
 
 
-NEAR_BW = 0.15  # reads whose bandwidths differ by less (the limits' run-to-run agreement) share one diagonal
+NEAR_BW = 0.15  # reads within this of each other (limits.AGREE, the run-to-run agreement) share one diagonal
 
 
 def _read_groups(pts: list[dict]) -> list[tuple[list[str], list[float]]]:
-    """The read ceilings that bound the points, smallest read first, grouped while each is within NEAR_BW of
-    its group's fastest: [(names, bandwidths)]."""
+    """The read ceilings that bound the points, smallest read first, grouped while the group's slowest is within
+    NEAR_BW of its fastest (a name never twice: a GPU's 'dram' is not the CPU's): [(names, bandwidths)]."""
     reads = sorted({(p["bandwidth_upto"], p["bandwidth_level"], p["bandwidth"]) for p in pts})
     groups: list[tuple[list[str], list[float]]] = []
     for _, name, bw in reads:
-        if not groups or bw < (1 - NEAR_BW) * max(groups[-1][1]):
+        span = [*groups[-1][1], bw] if groups else []
+        if not groups or name in groups[-1][0] or min(span) < (1 - NEAR_BW) * max(span):
             groups.append(([], []))
         groups[-1][0].append(name)
         groups[-1][1].extend([bw] if bw not in groups[-1][1] else [])
@@ -157,7 +158,7 @@ def section_where(inp: Inputs, figures: dict) -> str:
         if said:
             when = roofline_run(inp, h)["timestamp"]
             out.append(f"{config[0]}, {config[1]} {config[2]}, {host_label(inp, h)}: " + "; ".join(said) + "."
-                       + _over(mine, inp, h) + f" Ceilings: limits of {when}, with the rows.\n")  # fmt: skip
+                       + _over(mine, inp, h) + f" Ceilings: the limits run nearest these rows ({when}).\n")  # fmt: skip
         out.append(f"![roofline](figures/roofline_{slug}.png)\n")
     bench_hosts = set() if inp.ok is None else set(inp.ok["host"])
     for h in sorted(bench_hosts - set(hosts)):
@@ -249,6 +250,12 @@ def lifecycle_rows(inp: Inputs) -> list[dict]:
     return rows
 
 
+def _used(inp: Inputs) -> str:
+    """Which limits run each host's roofline used."""
+    hosts = sorted({p["host"] for p in points(inp)})
+    return ", ".join(f"{host_label(inp, h)} {roofline_run(inp, h)['timestamp']}" for h in hosts) or "none"
+
+
 def appendix_where(inp: Inputs) -> str:
     if not inp.profiles:
         return ""
@@ -261,8 +268,9 @@ def appendix_where(inp: Inputs) -> str:
         + "\n```\n"
     ]
     for title, rows, what in (
-        ("Measured limits", limit_rows(inp), "Matmul peaks: the 10th-percentile call; the rest: p50; "
-         "a copy (older runs) counts read + write bytes, a read its bytes once; the last two runs."),
+        ("Measured limits", limit_rows(inp), "Matmul peaks: the 10th-percentile call; wake-ups: p99; the rest: p50; "
+         "a copy (older runs) counts read + write bytes, a read its bytes once; the last two runs (the roofline "
+         "uses the run nearest its rows: " + _used(inp) + "; wake-ups vary by the minute and are not compared)."),
         ("Slowest nodes", node_rows(inp), "From the runtime's own profiler (warm calls); share of the unprofiled "
          "p50; bytes = weights + activations in and out; the profiler's cost is calibrated on empty node chains."),
         ("Predicted beside measured", prediction_rows(inp), "Compute scope, p50; predicted = max(compute, memory) "

@@ -344,7 +344,15 @@ def capacity_qps(calls: dict, sync, sc: Scenario, service: dict) -> float:
 def measure_group(conn, cls, gi, g: LoadGroup, target, settings, config):
     """The worker side (see measure.launcher.run_runtime): load once, measure the capacity, then run each LoadGen run
     and report it at once (with LoadGen's logs); with Idle.no_cpu_idle, all of it with the CPUs held awake."""
-    with no_cpu_idle() if g.idle.no_cpu_idle else contextlib.nullcontext():
+    with contextlib.ExitStack() as held:
+        if g.idle.no_cpu_idle:
+            try:
+                held.enter_context(no_cpu_idle())
+            except OSError as e:  # checked before the run; the file may still refuse the request
+                for job in g.jobs():
+                    conn.send(("row", (gi, *job), "failed", f"could not hold the CPUs out of idle states: {e}", None,
+                               {}))  # fmt: skip
+                return
         _measure_group(conn, cls, gi, g, target, config)
 
 
