@@ -173,6 +173,21 @@ def value(item: dict) -> float | None:
     return item.get("per_s", item.get("seconds")) if item.get("status") == "ok" else None
 
 
+def unit(item: dict) -> str:
+    """What a limit's value counts: 's', 'B/s' or 'FLOP/s'."""
+    return "s" if item["kind"] in TIME_KINDS else "B/s" if item["kind"] == "bandwidth" else "FLOP/s"
+
+
+def last_two(runs: list[dict]) -> list[dict]:
+    """The last run's limits beside the run before (the `limits` command's table and the report's): per item, its
+    key, value, the previous run's value (None where not measured) and the difference `agreement` holds it to
+    (None where not compared)."""
+    agree = agreement(runs)
+    prev = {item_key(i): value(i) for i in runs[-2]["items"]} if len(runs) > 1 else {}
+    return [{"item": i, "key": k, "value": value(i), "previous": prev.get(k), "difference": agree.get(k)}
+            for i in runs[-1]["items"] for k in (item_key(i),)]  # fmt: skip
+
+
 def agreement(runs: list[dict]) -> dict:
     """{limit: relative difference of the last two runs} for every limit measured in both (not VOLATILE_KINDS)."""
     if len(runs) < 2:

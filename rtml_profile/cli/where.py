@@ -23,14 +23,12 @@ def limits(threads: Threads = None, results: Results = Path("reports/data")):
     command = "rtml-profile limits" + (f" --threads {threads}" if threads else "")
     res = lim.run(threads, results, command)
     runs, agree = res["runs"], res["agreement"]
-    prev = {views.item_key(i): views.value(i) for i in runs[-2]["items"]} if len(runs) > 1 else {}
     rows = []
-    for item in runs[-1]["items"]:
-        k, v = views.item_key(item), views.value(item)
-        unit = "s" if item["kind"] in views.TIME_KINDS else "B/s" if item["kind"] == "bandwidth" else "FLOP/s"
-        rows.append({"limit": k, "this run": "" if v is None else f"{v:.4g} {unit}",
-                     "previous run": "" if prev.get(k) is None else f"{prev[k]:.4g} {unit}",
-                     "difference": "" if k not in agree else f"{100 * agree[k]:.1f}%",
+    for c in views.last_two(runs):
+        item, v, before, unit = c["item"], c["value"], c["previous"], views.unit(c["item"])
+        rows.append({"limit": c["key"], "this run": "" if v is None else f"{v:.4g} {unit}",
+                     "previous run": "" if before is None else f"{before:.4g} {unit}",
+                     "difference": "" if c["difference"] is None else f"{100 * c['difference']:.1f}%",
                      "status": item["status"] if v is not None else f"{item['status']}: {item['reason']}"})  # fmt: skip
     echo_table(rows, title=f"measured by `{command}` ({runs[-1]['threads']} threads), {runs[-1]['timestamp']}:")
     off = [k for k, d in agree.items() if d > lim.AGREE]

@@ -9,7 +9,7 @@ from rtml_profile.report.figures import plain_log, png, pyplot
 from rtml_profile.report.fmt import duration_s, duration_us, pct, sig, table
 from rtml_profile.report.inputs import Inputs
 from rtml_profile.schema import unknown
-from rtml_profile.views import TIME_KINDS, agreement, item_key, points, roofline_run, value
+from rtml_profile.views import last_two, points, roofline_run, unit
 
 
 def _gflops(x) -> str:
@@ -20,7 +20,14 @@ def _gbs(x) -> str:
     return f"{sig(x / 1e9)} GB/s"
 
 
-def roofline_figure(points: list[dict], limits: dict, title: str) -> bytes:
+def _points(inp: Inputs) -> list[dict]:
+    """views.points of this report's rows, computed once per report (the section and two appendix parts ask)."""
+    if "roofline_points" not in inp.memo:
+        inp.memo["roofline_points"] = points(inp)
+    return inp.memo["roofline_points"]
+
+
+def roofline_figure(points: list[dict], title: str) -> bytes:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.4, 4.0))
     ok = [p for p in points if "bound" in p]
@@ -146,12 +153,12 @@ def _busy(run: dict) -> str:
 
 def section_where(inp: Inputs, figures: dict) -> str:
 
-    pts = points(inp)
+    pts = _points(inp)
     hosts = sorted({p["host"] for p in pts})
     out = ["## Where the time goes\n"]
     for h in hosts:
         slug = "".join(c if c.isalnum() else "_" for c in h)
-        figures[f"roofline_{slug}.png"] = roofline_figure([p for p in pts if p["host"] == h], {}, host_label(inp, h))
+        figures[f"roofline_{slug}.png"] = roofline_figure([p for p in pts if p["host"] == h], host_label(inp, h))
         config = followed(inp, pts, h)
         said = [_bound_sentence(inp, p, h) for b in (1, 1024) if config and (p := _pick(pts, h, config, b))]
         mine = [p for p in pts if p["host"] == h and "bound" in p]
@@ -176,19 +183,17 @@ def limit_rows(inp: Inputs) -> list[dict]:
     rows = []
     for host, rec in sorted(inp.profiles.get("limits", {}).items()):
         runs = rec["entries"]
-        agree = agreement(runs)
-        prev = {item_key(i): value(i) for i in runs[-2]["items"]} if len(runs) > 1 else {}
         absent: dict[str, list[str]] = {}
-        for item in runs[-1]["items"]:
-            k, v = item_key(item), value(item)
+        for c in last_two(runs):
+            item, k, v = c["item"], c["key"], c["value"]
             if v is None:
                 absent.setdefault(f"{item['status']}: {item.get('reason', '')}", []).append(k)
                 continue
-            fmt = duration_s if item["kind"] in TIME_KINDS else _gbs if item["kind"] == "bandwidth" else _gflops
+            fmt = {"s": duration_s, "B/s": _gbs, "FLOP/s": _gflops}[unit(item)]
             rows.append({"host": host_label(inp, host), "limit": k,
                          "last run": fmt(v),
-                         "run before": fmt(prev[k]) if prev.get(k) else "",
-                         "difference": pct(agree[k]) if k in agree else "",
+                         "run before": fmt(c["previous"]) if c["previous"] else "",
+                         "difference": pct(c["difference"]) if c["difference"] is not None else "",
                          "command": f"`{runs[-1]['command']}` ({runs[-1]['timestamp']}, load average "
                                     f"{sig(_load(runs[-1]))}{_busy(runs[-1])})"})  # fmt: skip
         rows += [{"host": host_label(inp, host), "limit": ", ".join(ks), "last run": why, "run before": "",
@@ -223,7 +228,7 @@ def prediction_rows(inp: Inputs) -> list[dict]:
             {"host": host_label(inp, p["host"]), "model": p["model"], "runtime": p["runtime"],
              "precision": p["precision"], "batch": p["batch"], "measured": duration_us(p["p50_us"]),
              "predicted": "n/a", "bound": p["reason"], "efficiency": ""}
-            for p in points(inp) if p["batch"] in (1, 64, 1024)]  # fmt: skip
+            for p in _points(inp) if p["batch"] in (1, 64, 1024)]  # fmt: skip
 
 
 def _mb(x) -> str:
@@ -252,7 +257,7 @@ def lifecycle_rows(inp: Inputs) -> list[dict]:
 
 def _used(inp: Inputs) -> str:
     """Which limits run each host's roofline used."""
-    hosts = sorted({p["host"] for p in points(inp)})
+    hosts = sorted({p["host"] for p in _points(inp)})
     return ", ".join(f"{host_label(inp, h)} {roofline_run(inp, h)['timestamp']}" for h in hosts) or "none"
 
 
