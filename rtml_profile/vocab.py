@@ -6,7 +6,7 @@ Data only (no imports of the package): runtimes, the measurement core, scenarios
 from __future__ import annotations
 
 SCOPES = ("compute", "end-to-end", "cuda-graph")
-PRECISIONS = ("fp32", "tf32", "fp16", "int8", "int8-static")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "int8-static")
 CALIBRATED = ("int8-static",)  # precisions built from calibration data (a seeded subset of the training split)
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_BUDGETS_MS = (33.3,)  # the report's latency budgets: one frame at 30 fps (others: `--budget`)
@@ -20,7 +20,7 @@ SCOPE_MEANS = {
     "cuda-graph": "compute scope, forward replayed from a captured CUDA graph; host clock + device synchronize",
 }
 
-WEIGHT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "int8": 1}
+WEIGHT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 ACT_BYTES = 4  # activations at the graph's float32 inputs and outputs (derived graphs keep fp32 I/O)
 
 

@@ -79,6 +79,8 @@ def test_every_model_every_runtime(project, bench_rows, model_id, runtime, preci
     probe = runtimes.get(runtime).probe()
     if not probe.available:
         pytest.skip(probe.reason)
+    if precision not in (probe.precisions or runtimes.get(runtime).caps.precisions):
+        pytest.skip(probe.reason)  # offered only where the device has it (e.g. OpenVINO fp16)
     if runtimes.get(runtime).caps.opt_in:
         pytest.skip(f"{runtime} is opt-in (compiles per model and batch); test_faster runs it on a trained model")
     rows = bench_rows[

@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "ort-cuda": "rtml_profile.runtimes.ort:OrtCUDA",
     "ort-trt": "rtml_profile.runtimes.ort:OrtTensorRT",
     "trt": "rtml_profile.runtimes.tensorrt:TensorRT",
+    "openvino": "rtml_profile.runtimes.openvino_rt:OpenVINO",
 }
 BUILTIN = tuple(REGISTRY)
 
@@ -71,7 +72,7 @@ def probe_all() -> list[dict]:
                 "available": "yes" if p.available else "no",
                 "version": p.version,
                 "device": cls.caps.device,
-                "precisions": ",".join(cls.caps.precisions),
+                "precisions": ",".join(p.precisions or cls.caps.precisions),
                 "variants": ",".join(v for v in cls.caps.variants if v),
                 "scopes": ",".join(cls.caps.scopes),
                 "opt-in": "yes" if cls.caps.opt_in else "",

@@ -31,8 +31,14 @@ from rtml_profile.vocab import CALIBRATED, base_variant
 @dataclass(frozen=True)
 class Probe:
     available: bool
-    reason: str = ""
+    reason: str = ""  # why it is absent; for an available runtime, why some of its precisions are absent here
     version: str = ""
+    precisions: tuple[str, ...] = ()  # the precisions offered on this machine, where fewer than caps.precisions
+
+
+class Absent(UserError):
+    """What was asked cannot run on this machine (a precision the device lacks): its rows are skipped with this
+    sentence, never measured at another precision."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,9 @@ class Capabilities:
 
     device: str = "cpu"
     precisions: tuple[str, ...] = ("fp32",)
+    # precisions offered only where the device reports them (Probe.precisions says which run here; elsewhere their
+    # rows are skipped with the reason, and only a precision named with --precision makes that a problem)
+    device_precisions: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ("compute", "end-to-end")
     needs_checkpoint: bool = False  # runs a zoo checkpoint (PyTorch), so it cannot take an arbitrary ONNX file
     takes_onnx: bool = True  # runs any ONNX file

@@ -86,11 +86,13 @@ class RunResult:
     def problems(self, asked_runtimes: list[str] | None = None, asked_precisions: list[str] | None = None) -> list[str]:
         """What could not be measured as asked: failed rows, failed accuracy passes, and skipped runtimes the
         user named explicitly (a default run that finds no GPU is not a failure; nor is a calibrated precision,
-        not named with --precision, skipped for a model without calibration data)."""
+        not named with --precision, skipped for a model without calibration data, nor a precision the device lacks,
+        not named with --precision, of a runtime that offers it only where the device has it)."""
         out = []
         for r in self.rows:
             what = f"{r['model']} {r['runtime']} {r['precision']} {r['scope']} batch {r['batch']}"
-            unasked = r["precision"] in CALIBRATED and r["precision"] not in (asked_precisions or [])
+            conditional = r["precision"] in (*CALIBRATED, *_device_precisions(r["runtime"]))
+            unasked = conditional and r["precision"] not in (asked_precisions or [])
             if r["status"] == "failed" or (
                 r["status"] == "skipped" and asked_runtimes and r["runtime"] in asked_runtimes and not unasked
             ):
@@ -98,6 +100,13 @@ class RunResult:
             elif str(r.get("accuracy_status", "")).startswith("failed"):
                 out.append(f"{what}: accuracy {r['accuracy_status']}")
         return out
+
+
+def _device_precisions(name: str) -> tuple[str, ...]:
+    try:
+        return runtimes.get(name).caps.device_precisions
+    except UserError:  # a row of a runtime registered no more (a test's fake)
+        return ()
 
 
 def run(

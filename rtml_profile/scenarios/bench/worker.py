@@ -11,7 +11,7 @@ from dataclasses import replace
 from rtml_profile.host import physical_cores
 from rtml_profile.measure.launcher import reason_of
 from rtml_profile.measure.timing import time_calls
-from rtml_profile.runtimes.base import RunConfig
+from rtml_profile.runtimes.base import Absent, RunConfig
 from rtml_profile.scenarios.bench import tune
 from rtml_profile.vocab import base_variant
 
@@ -26,6 +26,9 @@ def measure_group(conn, cls, gi, g, target, settings, config: RunConfig):
         t0 = time.perf_counter()
         try:
             best, tried = tune.search(cls, target, g.precision, config, scope, target.inputs(batch), physical_cores())
+        except Absent as e:
+            conn.send(("row", (gi, scope, batch), "skipped", str(e), None, {}))
+            continue
         except Exception as e:
             conn.send(("row", (gi, scope, batch), "failed", f"tuning failed: {reason_of(e)}", None, {}))
             continue
@@ -39,14 +42,16 @@ def _measure_jobs(conn, cls, gi, g, target, settings, config: RunConfig, jobs, e
     """Load once, run the accuracy pass, time every job. With `against` (the untuned config), each job is timed
     in alternating rounds with the default setting (tune.interleaved), and the row says its gain over it."""
 
-    def fail_all(reason):
+    def fail_all(reason, status="failed"):
         for scope, batch in jobs:
-            conn.send(("row", (gi, scope, batch), "failed", reason, None, dict(extra or {})))
+            conn.send(("row", (gi, scope, batch), status, reason, None, dict(extra or {})))
 
     t0 = time.perf_counter()
     try:
         rt = cls(target.ref, g.precision, config)
         rt.load()
+    except Absent as e:  # a precision this device lacks: skipped with the reason, as an absent runtime is
+        return fail_all(str(e), "skipped")
     except Exception as e:
         return fail_all(reason_of(e))
     extra = {**(extra or {}), "load_s": time.perf_counter() - t0, "settings": rt.settings()}
