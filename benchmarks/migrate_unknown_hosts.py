@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rtml_profile import paths, schema
 from rtml_profile.files import atomic_write, read_json, write_json
-from rtml_profile.results import SAMPLES, load_sample_arrays, samples_path, slug
+from rtml_profile.results import SAMPLES, Store, load_sample_arrays, samples_path, slug
 
 
 def _moved(rel: str, old: str, new: str) -> str:
@@ -161,17 +161,25 @@ def _prune(folder: Path):
             d.rmdir()
 
 
+def _compact(data_dir: Path):
+    """Rows still in a table's journal go into its CSV first: this script rewrites the CSV files themselves."""
+    for kind in schema.FILES:
+        Store.of(data_dir, kind).compact()
+
+
 def main(argv=None):
     args = list(argv if argv is not None else sys.argv[1:])
     if args[:1] == ["--retire"]:
         if len(args) < 4 or args[2] != "--by":
             raise SystemExit("usage: migrate_unknown_hosts.py --retire UNKNOWN_HOST --by HOST_ID [DATA_DIR]")
         data_dir = Path(args[4]) if len(args) > 4 else paths.DATA
+        _compact(data_dir)
         for what in retire(data_dir, args[1], args[3]):
             print(f"retired {what}")
         _prune(data_dir / SAMPLES)
         return
     data_dir = Path(args[0]) if args else paths.DATA
+    _compact(data_dir)
     for kind in schema.FILES:
         n = migrate_table(data_dir, kind)
         if n:

@@ -109,6 +109,25 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
 
 def clean_stale_temps(folder: Path):
     """Remove temp files in `folder` left by writers that no longer run (killed mid-write)."""
+def append_synced(path: str | os.PathLike, text: str):
+    """Append `text` to `path` (created if absent, never through a symbolic link) and make it durable before
+    returning: a row a caller was told is recorded survives a kill or a power cut."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        raise UserError(f"{path}: cannot be written ({e.strerror or type(e).__name__})") from None
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    except OSError as e:
+        raise UserError(f"{path}: the rows could not be written ({e.strerror or type(e).__name__})") from None
+    finally:
+        os.close(fd)
+
+
     import psutil
 
     with contextlib.suppress(OSError):

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import io
 import re
@@ -26,11 +28,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from rtml_profile import UserError, paths, schema
-from rtml_profile.files import atomic_write, check_writable, locked, read_npz, write_json
+from rtml_profile.files import append_synced, atomic_write, check_writable, locked, read_npz, write_json
 from rtml_profile.host import environment
 
 KEY = schema.KEYS["bench"]
-ATTEMPT = ["attempt_status", "attempt_reason", "attempt_at"]
+ATTEMPT = list(schema.ATTEMPT)
 SAMPLES = "samples"
 P99_SAMPLES = 662  # stats.min_samples(99): a row with fewer cannot support the p99 a row with more did
 
@@ -49,58 +51,41 @@ def read_csv(path: Path, kind: str):
 
 
 def upsert_rows(path, rows: list[dict], kind: str):
-    """Merge `rows` into the `kind` table at `path` under a lock; a new row replaces an old one with the same key
-    (schema.KEYS[kind]).
-
-    Rows of other keys (another host, another model) are kept, so concurrent writers and other hosts never
-    lose rows. Returns the merged DataFrame.
-    """
+    """Merge `rows` into the `kind` table at `path` under a lock, in one read-merge-write (for tables written once
+    per command: analysis, checks, precision): a new row replaces an old one with the same key (schema.KEYS[kind]);
+    rows of other keys (another host, another model) are kept. Returns the merged DataFrame."""
     return _upsert(Path(path), rows, kind)[1]
 
 
-def _upsert(path: Path, rows: list[dict], kind: str, protect: bool = False):
-    """(table before, table after) of one locked read-merge-write of `path`. With `protect`, a row whose status is
-    not ok never replaces a good (ok) row of its key: the good row stays and carries the attempt (ATTEMPT)."""
+def _upsert(path: Path, rows: list[dict], kind: str):
     import pandas as pd
 
     key = schema.KEYS[kind]
     with locked(path):
-        old = read_csv(path, kind)
-        if protect and len(old):
-            rows = [_kept_or_new(old, r, key) for r in rows]
+        old = read_csv(path, kind)  # the journal folded in: it is compacted by this write
         merged = pd.concat([old, pd.DataFrame(rows)], ignore_index=True) if len(old) else pd.DataFrame(rows)
         merged = merged.drop_duplicates(subset=key, keep="last").sort_values(key, kind="stable")
-        text = merged.to_csv(index=False)
+        text = schema.to_csv(merged, kind)
         schema.check_before_write(path, text, kind)
         atomic_write(path, text)
+        schema.journal(path).unlink(missing_ok=True)
         for rel in set(old.get("samples_file", [])) - set(merged.get("samples_file", [])):
             drop_unreferenced(path.parent, rel, merged)  # samples files no row names any more
     return old, merged
 
 
 def record_with_samples(data_dir: Path, kind: str, row: dict, stem: str, arrays: dict | None):
-    """Persist one row of the keyed table `kind` (schema.FILES[kind] in `data_dir`) with its raw samples: the
-    samples file first (`arrays['us']` plus any other arrays, see write_samples), then the row, merged by key
-    under a lock; a row that failed never replaces a good one of its key (the good one records the attempt).
-    Samples files no row names any more are removed. Returns the row as given."""
+    """Persist one row of the keyed table `kind` in `data_dir` with its raw samples (`arrays['us']` plus any other
+    arrays, see write_samples), through the one Store rule. Returns the row as recorded."""
     data_dir = Path(data_dir)
     row = dict(row)
     if arrays is not None:
         extra = {k: v for k, v in arrays.items() if k != "us"}
         row["samples_file"], row["samples_sha256"] = write_samples(data_dir, stem, arrays["us"], **extra)
-    _upsert(data_dir / schema.FILES[kind], [row], kind, protect=True)
+    (outcome,) = Store.of(data_dir, kind).record([(row, None)])
+    if not outcome.saved:
+        print(f"warning: {data_dir / schema.FILES[kind]}: {outcome.note}", file=sys.stderr)
     return row
-
-
-def _kept_or_new(table, row: dict, key: list[str]) -> dict:
-    """`row`, unless it failed where `table` holds a good row of its key: then that row, carrying the attempt."""
-    if row.get("status") == "ok":
-        return row
-    good = table[_same_key(table, row, key) & (table["status"] == "ok")]
-    if not len(good):
-        return row
-    kept = {k: v for k, v in good.iloc[-1].to_dict().items() if v == v}  # NaN cells stay empty
-    return {**kept, **_attempt(row, row.get("reason", ""))}
 
 
 def _attempt(row: dict, why: str) -> dict:
@@ -114,28 +99,182 @@ class Outcome:
     note: str = ""
 
 
+_RULE = ("status", "accuracy_status", "n", "timestamp", "samples_file")  # what degraded() and the samples rule read
+
+
+class Store:
+    """One result table of a results folder (bench.csv, load.csv ...), kept so that recording a row costs the
+    same into a table of 10^5 rows as into an empty one.
+
+    `record` appends each row to the table's journal (schema.journal) under the table's lock, after the one
+    keep-the-good-row rule (`degraded`) decided it against the row of its key that every earlier writer left
+    (an index of keys read once per process, then only the journal's new lines); `compact` folds the journal
+    into the CSV (atomic rename) once per command, at exit and whenever a table is opened with a journal left by
+    a killed command. Every reader folds the journal in, so a row is visible the moment `record` returns, and a
+    kill at any moment loses no row that was recorded."""
+
+    _open: dict = {}  # (folder, table) -> Store of this process: compacted at exit
+
+    @classmethod
+    def of(cls, data_dir, kind: str) -> Store:
+        key = (Path(data_dir).resolve(), kind)
+        if key not in cls._open:
+            if not cls._open:
+                atexit.register(compact_all)
+            cls._open[key] = cls(data_dir, kind)
+        return cls._open[key]
+
+    def __init__(self, data_dir, kind: str):
+        self.dir, self.kind = Path(data_dir), kind
+        self.csv = self.dir / schema.FILES[kind]
+        self.journal = schema.journal(self.csv)
+        self._index, self._seen = None, None  # key -> the rule's cells of its row; what the index has read
+
+    def read(self):
+        return read_csv(self.csv, self.kind)
+
+    def _stat(self, path: Path):
+        try:
+            st = path.stat()
+            return st.st_ino, st.st_mtime_ns, st.st_size
+        except FileNotFoundError:
+            return None
+
+    def _sync(self):
+        """Under the lock: bring the index up to what every writer has recorded (the journal's new lines, or the
+        whole table again when another process compacted it since)."""
+        csv_now, j_now = self._stat(self.csv), self._stat(self.journal)
+        if self._index is None or self._seen[0] != csv_now or (j_now and self._seen[1] != j_now[0]) or (
+            j_now is None and self._seen[2]
+        ):  # fmt: skip
+            table = self.read()
+            cols = [c for c in _RULE if c in table.columns]
+            key = schema.KEYS[self.kind]
+            self._index = {
+                schema.key_text(self.kind, dict(zip(key, k))): dict(zip(cols, v))
+                for k, v in zip(table[key].itertuples(False), table[cols].itertuples(False))
+            }
+            self._seen = (csv_now, j_now and j_now[0], j_now[2] if j_now else 0)
+            return
+        if j_now and j_now[2] > self._seen[2]:
+            entries, offset = schema.read_journal(self.journal, self._seen[2])
+            for e in entries:
+                self._apply(e)
+            self._seen = (csv_now, j_now[0], offset)
+
+    def _apply(self, entry: dict):
+        if "row" in entry:
+            r = entry["row"]
+            self._index[schema.key_text(self.kind, r)] = {c: r.get(c) for c in _RULE}
+        else:
+            a = entry["attempt"]
+            self._index.setdefault(schema.key_text(self.kind, a), {})  # (only for a key the index already has)
+
+    def record(self, items: list[tuple[dict, np.ndarray | None]], stem=None) -> list[Outcome]:
+        """Persist rows [(row, samples in microseconds or None)] (samples first, named by `stem(row)`): a row that
+        `degraded` says must not replace the good row of its key is recorded as that row's attempt. Returns one
+        Outcome per row."""
+        import json
+
+        rows = []
+        for row, us in items:
+            row = dict(row)
+            if us is not None:
+                row["samples_file"], row["samples_sha256"] = write_samples(self.dir, stem(row), us)
+            rows.append(row)
+        self._check_rows(rows)
+        outcomes, dropped, lines = [], [], []
+        with locked(self.csv):
+            self._sync()
+            for row in rows:
+                k = schema.key_text(self.kind, row)
+                old = self._index.get(k)
+                why = degraded(row, old) if schema.TABLES[self.kind].protect else ""
+                if why:
+                    attempt = {**{c: row.get(c) for c in schema.KEYS[self.kind]}, **_attempt(row, why)}
+                    lines.append({"attempt": attempt})
+                    outcomes.append(
+                        Outcome(False, f"kept the earlier good row ({old.get('timestamp', '')}): this run {why}")
+                    )
+                    dropped.append(row.get("samples_file"))  # the rejected attempt's (the kept row cites its own)
+                else:
+                    lines.append({"row": row})
+                    outcomes.append(Outcome(True))
+                    if old and old.get("samples_file") != row.get("samples_file"):
+                        dropped.append(old.get("samples_file"))  # the replaced row's
+                    self._index[k] = {c: row.get(c) for c in _RULE}
+            text = "".join(json.dumps(e, default=_scalar, allow_nan=True) + "\n" for e in lines)
+            append_synced(self.journal, text)
+            self._seen = (self._seen[0], self._stat(self.journal)[0], self._stat(self.journal)[2])
+            named = {v.get("samples_file") for v in self._index.values()}
+            for rel in dropped:
+                if rel not in named:
+                    drop_unreferenced(self.dir, rel, {})
+        return outcomes
+
+    def _check_rows(self, rows: list[dict]):
+        """The rows, as their CSV would hold them, pass the table's check (before anything is written)."""
+        import pandas as pd
+
+        text = schema.to_csv(pd.DataFrame(rows), self.kind)
+        schema.check_before_write(self.csv, text, self.kind)
+
+    def compact(self):
+        """Fold the journal into the CSV (one read, one sorted atomic write) and remove it."""
+        if not self.journal.exists():
+            return
+        with locked(self.csv):
+            if not self.journal.exists():
+                return
+            atomic_write(self.csv, schema.compacted_text(self.csv, self.kind))
+            self.journal.unlink()
+            self._index = None
+
+    def prime(self):
+        """Read the table once now (checking it) and index its keys, so the first `record` need not."""
+        with locked(self.csv):
+            self._sync()
+
+
+def compact_all():
+    """Compact every table this process recorded into (at exit; commands call it when their rows are in)."""
+    for store in list(Store._open.values()):
+        with contextlib.suppress(UserError, OSError):
+            store.compact()
+
+
+def _scalar(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
 class BenchStore:
-    """bench.csv and samples/ under one results folder."""
+    """bench.csv and samples/ under one results folder (a Store of the bench table)."""
 
     def __init__(self, data_dir: Path = paths.DATA):
         self.dir = Path(data_dir)
         self.csv = self.dir / paths.BENCH_CSV
+        self.store = Store.of(self.dir, "bench")
 
     def check(self):
-        """Before any measuring: the folder is writable and the existing table is readable."""
+        """Before any measuring: the folder is writable and the existing table is readable (a journal left by a
+        killed command is compacted now)."""
         check_writable(self.dir)
         check_writable(self.dir / SAMPLES)
-        self.read()
+        self.store.compact()
+        self.store.prime()
 
     def read(self):
         return read_csv(self.csv, "bench")
 
-    def _write_samples(self, row: dict, us: np.ndarray) -> tuple[str, str]:
-        stem = (  # every part slugged: a row's values never make a path of their own
+    def _stem(self, row: dict) -> str:
+        return (  # every part slugged: a row's values never make a path of their own
             f"{slug(row['host'])}/{slug(row['model'])}/{slug(row['runtime'])}_{slug(row['precision'])}"
             f"{_variant_part(row)}_{slug(row['scope'])}_b{slug(row['batch'])}"
         )
-        return write_samples(self.dir, stem, us)
 
     def record(self, row: dict, samples_ns: np.ndarray | None = None, *, samples_us=None) -> Outcome:
         """Persist one row (and its samples: nanoseconds as timed, or microseconds as another results folder
@@ -145,43 +284,12 @@ class BenchStore:
         return self.record_rows([(row, samples_us)])[0]
 
     def record_rows(self, items: list[tuple[dict, np.ndarray | None]]) -> list[Outcome]:
-        """Persist rows [(row, samples in microseconds or None)] in one read-check-write of the table (rows known
-        together, such as an absent runtime's, cost one write, not one each), row by row as `record` would."""
-        import pandas as pd
+        """Persist rows [(row, samples in microseconds or None)] in one append (rows known together, such as an
+        absent runtime's), row by row as `record` would."""
+        return self.store.record(items, self._stem)
 
-        rows = []
-        for row, us in items:
-            row = dict(row)
-            if us is not None:
-                row["samples_file"], row["samples_sha256"] = self._write_samples(row, us)
-            rows.append(row)
-        outcomes, dropped = [], []
-        with locked(self.csv):
-            table = self.read()
-            for row in rows:
-                same = _same_key(table, row) if len(table) else pd.Series(dtype=bool)
-                old = table[same].iloc[-1].to_dict() if same.any() else None
-                why = degraded(row, old)
-                if why:
-                    for c in ATTEMPT:
-                        if c not in table:
-                            table[c] = None
-                    table.loc[same, ATTEMPT] = list(_attempt(row, why).values())
-                    outcomes.append(
-                        Outcome(False, f"kept the earlier good row ({old.get('timestamp', '')}): this run {why}")
-                    )
-                else:
-                    table = pd.concat([table[~same] if len(table) else table, pd.DataFrame([row])], ignore_index=True)
-                    outcomes.append(Outcome(True))
-                # a replaced row's samples, or a rejected attempt's (the kept row still cites its own)
-                dropped.append((old or {}).get("samples_file") if outcomes[-1].saved else row.get("samples_file"))
-            table = table.sort_values(KEY, kind="stable")
-            text = table.to_csv(index=False)
-            schema.check_before_write(self.csv, text, "bench")
-            atomic_write(self.csv, text)
-            for rel in dropped:
-                drop_unreferenced(self.dir, rel, table)
-        return outcomes
+    def compact(self):
+        self.store.compact()
 
     def load_samples(self, row: dict) -> np.ndarray | None:
         """The raw latency samples (microseconds) a row was computed from; None when it has none.

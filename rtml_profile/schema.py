@@ -12,139 +12,15 @@ from __future__ import annotations
 import io
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
-from rtml_profile import UserError, paths
+from rtml_profile import UserError, tables
 from rtml_profile.files import read_json, read_npz
 
-KEYS = {
-    "bench": ["host", "model", "runtime", "precision", "variant", "scope", "batch"],
-    "analysis": ["model", "batch", "node"],
-    "checks": ["host", "model", "runtime", "precision", "output"],
-    "load": ["host", "model", "runtime", "precision", "scenario", "max_batch", "max_wait_us", "deadline_us",
-             "offered_qps", "settings"],
-    "precision_nodes": ["host", "model", "precision", "calibration_method", "node"],
-    "precision_fixes": ["host", "model", "precision", "calibration_method", "kept_fp32"],
-}  # fmt: skip
-FILES = {
-    "bench": paths.BENCH_CSV,
-    "analysis": paths.ANALYSIS_CSV,
-    "load": paths.LOAD_CSV,
-    "checks": paths.CHECKS_CSV,
-    "precision_nodes": paths.PRECISION_NODES_CSV,
-    "precision_fixes": paths.PRECISION_FIXES_CSV,
-}
-
-
-@dataclass(frozen=True)
-class TableSchema:
-    """Columns a table must have, their kinds ('str' | 'int' | 'float'), and those that may be empty."""
-
-    columns: dict[str, str]
-    optional: frozenset[str] = frozenset()  # may be empty in a row
-    ok_required: frozenset[str] = frozenset()  # must be filled in rows whose status is "ok"
-    defaults: tuple[tuple[str, str], ...] = ()  # (column, value) for a column older files lack or leave blank
-
-
-_LATENCY = ("n", "mean_us", "p50_us", "p99_us", "throughput_sps")
-_STATS = ("std_us", "cv", "min_us", "max_us", "p90_us", "p95_us", "metric_value", "eval_rows", "parity_max_abs_diff",
-          "parity_tolerance", "parity_class_agreement")  # fmt: skip
-_CHECK_STATS = (
-    *("max_abs", "mean_abs", "p99_abs", "max_rel", "mean_rel", "p99_rel", "ref_max_abs", "elements", "nan", "inf"),
-    *("new_nonfinite", "worst_value", "worst_reference", "atol", "rtol", "bound", "checked"),
-    *("top1", "top5", "decisive_rows", "top1_decisive", "min_agreement"),
-)
-_LOAD_RESULTS = (
-    "n", "p50_us", "p99_us", "p99_lo_us", "p99_hi_us", "miss_rate", "miss_lo", "miss_hi", "achieved_qps",
-    "issue_p50_us", "issue_p99_us", "issue_max_us", "growth", "mean_batch", "pred_p99_us", "pred_miss_rate",
-    "kept_up", "call_p50_us", "b2b_p50_us", "pred_own_p99_us", "loadgen_p99_us", "loadgen_qps", "call_ratio",
-)  # fmt: skip
-_PREPARE = (
-    "load_s",
-    "prepare_s",
-    "compile_first_s",
-    "compile_cold_s",
-    "compile_cached_s",
-    "calibration_rows",
-    "calibration_seed",
-    "tune_gain",
-    "tune_default_p50_us",
-    "tune_tried",
-    "tune_s",
-    "trained_epochs",
-)
-_QUIET = ("loadavg_1m", "window_s", "others_cpu_s", "others_cores")  # host.Quiet; 'busy' is yes / no / ''
-_NODE_NUM = ("order", "rel_error", "max_abs_error", "added_error", "tolerance")
-_FIX_NUM = ("excluded", "metric_value", "eval_rows", "p50_us", "fp32_metric_value", "fp32_p50_us", "prepare_s")
-TABLES = {
-    "bench": TableSchema(
-        columns={
-            "host": "str",
-            "model": "str",
-            "runtime": "str",
-            "precision": "str",
-            "variant": "str",
-            "scope": "str",
-            "batch": "int",
-            "status": "str",
-            **{c: "float" for c in _LATENCY},
-            **{c: "float" for c in _STATS},
-            **{c: "float" for c in _PREPARE},
-            **{c: "float" for c in _QUIET},
-            "host_label": "str",
-            "busy": "str",
-        },
-        optional=frozenset({*_LATENCY, *_STATS, *_PREPARE, *_QUIET, "variant", "busy"}),
-        ok_required=frozenset(_LATENCY),
-        defaults=(("variant", ""),),
-    ),
-    "analysis": TableSchema(columns={"model": "str", "batch": "int", "node": "str", "macs": "float", "params": "int"}),
-    # output checks of profiled models; statistics are empty where the output could not be compared at all
-    "checks": TableSchema(
-        columns={
-            **{c: "str" for c in KEYS["checks"]},
-            "ok": "str",
-            **{c: "float" for c in _CHECK_STATS},
-        },
-        optional=frozenset(_CHECK_STATS),
-    ),
-    # one row per load run (load.py): latencies are completion minus scheduled arrival, in microseconds
-    "load": TableSchema(
-        columns={
-            **{c: "str" for c in ("host", "model", "runtime", "precision", "scenario", "status", "role")},
-            "max_batch": "int",
-            **{c: "float" for c in ("max_wait_us", "deadline_us", "offered_qps")},
-            **{c: "float" for c in _LOAD_RESULTS},
-            **{c: "float" for c in _QUIET},
-            "late": "int",
-            "host_label": "str",
-            "busy": "str",
-        },
-        optional=frozenset({*_LOAD_RESULTS, *_QUIET, "late", "role", "busy"}),
-        defaults=(("settings", ""),),
-        ok_required=frozenset({"n", "p50_us", "p99_us", "miss_rate", "issue_p99_us", "achieved_qps"}),
-    ),
-    "precision_nodes": TableSchema(
-        columns={**{k: "str" for k in KEYS["precision_nodes"]}, "op": "str", **{c: "float" for c in _NODE_NUM}},
-        optional=frozenset({"added_error"}),
-        defaults=(("calibration_method", ""),),
-    ),
-    "precision_fixes": TableSchema(
-        columns={**{k: "str" for k in KEYS["precision_fixes"]}, **{c: "float" for c in _FIX_NUM}},
-        optional=frozenset({"metric_value", "eval_rows", "fp32_metric_value", "prepare_s"}),
-        defaults=(("calibration_method", ""), ("kept_fp32", "")),
-    ),
-}
-# Columns a file must contain (the rest of `columns` is checked only when present: older files lack some).
-_MUST = {
-    "bench": [*KEYS["bench"], "status"],
-    "analysis": ["model", "batch", "node", "macs", "params"],
-    "checks": [*KEYS["checks"], "ok"],
-    "load": [*KEYS["load"], "status"],
-    "precision_nodes": [*KEYS["precision_nodes"], "op", *_NODE_NUM],
-    "precision_fixes": [*KEYS["precision_fixes"], *_FIX_NUM],
-}
+TABLES = tables.TABLES  # one declaration per table (rtml_profile/tables.py); the names below are read from it
+KEYS = {name: list(t.key) for name, t in TABLES.items()}
+FILES = {name: t.file for name, t in TABLES.items()}
+_TRUE, _FALSE = {"true", "yes", "1"}, {"false", "no", "0"}
 
 
 def read_table(path, kind: str, allow_empty: bool = True):
@@ -156,18 +32,12 @@ def read_table(path, kind: str, allow_empty: bool = True):
     """
     import pandas as pd
 
-    schema = TABLES[kind]
     path = Path(path)
-    empty = pd.DataFrame(
-        {
-            c: pd.Series(dtype="int64" if k == "int" else "float64" if k == "float" else "object")
-            for c, k in schema.columns.items()
-        }
-    )
+    empty = empty_table(kind)
     if not path.is_file():
         if path.exists():
             raise UserError(f"{path}: not a file")
-        return empty
+        return _check_table(path, _fold(path, empty.astype(object), kind), kind) if journal(path).is_file() else empty
     if path.stat().st_size == 0:
         if allow_empty:
             return empty
@@ -184,7 +54,7 @@ def read_table(path, kind: str, allow_empty: bool = True):
         df = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
         raise UserError(f"{path}: not a readable CSV table ({_first_line(e)})") from None
-    return _check_table(path, df, kind)
+    return _check_table(path, _fold(path, df, kind), kind)
 
 
 def check_before_write(path, text: str, kind: str):
@@ -213,69 +83,231 @@ def _blank(v) -> bool:
     return v is None or (isinstance(v, float) and v != v) or not str(v).strip()
 
 
-def _number(v) -> float:
-    """A cell as pandas.to_numeric(errors='coerce') reads it (NaN when it is not a number)."""
-    if isinstance(v, (int, float)):
-        return float(v)
-    s = str(v).strip()
-    if "_" in s:  # float() accepts '1_000', pandas does not
-        return float("nan")
+ATTEMPT = ("attempt_status", "attempt_reason", "attempt_at")
+
+
+def journal(path) -> Path:
+    """The rows recorded into the table at `path` since it was last compacted: `<file>.journal`, one JSON entry
+    a line, appended under the table's lock ({"row": {...}} replaces its key's row; {"attempt": {...}} records on
+    the kept good row of its key a run that did not replace it). Every reader folds it in; results.Store compacts
+    it into the CSV once per command."""
+    path = Path(path)
+    return path.with_name(path.name + ".journal")
+
+
+def read_journal(path, start: int = 0) -> tuple[list[dict], int]:
+    """(entries, offset after the last whole line) of the journal `path` from byte `start`; a last line without
+    its newline is an append in progress (or cut by a kill) and is not read."""
+    import json
+
     try:
-        return float(s)
-    except ValueError:
-        return float("nan")
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read()
+    except FileNotFoundError:
+        return [], start
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    whole = data[: data.rfind(b"\n") + 1]
+    entries = []
+    for n, line in enumerate(whole.splitlines(), 1):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            e = None
+        if not isinstance(e, dict) or not isinstance(e.get("row", e.get("attempt")), dict):
+            raise UserError(f"{path}: entry {n} is not a recorded row (the journal is damaged; remove it to drop "
+                            f"the rows recorded since the table was last compacted)")  # fmt: skip
+        entries.append(e)
+    return entries, start + len(whole)
+
+
+def key_text(kind: str, row) -> tuple[str, ...]:
+    """The key of `row` (a dict or a row of text cells) in the `kind` table, as canonical text: numbers as one
+    spelling (1 and 1.0 are one batch), a missing cell as its default."""
+    t = TABLES[kind]
+    out = []
+    for k in t.key:
+        c, v = t.by_name[k], row.get(k)
+        if v is None or (isinstance(v, float) and v != v) or not str(v).strip():
+            out.append(c.default or "")
+            continue
+        if c.type in ("int", "float"):
+            try:
+                f = float(v)
+                out.append(str(int(f)) if c.type == "int" and f.is_integer() else repr(f))
+                continue
+            except (TypeError, ValueError, OverflowError):
+                pass
+        out.append(str(v))
+    return tuple(out)
+
+
+def _text(v, column=None):
+    """A recorded value as the CSV's cell holds it: an integer column's 6.0 is '6'."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if column is not None and column.type == "int" and isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _fold(path: Path, df, kind: str):
+    """`df` (the CSV's cells as text) with the table's journal applied in order."""
+    import pandas as pd
+
+    entries, _ = read_journal(journal(path))
+    if not entries:
+        return df
+    rows, attempts = {}, {}  # key -> the journal's row for it; key -> the attempt on the CSV's row
+    declared = TABLES[kind].by_name
+    for e in entries:
+        if "row" in e:
+            k = key_text(kind, e["row"])
+            rows.pop(k, None)
+            attempts.pop(k, None)
+            rows[k] = {c: _text(v, declared.get(c)) for c, v in e["row"].items()}
+        else:
+            k = key_text(kind, e["attempt"])
+            a = {c: _text(e["attempt"].get(c)) for c in ATTEMPT}
+            (rows[k].update(a) if k in rows else attempts.__setitem__(k, a))
+    if len(df):
+        key = TABLES[kind].key  # a key column an older file lacks holds its default (or _check_table names it)
+        cells = zip(*(df[k] if k in df.columns else [None] * len(df) for k in key))
+        keys = [key_text(kind, dict(zip(key, r))) for r in cells]
+        df = df[[k not in rows for k in keys]].copy()
+        for i, k in zip(df.index, (k for k in keys if k not in rows)):
+            if k in attempts:
+                for c, v in attempts[k].items():
+                    df.loc[i, c] = v
+    new = pd.DataFrame(list(rows.values()), dtype=object)
+    return pd.concat([df, new], ignore_index=True) if len(df) else new
+
+
+def compacted_text(path, kind: str) -> str:
+    """The CSV text of the `kind` table at `path` with its journal folded in, sorted by key: the cells the CSV
+    held are written back as they were (no number is re-spelled), so compacting a table of 10^5 rows is a text
+    pass, not a parse into numbers and back."""
+    import pandas as pd
+
+    path = Path(path)
+    table = TABLES[kind]
+    df = (
+        pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=str)
+        if path.is_file() and path.stat().st_size
+        else pd.DataFrame()
+    )
+    df = _fold(path, df, kind)
+    if not len(df):
+        return to_csv(empty_table(kind), kind)
+    order = {}
+    for k in table.key:
+        c = table.by_name[k]
+        cells = df[k].fillna(c.default or "") if k in df else pd.Series(c.default or "", index=df.index)
+        order[k] = pd.to_numeric(cells, errors="coerce") if c.type in ("int", "float") else cells.astype(str)
+    ranked = pd.DataFrame(order).sort_values(list(table.key), kind="stable").index
+    return df.loc[ranked].to_csv(index=False)
+
+
+def empty_table(kind: str):
+    """A table with no rows and its declared columns, typed as read_table types them."""
+    import pandas as pd
+
+    dtype = {"int": "int64", "float": "float64"}
+    return pd.DataFrame({c.name: pd.Series(dtype=dtype.get(c.type, "object")) for c in TABLES[kind].columns})
+
+
+def _bool(v):
+    s = str(v).strip().lower()
+    return True if s in _TRUE else False if s in _FALSE else None
 
 
 def _check_table(path: Path, df, kind: str):
+    """Check every declared cell of `df` (as read: text) and type it; a defect is one UserError naming the line."""
     import numpy as np
     import pandas as pd
 
-    schema = TABLES[kind]
-    for col, value in schema.defaults:
-        df[col] = df[col].fillna(value) if col in df.columns else value
+    table = TABLES[kind]
+    for c in table.columns:
+        if c.default is not None:
+            df[c.name] = df[c.name].fillna(c.default) if c.name in df.columns else c.default
     upgrade_hosts(df)
-    lacking = [c for c in _MUST[kind] if c not in df.columns]
+    lacking = [c for c in table.required_columns if c not in df.columns]
     if lacking:
-        raise UserError(
-            f"{path}: lacks the column(s) {', '.join(lacking)} (a {kind} table needs {', '.join(_MUST[kind])})"
-        )
+        needs = ", ".join(table.required_columns)
+        raise UserError(f"{path}: lacks the column(s) {', '.join(lacking)} (a {kind} table needs {needs})")
     ok = df["status"].eq("ok").to_numpy() if "status" in df.columns else np.zeros(len(df), bool)
-    cols = [c for c in schema.columns if c in df.columns]
-    values = df[cols].to_numpy(dtype=object)
-    blanks = _cells(values, _blank, bool).reshape(values.shape)
-    numeric = [j for j, c in enumerate(cols) if schema.columns[c] != "str"]
-    nums = np.full(values.shape, np.nan)
-    if numeric:
-        nums[:, numeric] = _cells(values[:, numeric], _number, np.float64).reshape(len(df), len(numeric))
-    defaults = dict(schema.defaults)
-    for j, col in enumerate(cols):
-        typ, blank = schema.columns[col], blanks[:, j]
-        must = ~blank if col in schema.optional or col in defaults else np.ones(len(df), bool)
-        if col in schema.ok_required:
+    cols = [c for c in table.columns if c.name in df.columns]
+    values = df[[c.name for c in cols]].to_numpy(dtype=object)
+    blanks, nums = np.zeros(values.shape, bool), np.full(values.shape, np.nan)
+    for j, c in enumerate(cols):  # vectorized a column; only cells that may be all spaces are looked at one by one
+        cells = df[c.name]
+        blank = cells.isna().to_numpy().copy()
+        if c.type in ("int", "float"):
+            num = pd.to_numeric(cells, errors="coerce").to_numpy(np.float64)
+            odd = np.flatnonzero(~blank & np.isnan(num))
+        elif c.required or c.ok or c.name in table.key or c.type != "text":
+            odd = np.flatnonzero(~blank)
+        else:
+            odd = ()  # an optional text column: a blank cell and a cell of spaces are both fine
+        for i in odd:
+            blank[i] = _blank(values[i, j])
+        blanks[:, j] = blank
+        if c.type in ("int", "float"):
+            nums[:, j] = np.where(blank, np.nan, num)
+    for j, c in enumerate(cols):
+        blank = blanks[:, j]
+        must = np.ones(len(df), bool) if (c.required or c.name in table.key) and c.default is None else ~blank
+        if c.ok:
             must = must | ok
         bad = must & blank
-        if typ != "str":
+        cell = None
+        if c.type in ("int", "float"):
             num = nums[:, j]
-            finite = np.isfinite(num)
-            bad = bad | (~blank & ~finite)
-            if typ == "int":
-                low = 1 if col == "batch" else 0
+            bad = bad | (~blank & (~np.isfinite(num) if c.finite else np.isnan(num)))
+            if c.type == "int":
                 with np.errstate(invalid="ignore"):
-                    bad = bad | (~blank & finite & ((num % 1 != 0) | (num < low) | (num >= 2.0**63)))
+                    bad = bad | (~blank & np.isfinite(num) & ((num % 1 != 0) | (num < c.low) | (num >= 2.0**63)))
+        elif c.type == "bool":
+            cell = _cells(values[:, j], _bool, object)
+            bad = bad | (~blank & np.equal(cell, None))
+        elif c.type == "enum":
+            bad = bad | (~blank & ~np.isin(values[:, j].astype(str), c.values))
         if bad.any():
             i = int(bad.nonzero()[0][0])
-            what = "an empty" if bool(blank[i]) else f"an invalid {typ}"
+            what = "an empty" if bool(blank[i]) else f"an invalid {c.type}"
             raise UserError(
-                f"{path}: line {i + 2} has {what} value in column {col!r} ({str(values[i, j])[:40]!r}); "
+                f"{path}: line {i + 2} has {what} value in column {c.name!r} ({str(values[i, j])[:40]!r}); "
                 f"{int(bad.sum())} row(s) are damaged"
             )
-        if typ != "str":
+        if c.type in ("int", "float"):
             num = np.where(blank, np.nan, nums[:, j])
-            df[col] = pd.Series(num, index=df.index).astype("int64" if typ == "int" and not blank.any() else "float64")
-    for col, typ in schema.columns.items():  # a column an older (or hand-made) file lacks reads as empty cells
-        if col not in df.columns:
-            df[col] = float("nan") if typ != "str" else None
+            typed = "int64" if c.type == "int" and not blank.any() else "float64"
+            df[c.name] = pd.Series(num, index=df.index).astype(typed)
+        elif cell is not None:
+            df[c.name] = pd.Series(cell, index=df.index, dtype=object)
+    lacking = {c.name: float("nan") if c.type in ("int", "float") else None for c in table.columns if c.name not in df}
+    if lacking:  # a column an older (or hand-made) file lacks reads as empty cells
+        df = pd.concat([df, pd.DataFrame(lacking, index=df.index)], axis=1)
     return df
+
+
+def to_csv(table, kind: str) -> str:
+    """`table` as the CSV text of a `kind` table: integers without a decimal point (6, not 6.0), booleans as
+    True/False, empty cells empty."""
+    import pandas as pd
+
+    out = table.copy()
+    declared = TABLES[kind].by_name
+    for col in out.columns:
+        c = declared.get(col)
+        if c is None or c.type != "int":
+            continue
+        num = pd.to_numeric(out[col], errors="coerce")
+        whole = num.notna() & (num % 1 == 0)
+        if whole.any() and (whole | out[col].isna() | out[col].astype(str).str.strip().eq("")).all():
+            out[col] = num.astype("Int64")
+    return out.to_csv(index=False)
 
 
 def _first_line(e: Exception) -> str:

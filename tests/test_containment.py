@@ -139,8 +139,10 @@ def test_load_rows_merge_through_the_same_rule(tmp_path):
     pd.DataFrame([{**row, "samples_file": "samples/../../v.txt", "samples_sha256": ""}]).to_csv(
         d / "load.csv", index=False
     )
-    arrays = {"us": np.full(400, 100.0), "issue_us": np.zeros(400)}
+    n = int(row["n"])  # as many queries as the row it replaces: fewer would leave the good row in place
+    arrays = {"us": np.full(n, 100.0), "issue_us": np.zeros(n)}
     results.record_with_samples(d, "load", {**row, "samples_file": "", "samples_sha256": ""}, "h/m/x", arrays)
+    results.Store.of(d, "load").compact()
     assert victim.read_text() == "precious"
     t = pd.read_csv(d / "load.csv", keep_default_na=False)
     assert len(t) == 1 and t["samples_file"].iloc[0].startswith("samples/h/m/x.")

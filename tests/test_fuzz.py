@@ -191,7 +191,7 @@ def test_a_failed_load_row_keeps_the_good_one(tmp_path):
     results.record_with_samples(tmp_path, "load", failed, "h/m/x", None)
     t = results.read_csv(tmp_path / "load.csv", "load")
     assert len(t) == 1 and t["status"].iloc[0] == "ok" and t["samples_file"].iloc[0] == kept["samples_file"]
-    assert t["attempt_status"].iloc[0] == "failed" and t["attempt_reason"].iloc[0] == "the worker died"
+    assert t["attempt_status"].iloc[0] == "failed" and t["attempt_reason"].iloc[0] == "failed: the worker died"
     assert (tmp_path / kept["samples_file"]).is_file()
 
 

@@ -173,6 +173,7 @@ def run(
                 run_runtime(name, mine, by_name, settings, config, emit, measure_group, result.add_checks, emit_all)
     if result.checks:
         save_checks(data_dir, result.checks)
+    store.compact()  # once per command: the rows were appended to the table's journal as they came
     return result
 
 

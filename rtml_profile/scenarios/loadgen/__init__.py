@@ -36,7 +36,7 @@ from rtml_profile.measure.launcher import reason_of, run_runtime
 from rtml_profile.measure.request import check_request
 from rtml_profile.measure.targets import zoo_target
 from rtml_profile.measure.timing import Settings, time_calls
-from rtml_profile.results import SAMPLES, now, record_with_samples, slug
+from rtml_profile.results import SAMPLES, Store, now, record_with_samples, slug
 from rtml_profile.runtimes.base import RunConfig
 from rtml_profile.scenarios.loadgen import queue_sim, sut
 from rtml_profile.views import load_peaks
@@ -595,6 +595,7 @@ def _row_builder(threads: int):
         idle = f"_{slug(g.idle.text())}" if g.idle.text() else ""
         stem = (
             f"load/{slug(env['host'])}/{slug(g.target)}/{slug(g.runtime)}_{g.precision}_{sc.kind}_b{sc.max_batch}"
+    Store.of(req.results, "load").compact()  # once per command: rows were appended to the journal as they came
             f"_w{sc.max_wait_us:g}_d{goal.deadline_us:g}_r{out['offered_qps']:g}{idle}"
         )
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}, stem
