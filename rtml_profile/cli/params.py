@@ -104,7 +104,9 @@ Batches = Annotated[Optional[str], typer.Option(help="Comma-separated batch size
 Precisions = Annotated[
     Optional[list[str]],
     typer.Option(
-        "--precision", "-p", help="fp32, tf32, fp16, int8 or int8-static (repeatable; default: all a runtime offers)."
+        "--precision",
+        "-p",
+        help="fp32, tf32, fp16, bf16, int8 or int8-static (repeatable; default: all a runtime offers).",
     ),
 ]
 
