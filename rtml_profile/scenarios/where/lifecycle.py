@@ -17,7 +17,7 @@ from rtml_profile.measure.launcher import Group, reason_of, run_runtime
 from rtml_profile.measure.targets import zoo_target
 from rtml_profile.measure.timing import Settings, time_calls
 from rtml_profile.results import keep_good, now, save_entries
-from rtml_profile.runtimes.base import RunConfig
+from rtml_profile.runtimes.base import Absent, RunConfig
 from rtml_profile.scenarios.where.meters import Energy
 from rtml_profile.scenarios.where.nodes import weights_note
 from rtml_profile.vocab import CALIBRATED
@@ -95,6 +95,8 @@ def _measure_in_worker(conn, cls, gi, g: Group, target, settings, config: RunCon
     conn.send(("start", job))
     try:
         conn.send(("row", job, "ok", "", None, _measure(cls, target, g.precision, config)))
+    except Absent as e:  # a precision this device lacks (e.g. OpenVINO fp16): an absent entry with the reason
+        conn.send(("row", job, "skipped", str(e), None, {}))
     except Exception as e:
         conn.send(("row", job, "failed", reason_of(e)[:300], None, {}))
 
