@@ -107,8 +107,6 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     return Path(path)
 
 
-def clean_stale_temps(folder: Path):
-    """Remove temp files in `folder` left by writers that no longer run (killed mid-write)."""
 def append_synced(path: str | os.PathLike, text: str):
     """Append `text` to `path` (created if absent, never through a symbolic link) and make it durable before
     returning: a row a caller was told is recorded survives a kill or a power cut."""
@@ -128,6 +126,8 @@ def append_synced(path: str | os.PathLike, text: str):
         os.close(fd)
 
 
+def clean_stale_temps(folder: Path):
+    """Remove temp files in `folder` left by writers that no longer run (killed mid-write)."""
     import psutil
 
     with contextlib.suppress(OSError):

@@ -537,6 +537,7 @@ def execute(req: Request) -> list[dict]:
     for name in dict.fromkeys(g.runtime for g in groups):
         mine = [g for g in groups if g.runtime == name]
         run_runtime(name, mine, targets, None, config, emit, measure_group)
+    Store.of(req.results, "load").compact()  # once per command: rows were appended to the journal as they came
     return out
 
 
@@ -595,7 +596,6 @@ def _row_builder(threads: int):
         idle = f"_{slug(g.idle.text())}" if g.idle.text() else ""
         stem = (
             f"load/{slug(env['host'])}/{slug(g.target)}/{slug(g.runtime)}_{g.precision}_{sc.kind}_b{sc.max_batch}"
-    Store.of(req.results, "load").compact()  # once per command: rows were appended to the journal as they came
             f"_w{sc.max_wait_us:g}_d{goal.deadline_us:g}_r{out['offered_qps']:g}{idle}"
         )
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}, stem
