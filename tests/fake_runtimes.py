@@ -4,6 +4,7 @@ processes). They compute a real numpy product so that timing runs; none of their
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -37,6 +38,15 @@ class FakeGood(Runtime):
 
     def infer(self, x):
         return {"y": self.predict(self.feeds(x)["x"])}
+
+
+class FakeSlow(FakeGood):
+    """Every call takes RTML_FAKE_SLOW_S seconds (a sleep; default 8 ms): slower than a fast camera's frame period,
+    so frames queue (or are dropped) behind it."""
+
+    def _forward(self, x):
+        time.sleep(float(os.environ.get("RTML_FAKE_SLOW_S", "0.008")))
+        return super()._forward(x)
 
 
 class FakeLoadFails(FakeGood):

@@ -19,10 +19,19 @@ def load_cmd(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Zoo model id (repeatable).")],
     runtime: Annotated[list[str], typer.Option("--runtime", "-r", help="Runtime (repeatable).")] = ["ort-cpu"],  # noqa: B006
     precision: Annotated[list[str], typer.Option("--precision", "-p", help="Precision (repeatable).")] = ["fp32"],  # noqa: B006
-    scenario: Annotated[str, typer.Option(help="server, multi-stream, single-stream or offline.")] = "server",
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="server (LoadGen: Poisson arrivals), multi-stream (LoadGen's MultiStream, a closed loop: the next "
+            "query is issued when the last completes, so --fps sets only its deadline, not its rate), "
+            "single-stream (LoadGen, closed loop), offline (LoadGen, all at once), or camera (the toolkit's "
+            "periodic source: --cameras cameras at --fps each, every frame at its fixed time whatever is running; "
+            "latency from the frame's scheduled time)."
+        ),
+    ] = "server",
     deadline: Annotated[
         Optional[float],
-        ranged("Deadline in ms (default 1; multi-stream: the frame period).", 0, 3.6e6, True),
+        ranged("Deadline in ms (default 1; multi-stream, camera: the frame period).", 0, 3.6e6, True),
     ] = None,
     miss_target: Annotated[float, ranged("Largest acceptable share of late queries.", 0, 1, False, True)] = 0.01,
     confidence: Annotated[
@@ -52,7 +61,30 @@ def load_cmd(
         ),
     ] = None,  # fmt: skip
     streams: Annotated[int, typer.Option(help="multi-stream: number of streams.", min=1, max=1024)] = 4,
-    fps: Annotated[float, ranged("multi-stream: frames per second of each stream.", 0, 1e6, True)] = 30.0,
+    fps: Annotated[
+        float, ranged("multi-stream: frames per second (sets its deadline); camera: each camera's.", 0, 1e6, True)
+    ] = 30.0,
+    cameras: Annotated[int, typer.Option(help="camera: cameras, phase-shifted by 1/(fps x cameras).")] = 1,
+    jitter: Annotated[float, typer.Option(help="camera: each frame comes U[0, JITTER) us after its time.")] = 0.0,
+    drop_late: Annotated[
+        bool, typer.Option("--drop-late", help="camera: drop a frame due while one runs (default: it queues).")
+    ] = False,
+    frames: Annotated[
+        Optional[int],
+        typer.Option(help="camera: frames in all (default: 662, enough for a p99, or --duration's worth).", min=1),
+    ] = None,
+    warm_lead: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="US|auto",
+            help="camera: a warm-up call on a dummy input this many us before each frame is due (never counted "
+            "as a frame); auto: 1.5 x the cold call's own time (p90 of 20 calls after an idle frame gap) + 200 us.",
+        ),
+    ] = None,
+    warm_spin: Annotated[
+        bool,
+        typer.Option("--warm-spin", help="camera: hold the core awake (spin) from the warm-up until the frame."),
+    ] = False,
     queries: Annotated[int, typer.Option(help="offline: number of queries issued at once.")] = 10000,
     max_queries: Annotated[
         int, typer.Option(help="LoadGen's max_query_count: a run cut by it is INVALID (never a peak).", min=1)
@@ -95,10 +127,18 @@ def load_cmd(
         raise UserError(f"--pin takes CPU numbers, comma-separated, got {pin!r}") from None
 
     fixed = tuple(rate or ())
-    multi = scenario == "multi-stream"
-    sc = load.Scenario(kind=scenario, rate=fps if multi else (fixed or (100.0,))[0], streams=streams,
-                       duration_s=duration, queries=queries, seed=seed, max_queries=max_queries)  # fmt: skip
-    deadline_ms = deadline if deadline is not None else 1e3 / (fixed[0] if fixed else fps) if multi else 1.0
+    multi, cam = scenario == "multi-stream", scenario == "camera"
+    periodic = load.camera.Periodic(jitter, drop_late, *_warm_lead(warm_lead), warm_spin, frames or 0)
+    sc = load.Scenario(kind=scenario, rate=fps if multi or cam else (fixed or (100.0,))[0],
+                       streams=cameras if cam else streams, duration_s=duration, queries=queries, seed=seed,
+                       max_queries=max_queries, periodic=periodic)  # fmt: skip
+    if cam:
+        sc.validate()  # the camera's own options first: one sentence before anything is loaded
+    elif cameras != 1 or jitter or drop_late or frames or warm_lead or warm_spin:
+        raise UserError("--cameras, --jitter, --drop-late, --frames, --warm-lead and --warm-spin are for "
+                        "--scenario camera")  # fmt: skip
+    per_frame = multi or cam
+    deadline_ms = deadline if deadline is not None else 1e3 / (fixed[0] if fixed else fps) if per_frame else 1.0
     req = load.Request(model, runtime, precision, sc, list(batching_),
                        load.Goal(deadline_ms * 1e3, miss_target, confidence),
                        load.Search(trials=trials, over=tuple(over), rates=fixed, camera=camera),
@@ -109,6 +149,18 @@ def load_cmd(
         typer.echo(line)
     if not any(r["status"] == "ok" for r in rows):
         raise UserError("nothing asked for could run: " + "; ".join(sorted({r["reason"] for r in rows})))
+
+
+def _warm_lead(text: str | None) -> tuple[float, bool]:
+    """--warm-lead US|auto as (lead in us, auto)."""
+    if text is None:
+        return 0.0, False
+    if text.strip().lower() == "auto":
+        return 0.0, True
+    try:
+        return float(text), False
+    except ValueError:
+        raise UserError(f"--warm-lead takes microseconds or 'auto', got {text!r}") from None
 
 
 @app.command()

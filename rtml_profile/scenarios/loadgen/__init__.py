@@ -14,6 +14,11 @@ Scenarios (LoadGen's, one to one):
   (LoadGen's MultiStream); a query is late when it takes longer than the deadline (default one frame, 1/fps).
 - server: Poisson arrivals at `rate` queries/s; the search finds the peak rate, the camera runs take 30 and 60/s.
 - offline: all queries at once; throughput only.
+
+And one LoadGen does not have (camera.py, the toolkit's own source):
+- camera: a periodic source: `streams` cameras at `rate` frames/s each, phase-shifted, frames at fixed times
+  whatever the SUT is doing (open loop), latency from each frame's scheduled time; it drives the same system
+  under test on the same worker, session and settings; only the schedule differs.
 """
 
 from __future__ import annotations
@@ -38,11 +43,11 @@ from rtml_profile.measure.targets import zoo_target
 from rtml_profile.measure.timing import Settings, time_calls
 from rtml_profile.results import SAMPLES, Store, now, record_with_samples, slug
 from rtml_profile.runtimes.base import RunConfig
-from rtml_profile.scenarios.loadgen import queue_sim, sut
+from rtml_profile.scenarios.loadgen import camera, queue_sim, sut
 from rtml_profile.views import load_peaks
 from rtml_profile.vocab import CALIBRATED
 
-SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
+SCENARIOS = ("single-stream", "multi-stream", "server", "offline", "camera")
 SCOPE = "end-to-end"  # a query is a host array in and a host array out
 PERCENTILE = 99
 LOADGEN_CONFIDENCE = 0.99  # LoadGen's early-stopping bound, fixed in LoadGen: with no late query it needs 459
@@ -57,20 +62,26 @@ class Scenario:
     """One load run's settings (a scenario is settings, not a code path)."""
 
     kind: str = "server"
-    rate: float = 100.0  # server: mean arrivals per second; multi-stream: frames per second (sets the deadline)
-    streams: int = 1  # multi-stream
+    rate: float = 100.0  # server: mean arrivals per second; multi-stream, camera: frames per second (per camera)
+    streams: int = 1  # multi-stream; camera: the number of cameras
     duration_s: float = 1.0  # server, multi-stream, single-stream: LoadGen's min_duration
     queries: int = 1000  # offline
     max_batch: int = 1  # dynamic batching: 1 = off
     max_wait_us: float = 0.0  # ... and the longest the oldest query waits for a batch to fill
     seed: int = 0
     max_queries: int = 2_000_000  # LoadGen's max_query_count: a run cut by it misses its min duration (INVALID)
+    periodic: camera.Periodic = camera.Periodic()  # camera: jitter, drop-late, warm-up, frames
 
     @property
     def offered_qps(self) -> float:
-        """Offered load in queries per second: server only (LoadGen's single- and multi-stream issue the next query
-        when the previous completes; offline offers all at once)."""
-        return self.rate if self.kind == "server" else 0.0
+        """Offered load in queries per second: server, and camera (frames/s of all cameras together); LoadGen's
+        single- and multi-stream issue the next query when the previous completes; offline offers all at once."""
+        return {"server": self.rate, "camera": self.rate * self.streams}.get(self.kind, 0.0)
+
+    @property
+    def frames(self) -> int:
+        """camera: frames in all."""
+        return self.periodic.frame_count(self.rate, self.streams, self.duration_s)
 
     def at(self, rate: float) -> Scenario:
         return dataclasses.replace(self, rate=float(rate))
@@ -78,6 +89,10 @@ class Scenario:
     def validate(self) -> Scenario:
         if self.kind not in SCENARIOS:
             raise UserError(f"unknown scenario {self.kind!r}; valid scenarios: {', '.join(SCENARIOS)}")
+        if self.kind == "camera":
+            self.periodic.validate(self.rate, self.streams, self.duration_s)
+            if self.max_batch != 1:
+                raise UserError("the camera scenario runs each frame as it comes (batching off): drop --batching")
         checks = [
             (self.rate > 0 and math.isfinite(self.rate), f"the rate must be a positive number, got {self.rate}"),
             (self.streams >= 1, f"--streams must be at least 1, got {self.streams}"),
@@ -294,6 +309,9 @@ def rates(g: LoadGroup, capacity_qps: float, run) -> None:
         for r, deadline in CAMERA:
             run(r, "camera", deadline)
         return
+    if g.scenario.kind == "camera":
+        run(g.scenario.rate, "periodic", None)
+        return
     if g.scenario.kind != "server" or g.search.rates:
         for r in g.search.rates or (g.scenario.rate,):
             run(r, "fixed", None)
@@ -366,6 +384,8 @@ def _measure_group(conn, cls, gi, g: LoadGroup, target, config):
         rt = cls(target.ref, g.precision, config)
         rt.load()
         calls = {b: rt.runner(SCOPE, target.inputs(b)) for b in range(1, g.scenario.max_batch + 1)}
+        periodic = g.scenario.kind == "camera"
+        warm = rt.runner(SCOPE, _dummy(target.inputs(1))) if periodic and g.scenario.periodic.warm else None
         service = _service(calls, rt.synchronize, g.scenario.max_batch)
         capacity = capacity_qps(calls, rt.synchronize, g.scenario, service)
     except Exception as e:
@@ -382,14 +402,23 @@ def _measure_group(conn, cls, gi, g: LoadGroup, target, config):
         sc = g.scenario.at(rate)
         where = {"rate": rate, "role": role, "deadline_us": goal.deadline_us}
         try:
-            out = sut.run(calls, rt.synchronize, plan(sc, goal, expected, capacity), sc.max_batch,
-                                  sc.max_wait_us, keepalive_ms=g.idle.keepalive_ms)  # fmt: skip
+            if periodic:
+                out = camera.run(calls, rt.synchronize, warm, sc.rate, sc.streams, sc.periodic, sc.frames,
+                                 g.idle.keepalive_ms, sc.seed)  # fmt: skip
+            else:
+                out = sut.run(calls, rt.synchronize, plan(sc, goal, expected, capacity), sc.max_batch,
+                              sc.max_wait_us, keepalive_ms=g.idle.keepalive_ms)  # fmt: skip
         except Exception as e:
             conn.send(("row", job, "failed", reason_of(e), None, where))
             return False
         arrays = {**out["arrays"], **service}
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else ""  # other work on the machine, for the record
-        extra = {**where, "capacity_qps": capacity, "load1": busy, "loadgen": out["result"], "logs": out["logs"]}
+        extra = {**where, "capacity_qps": capacity, "load1": busy}
+        if periodic:
+            extra["camera"] = out["facts"]
+            conn.send(("row", job, "ok", "", arrays, extra))
+            return judge_camera(arrays, sc, goal, out["facts"])["passed"]
+        extra.update(loadgen=out["result"], logs=out["logs"])
         conn.send(("row", job, "ok", "", arrays, extra))
         return judge(arrays, sc, goal, out["result"])["passed"]
 
@@ -399,6 +428,26 @@ def _measure_group(conn, cls, gi, g: LoadGroup, target, config):
         for job in left:
             conn.send(("unused", job))
         rt.close()
+
+
+def _dummy(x):
+    """A dummy input shaped as `x` (an array, or a dict of arrays): zeros, for the camera's warm-up call."""
+    return {k: np.zeros_like(v) for k, v in x.items()} if isinstance(x, dict) else np.zeros_like(x)
+
+
+def judge_camera(arrays: dict, sc: Scenario, goal: Goal, facts: dict) -> dict:
+    """verdict + the camera's own figures (camera.describe). A camera run passes when the latencies of the frames
+    it ran pass the verdict and its lost frames (late ones and dropped ones, over all frames scheduled) are
+    within the miss target."""
+    out = {**verdict(arrays["us"], goal), **camera.describe(arrays, sc.rate, sc.streams, goal.deadline_us, facts)}
+    out["passed"] = bool(out["passed"] and out["lost_rate"] <= goal.miss_target)
+    return out
+
+
+def settings_text(g: LoadGroup) -> str:
+    """The row's `settings` (part of its key): the idle-time settings, and the camera's own."""
+    parts = [g.idle.text(), g.scenario.periodic.text() if g.scenario.kind == "camera" else ""]
+    return "; ".join(p for p in parts if p)
 
 
 # ---------------------------------------------------------------- the model of the queue, beside the measurement
@@ -431,6 +480,8 @@ def predict(service, sc: Scenario, goal: Goal, arrays: dict) -> dict:
     """The simulation's p99, miss rate and achieved rate for the run's own arrivals (LoadGen's schedule, read
     from its trace); closed-loop single-stream draws back-to-back calls."""
 
+    if sc.kind == "camera" and sc.periodic.drop_late:  # the queue model queues; it does not drop
+        return {"pred_p99_us": None, "pred_miss_rate": None, "pred_achieved_qps": None}
     if sc.kind == "single-stream":
         rng = np.random.default_rng(sc.seed)
         lat = np.asarray([service.draw(1, rng) for _ in range(4000)])
@@ -489,6 +540,11 @@ def check(req: Request) -> list[LoadGroup]:
     req.goal.validate()  # the options first, then the files they name
     req.search.validate()
     req.idle.validate()
+    if req.scenario.kind == "camera" and any(b != 1 for b, _ in req.batching):
+        raise UserError("the camera scenario runs each frame as it comes (batching off): drop --batching")
+    if req.scenario.kind == "camera" and (req.search.camera or req.search.rates):
+        raise UserError("--scenario camera runs one periodic source at --fps; --camera and --rate are for "
+                        "LoadGen's server runs")  # fmt: skip
     for m in req.models:
         zoo.get(m)
         if not paths.onnx(m).is_file():
@@ -528,8 +584,10 @@ def execute(req: Request) -> list[dict]:
         row.update(quiet.lap())  # how quiet the machine was since the previous run (this run's)
         if status == "ok" and logs:
             row["loadgen_log"] = save_logs(req.results, stem, arrays["us"], logs)
-        # LoadGen's schedule is not kept: its detail log holds the seed and settings that reproduce it
-        kept = {k: v for k, v in arrays.items() if k != "arrival_s"} if status == "ok" else None
+        # LoadGen's schedule is not kept: its detail log holds the seed and settings that reproduce it; the camera
+        # source has no such log, so its schedule (each frame's scheduled time) is kept
+        own = g.scenario.kind == "camera"
+        kept = {k: v for k, v in arrays.items() if own or k != "arrival_s"} if status == "ok" else None
         out.append(record_with_samples(req.results, "load", row, stem, kept))
         if req.say:
             req.say(trial_line(out[-1]))
@@ -578,7 +636,7 @@ def _row_builder(threads: int):
             "model": g.target, "runtime": g.runtime, "precision": g.precision,
             "scenario": sc.kind, "max_batch": sc.max_batch, "max_wait_us": sc.max_wait_us,
             "deadline_us": goal.deadline_us, "offered_qps": sc.offered_qps if "rate" in extra else 0.0,
-            "settings": g.idle.text(), "role": extra.get("role", ""), "status": status, "reason": reason,
+            "settings": settings_text(g), "role": extra.get("role", ""), "status": status, "reason": reason,
             "device": device, "threads": threads if device == "cpu" else "",
             "runtime_version": probe.version if probe else "", "cpu": env.get("cpu", ""),
             "onnxruntime": env.get("onnxruntime", ""), "torch": env.get("torch", ""), "timestamp": now(),
@@ -589,14 +647,25 @@ def _row_builder(threads: int):
             "loadavg_1m": extra.get("load1", ""), "max_queries": sc.max_queries, "engine": "mlperf-loadgen",
             "loadgen_version": loadgen_version,
         }  # fmt: skip
-        if status == "ok":
+        if sc.kind == "camera":
+            p = sc.periodic
+            out.update({"engine": camera.ENGINE, "loadgen_version": "", "max_queries": "", "frames": sc.frames,
+                        "jitter_us": p.jitter_us, "drop_late": "yes" if p.drop_late else "no",
+                        "warm_auto": "yes" if p.warm_auto else "no", "warm_spin": "yes" if p.warm_spin else "no",
+                        "spin_us": camera.SPIN_US})  # fmt: skip
+        if status == "ok" and sc.kind == "camera":
+            out.update(judge_camera(arrays, sc, goal, extra["camera"]))
+            out.update(predict(service_model(arrays), sc, goal, arrays))
+            out.update(in_run(arrays, sc, goal))
+        elif status == "ok":
             out.update(judge(arrays, sc, goal, extra.get("loadgen")))
             out.update(predict(service_model(arrays), sc, goal, arrays))
             out.update(in_run(arrays, sc, goal))
-        idle = f"_{slug(g.idle.text())}" if g.idle.text() else ""
+        idle = f"_{slug(settings_text(g))}" if settings_text(g) else ""
+        streams = f"_s{sc.streams}" if sc.kind == "camera" else ""
         stem = (
             f"load/{slug(env['host'])}/{slug(g.target)}/{slug(g.runtime)}_{g.precision}_{sc.kind}_b{sc.max_batch}"
-            f"_w{sc.max_wait_us:g}_d{goal.deadline_us:g}_r{out['offered_qps']:g}{idle}"
+            f"_w{sc.max_wait_us:g}_d{goal.deadline_us:g}_r{out['offered_qps']:g}{streams}{idle}"
         )
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}, stem
 
@@ -616,12 +685,50 @@ def trial_line(r: dict) -> str:
     what += f" ({r['settings']})" if r.get("settings") else ""
     if r["status"] != "ok":
         return f"{what}: {r['status']}: {r['reason']}"
+    if r["scenario"] == "camera":
+        return camera_line(r)
     verdict_text = "meets" if r["passed"] else "misses"
     return (
         f"{what} at {r['offered_qps']:.4g}/s ({r['role']}): p99 {r['p99_us']:.4g} us, miss "
         f"{100 * r['miss_rate']:.3g}%, {verdict_text} p99 <= {r['deadline_us']:.4g} us; LoadGen "
         f"{r.get('loadgen_result')}, issue delay p99 {r['issue_p99_us']:.3g} us; call in run / back to back "
         f"{r.get('call_ratio') or float('nan'):.2g}x; predicted p99 {r.get('pred_p99_us') or float('nan'):.4g} us"
+    )
+
+
+def _us(v) -> str:
+    return "n/a" if v is None or v != v else f"{v:,.0f}"
+
+
+def camera_line(r: dict) -> str:
+    """One camera run for the terminal: what was offered and achieved, latency from each frame's scheduled time,
+    the source's own issue error beside it (marked when its p99 is over a tenth of the deadline), the queue or
+    the drops, and the idle-frame penalty (call in run / back to back)."""
+    what = f"{r['model']} {r['runtime']} {r['precision']} camera {r['streams']} x {r['rate']:g} fps"
+    what += f" ({r['settings']})" if r.get("settings") else ""
+    need = stats.min_samples(PERCENTILE)
+    few = f" (only {r['n']} frames for p99, needs {need})" if r["n"] < need else ""
+    late = "dropped" if r.get("drop_late") == "yes" else "queued (their wait is in their latency)"
+    busy = f"{r['dropped']} dropped" if r.get("drop_late") == "yes" else f"{r['queued']} queued"
+    mark = "" if r.get("source_err_ok") == "yes" else " [MARKED: source issue error p99 over a tenth of the deadline]"
+    warm = ""
+    if r.get("warm_lead_us"):
+        how = (f"auto: {camera.AUTO_FACTOR:g} x cold call p90 {_us(r.get('cold_call_us'))} us + "
+               f"{camera.AUTO_MARGIN_US:g}" if r.get("warm_auto") == "yes" else "fixed")  # fmt: skip
+        spin = ", then spinning to the frame" if r.get("warm_spin") == "yes" else ""
+        warm = (f"; warm-up {_us(r['warm_lead_us'])} us before each frame ({how}){spin}: {r['warm_calls']} calls "
+                f"(p50 {_us(r.get('warm_p50_us'))} us, not frames), {r['warm_skipped']} skipped, "
+                f"{r.get('behind_warm', 0)} frames queued behind one")  # fmt: skip
+    return (
+        f"{what}: {r['n']} of {r['frames']} frames run, {r['achieved_qps']:.4g}/s achieved of {r['offered_qps']:.4g}/s "
+        f"offered; latency from each frame's scheduled time to its host output: p50 {_us(r['p50_us'])} us, p99 "
+        f"{_us(r['p99_us'])} us{few}, max {_us(r['max_us'])} us; {r['late']} late (> {r['deadline_us']:.4g} us); "
+        f"frames due while one runs are {late}: {busy}; source issue error (actual minus scheduled, the "
+        f"{r['n'] - r['queued']} frames it waited for; it sleeps, then spins the last {camera.SPIN_US:g} us) p50 "
+        f"{_us(r.get('source_err_p50_us'))} / p99 {_us(r.get('source_err_p99_us'))} us{mark}; call in run / back "
+        f"to back {r.get('call_ratio') or float('nan'):.2g}x ({_us(r.get('call_p50_us'))} / "
+        f"{_us(r.get('b2b_p50_us'))} us p50){warm}; {'meets' if r['passed'] else 'misses'} p99 <= "
+        f"{r['deadline_us']:.4g} us"
     )
 
 

@@ -127,6 +127,12 @@ class SUT:
 
     def _run(self, ids: list[int]):
         m = lg()
+        self.serve(ids)
+        m.QuerySamplesComplete([m.QuerySampleResponse(i, 0, 0) for i in ids])
+
+    def serve(self, ids: list[int]) -> tuple[int, int]:
+        """Run one call on len(ids) samples and record it; (start, end) in perf_counter_ns, end when the host
+        output is ready. LoadGen's completion is _run's; the periodic camera source (camera.py) calls this."""
         t0 = time.perf_counter_ns()
         try:
             self.calls[len(ids)]()
@@ -137,7 +143,7 @@ class SUT:
         self.last = time.perf_counter()
         for i in ids:
             self.took[i], self.size[i] = t1 - t0, len(ids)
-        m.QuerySamplesComplete([m.QuerySampleResponse(i, 0, 0) for i in ids])
+        return t0, t1
 
     def _batcher(self):
         while True:
