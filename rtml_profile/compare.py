@@ -23,11 +23,13 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from rtml_profile import UserError, paths, schema, stats
 from rtml_profile.results import load_samples, read_csv
+from rtml_profile.views import one_row_per_key
 
 METRIC = {"bench": "p50_us", "load": "p99_us"}
 SHOWN = {"bench": ["model", "runtime", "precision", "variant", "scope", "batch"],
@@ -66,7 +68,17 @@ def resolve(spec: str, tmp: Path) -> Path:
     if _git(["rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}"]).returncode != 0:
         raise UserError(f"{spec!r} is neither a results folder nor a git revision of this repository")
     top = _git(["rev-parse", "--show-toplevel"]).stdout.strip()
-    rel = (Path.cwd() / paths.DATA).resolve().relative_to(Path(top).resolve()).as_posix()
+    try:  # the project's reports/data by name: a symlinked reports/ is not followed out of the repository
+        rel = (Path.cwd().resolve() / paths.DATA).relative_to(Path(top).resolve()).as_posix()
+    except ValueError:
+        raise UserError(f"{Path.cwd()} does not lie inside the git repository {top}; run compare from the "
+                        "project folder, or give results folders") from None  # fmt: skip
+    for i in range(1, len(PurePosixPath(rel).parts) + 1):  # reports/ (or reports/data) a symlink in the revision
+        part = PurePosixPath(*PurePosixPath(rel).parts[:i]).as_posix()
+        entry = _git(["-C", top, "ls-tree", "-z", "--full-tree", f"{spec}^{{commit}}", "--", part]).stdout
+        if entry.startswith("120000 "):
+            raise UserError(f"revision {spec}: {part} is a symbolic link; compare reads a revision's {rel} only "
+                            "from its own files, never through a link")  # fmt: skip
     listing = _git(["-C", top, "ls-tree", "-r", "-z", "--full-tree", f"{spec}^{{commit}}", "--", rel], text=False)
     entries = [e.split(b"\t", 1) for e in listing.stdout.split(b"\0") if e]
     if listing.returncode != 0 or not entries:
@@ -106,13 +118,48 @@ def compare(old: str, new: str, factor: float = 1.2) -> Comparison:
     res = Comparison(factor)
     with tempfile.TemporaryDirectory() as tmp:
         a, b = resolve(old, Path(tmp)), resolve(new, Path(tmp))
+        names = {a: old, b: new}
+        for d in (a, b):
+            check_tables(d, names[d])
         res.warnings = same_machines(old, a, new, b)
         for kind in ("bench", "load"):
-            for row in _pairs(a, b, kind):
+            for row in _pairs(a, b, kind, names):
                 res.rows.append(row)
                 if row["verdict"] == "slower" and row["ratio"] >= factor:
                     res.regressions.append(row)
     return res
+
+
+def _shown(d: Path, name: str, file: str) -> str:
+    """How a table is named in a sentence: its path in a folder, REV:reports/data/FILE for a revision."""
+    return str(d / file) if Path(name).is_dir() else f"{name}:{paths.DATA.as_posix()}/{file}"
+
+
+def check_tables(d: Path, name: str):
+    """Raise UserError when `d` (spec `name`) has nothing to compare (no measured bench.csv or load.csv row) or
+    a table with two rows for one key (schema.KEYS): which of the two would be compared is not an answer."""
+    measured = 0
+    for kind in ("bench", "load"):
+        t = read_csv(d / schema.FILES[kind], kind)
+        if not len(t):
+            continue
+        one_row_per_key(_shown(d, name, schema.FILES[kind]), t, kind)
+        measured += int((t["status"] == "ok").sum())
+    if not measured:
+        raise UserError(f"{name} holds no measured row (bench.csv or load.csv with status ok); nothing to compare")
+
+
+def _checked_samples(d: Path, row: dict, kind: str, name: str):
+    """A row's raw samples, validated (schema.check_samples: real, finite, 1-D, non-negative), or None when it has
+    none; a damaged file is one UserError naming it, never an answer."""
+    shown = _shown(d, name, str(row.get("samples_file")))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # complex numbers cast to real for the digest: damage, not a warning
+            s = load_samples(d, row, schema.FILES[kind])
+    except (ValueError, TypeError, Warning) as e:  # strings or complex numbers whose digest cannot be computed
+        raise UserError(f"{shown}: damaged latency samples (not real numbers: {type(e).__name__})") from None
+    return None if s is None else schema.check_samples(s, shown)
 
 
 def machines(folder: Path) -> dict[str, str]:
@@ -147,7 +194,7 @@ def same_machines(old: str, a: Path, new: str, b: Path) -> list[str]:
     return out
 
 
-def _pairs(a: Path, b: Path, kind: str):
+def _pairs(a: Path, b: Path, kind: str, names: dict):
 
     key = schema.KEYS[kind]
     old, new = (read_csv(d / schema.FILES[kind], kind) for d in (a, b))
@@ -164,7 +211,7 @@ def _pairs(a: Path, b: Path, kind: str):
                 what = " ".join(str(r[k]) for k in key)
                 raise UserError(f"{d / schema.FILES[kind]}: the row {what} has {metric} {r[f'{metric}_{side}']}, "
                                 f"not a positive latency; that row is damaged")  # fmt: skip
-        so, sn = load_samples(a, o, schema.FILES[kind]), load_samples(b, n, schema.FILES[kind])
+        so, sn = _checked_samples(a, o, kind, names[a]), _checked_samples(b, n, kind, names[b])
         ratio = float(r[f"{metric}_new"]) / float(r[f"{metric}_old"])
         verdict = "no samples"
         if so is not None and sn is not None:

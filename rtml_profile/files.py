@@ -9,12 +9,14 @@ file that `clean_stale_temps` removes once its process is gone.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import json
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 from rtml_profile import UserError
@@ -150,13 +152,50 @@ def _jsonable(o):
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
-def read_json(path, required: tuple[str, ...] = ()) -> dict:
-    """A JSON object from `path`; unreadable, not an object, or lacking a `required` key raises UserError."""
+class NotARegularFile(OSError):
+    """Raised by `open_regular` for a path that is not a regular file (a FIFO, a socket, a device, a folder)."""
+
+
+def open_regular(path: str | os.PathLike):
+    """`path` opened for binary reading, only when it is a regular file: the open itself never blocks (O_NONBLOCK,
+    so a FIFO with no writer returns at once) and the opened file is checked with fstat (no race between a check
+    and the open). Anything else raises NotARegularFile (an OSError): every reader of a user's path goes through
+    here, so naming a FIFO or a device is one sentence, never a hang."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
     try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{path} is not a readable JSON file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise NotARegularFile(errno.EINVAL, f"{kind}, not a regular file", str(path))
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def why_unreadable(e: BaseException) -> str:
+    """The reason in an OSError (or a parse error) for a one-sentence message."""
+    if isinstance(e, OSError):
+        return e.strerror or type(e).__name__
+    return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+
+
+def read_regular_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of `path`, a regular file (see open_regular)."""
+    with open_regular(path) as f:
+        return f.read()
+
+
+def read_json(path, required: tuple[str, ...] = ()) -> dict:
+    """A JSON object from `path`; unreadable, not a regular file, not an object, or lacking a `required` key raises
+    UserError."""
+    try:
+        obj = json.loads(read_regular_bytes(path).decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise UserError(f"{path} is not a readable JSON file ({why_unreadable(e)})") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path} does not hold a JSON object")
     lacking = [k for k in required if k not in obj]
@@ -180,6 +219,30 @@ def locked(path: str | os.PathLike, timeout: float = 600):
         raise UserError(f"{path} stayed locked by another rtml-profile process for {timeout:.0f} s") from None
 
 
+def check_creatable(folder: Path):
+    """Raise UserError unless `folder` is a folder files can be created in, or could be made: every part of it
+    that exists is a folder and files can be created in the deepest one. Nothing is created (a command refused
+    later, e.g. a cluster that does not answer, leaves no empty results folder behind)."""
+    folder = Path(folder)
+    probe = folder
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{probe} is not a folder" if probe == folder else f"{folder}: {probe} is not a folder")
+    try:
+        fd, name = _make_probe(probe)
+    except OSError as e:
+        raise UserError(f"cannot write in {probe} ({why_unreadable(e)})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+
+
+def _make_probe(folder: Path) -> tuple[int, Path]:
+    name = _temp_name(folder / ".write-check")
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), name
+
+
 def check_writable(folder: Path):
     """Raise UserError unless files can be created in `folder` (checked before long work, not after)."""
     folder = Path(folder)
@@ -194,13 +257,68 @@ def check_writable(folder: Path):
         raise UserError(f"cannot write in {folder} ({e.strerror or type(e).__name__})") from None
 
 
+def check_output_file(path: str | os.PathLike, what: str, beside: tuple[str, ...] = ()) -> Path:
+    """`path` as a Path once it is known that a regular file can be put there, checked before any work (nothing
+    is created): not empty, not a folder or anything but a regular file where it exists, its folder exists (or
+    can be made: every part of it that exists is a folder) and files can be created there (not a read-only file
+    system, not /proc); `beside` names the files and folders
+    written next to it (e.g. 'APPENDIX.md', 'figures/'), each checked the same way. Raises UserError naming `what`
+    (the option) otherwise."""
+    if not str(path).strip():
+        raise UserError(f"{what} is empty; give the path of a file to write")
+    path = Path(path)
+    if str(path).endswith(("/", os.sep)) or path.name in ("", ".", ".."):
+        raise UserError(f"{what} {path} names a folder; give the path of a file to write")
+    folder = path.parent
+    for name in beside:
+        if name.rstrip("/") == path.name:
+            raise UserError(f"{what} {path}: {path.name} is the name of a file written beside it; choose another")
+    for p, want_dir in [(path, False), *((folder / n.rstrip("/"), n.endswith("/")) for n in beside)]:
+        try:
+            mode = os.stat(p).st_mode
+        except (FileNotFoundError, NotADirectoryError):  # absent (or under a file: said below)
+            continue
+        except OSError as e:
+            raise UserError(f"{what} {path}: {p} cannot be reached ({why_unreadable(e)})") from None
+        named = f"{what} {path}" if p == path else f"{what} {path}: {p}"
+        if want_dir and not stat.S_ISDIR(mode):
+            raise UserError(f"{named} is in the way (a folder of that name is written there)")
+        if not want_dir and stat.S_ISDIR(mode):
+            raise UserError(f"{named} is a folder; give the path of a file to write")
+        if not want_dir and not stat.S_ISREG(mode):
+            raise UserError(f"{named} exists and is not a regular file (a FIFO, a device); refused")
+    if not folder.is_dir():  # made once the output is written, when it can be: every part that exists a folder
+        existing = folder
+        while not os.path.lexists(existing) and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise UserError(f"{what} {path}: its folder {folder} cannot be made ({existing} is not a folder)")
+        _probe_write(existing, what, path)
+        return path
+    for d in [folder, *(folder / n.rstrip("/") for n in beside if n.endswith("/"))]:
+        if d.is_dir():
+            _probe_write(d, what, path)
+    return path
+
+
+def _probe_write(folder: Path, what: str, path: Path):
+    """Create and remove one empty temp file in `folder`: the one sure test that files can be made there."""
+    try:
+        fd, probe = _make_probe(folder)
+    except OSError as e:
+        raise UserError(f"{what} {path}: cannot write in {folder} ({why_unreadable(e)})") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+
+
 def hash_files(h, files, root: Path | None = None):
     """Feed `files` into the hashlib object `h` in the given order (with their names relative to `root`, when
     given), 1 MiB at a time: the one file hasher every digest in the toolkit is made with."""
     for p in files:
         if root is not None:
             h.update(str(Path(p).relative_to(root)).encode() + b"\0")
-        with open(p, "rb") as fh:
+        with open_regular(p) as fh:
             while chunk := fh.read(1 << 20):
                 h.update(chunk)
     return h
@@ -220,27 +338,30 @@ def read_npz(path, what: str = "arrays", limit_bytes: int | None = None) -> dict
     trusting its headers: a file that is not a zip of .npy members (a plain .npy included), a member holding
     Python objects (pickles), or members whose headers claim more bytes than `limit_bytes` (default: half the
     free memory) raise UserError before anything large is allocated. Only a regular file is opened (never a
-    FIFO or a device, which could block forever)."""
-    import stat
+    FIFO or a device, which could block forever: `open_regular`)."""
+    path = Path(path)
+    try:
+        fh = open_regular(path)
+    except OSError as e:
+        raise UserError(f"{path} ({what}) cannot be read ({why_unreadable(e)})") from None
+    with fh:
+        return _read_npz(fh, path, what, limit_bytes)
+
+
+def _read_npz(fh, path: Path, what: str, limit_bytes: int | None) -> dict:
     import zipfile
     import zlib
 
     import numpy as np
-
-    path = Path(path)
-    try:
-        if not stat.S_ISREG(path.stat().st_mode):
-            raise UserError(f"{path} ({what}) is not a regular file")
-    except OSError as e:
-        raise UserError(f"{path} ({what}) cannot be read ({e.strerror or type(e).__name__})") from None
     import psutil  # (not host.available_memory_bytes: host caches its facts through this module)
 
     limit = int(psutil.virtual_memory().available) // 2 if limit_bytes is None else limit_bytes
     try:
-        if not zipfile.is_zipfile(path):
+        if not zipfile.is_zipfile(fh):
             raise UserError(f"{path} ({what}) is not a readable .npz file of arrays (a zip of .npy files)")
+        fh.seek(0)
         claimed = 0
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(fh) as z:
             for name in z.namelist():
                 with z.open(name) as f:
                     fmt = np.lib.format
@@ -254,7 +375,8 @@ def read_npz(path, what: str = "arrays", limit_bytes: int | None = None) -> dict
                 f"{path} ({what}): its arrays claim {claimed / 2**30:.3g} GiB, more than the "
                 f"{limit / 2**30:.3g} GiB that may be read here; refused"
             )
-        with np.load(path, allow_pickle=False) as z:
+        fh.seek(0)
+        with np.load(fh, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except UserError:
         raise

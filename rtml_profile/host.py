@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -28,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from rtml_profile import UserError
-from rtml_profile.files import atomic_write
+from rtml_profile.files import atomic_write, read_regular_bytes, why_unreadable
 
 FINGERPRINT_ENV = "RTML_FINGERPRINT"  # a JSON file of facts that replaces reading this machine (tests)
 # instruction sets that select different kernels in MLAS, oneDNN and PyTorch: (py-cpuinfo flag, name in a label)
@@ -207,16 +208,28 @@ def _machine(source: str) -> dict:
     return {**facts, "id": fingerprint_id(facts), "label": machine_label(facts)}
 
 
-def _facts_file(path: Path) -> dict:
+COUNTS = ("physical_cores", "logical_cores", "l1d_bytes", "l2_bytes", "l3_bytes", "memory_gib", "gpu_count")
 
+
+def _facts_file(path: Path) -> dict:
+    """The facts of $RTML_FINGERPRINT's file: a regular file (a FIFO never blocks: files.open_regular) holding a
+    JSON object with every fact, counts as whole numbers (0 or more), the rest as text or numbers."""
+    named = f"{path} (${FINGERPRINT_ENV})"
     try:
-        facts = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path} (${FINGERPRINT_ENV}) is not a readable JSON file of machine facts ({e})") from None
+        facts = json.loads(read_regular_bytes(path).decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise UserError(f"{named} is not a readable JSON file of machine facts ({why_unreadable(e)})") from None
     lacking = [k for k in FACTS if k not in facts] if isinstance(facts, dict) else list(FACTS)
     if lacking:
-        raise UserError(f"{path} (${FINGERPRINT_ENV}) lacks the machine fact(s) {', '.join(lacking)}")
-    return {k: facts[k] for k in FACTS}
+        raise UserError(f"{named} lacks the machine fact(s) {', '.join(lacking)}")
+    for k in FACTS:
+        v = facts[k]
+        number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if k in COUNTS and not (number and v >= 0 and float(v).is_integer()):
+            raise UserError(f"{named}: {k} must be a count (a whole number, 0 or more), got {v!r}")
+        if k not in COUNTS and not (number or isinstance(v, str)):
+            raise UserError(f"{named}: {k} must be text or a number, got {v!r}")
+    return {k: int(facts[k]) if k in COUNTS else facts[k] for k in FACTS}
 
 
 def fingerprint_id(facts: dict) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from rtml_profile import schema
+from rtml_profile import UserError, schema
 from rtml_profile.vocab import ACT_BYTES, WEIGHT_BYTES
 
 ROOFLINE = """The roofline: each benchmarked (model, runtime, precision, batch) against its host's measured limits.
@@ -36,6 +36,18 @@ DEVICE_ENGINE = {"cpu": "CPU", "cuda": "CUDA"}  # the word a limit's engine name
 def elements(shapes: str) -> list[int]:
     """Element counts of analysis.csv's shape lists ('1x3072 3072x512' -> [3072, 1572864])."""
     return [int(np.prod([int(d) for d in s.split("x")])) for s in shapes.split()] if shapes else []
+
+
+def one_row_per_key(path, t, kind: str):
+    """`t` when no two of its rows share a key (schema.KEYS); else UserError naming the file (which of two rows
+    for one configuration would the report state?)."""
+    key = [k for k in schema.KEYS[kind] if k in t]
+    twice = t[t.duplicated(subset=key, keep=False)] if len(t) and key else t.iloc[:0]
+    if len(twice):
+        what = " ".join(str(twice.iloc[0][k]) for k in key)
+        raise UserError(f"{path}: {len(twice)} rows share one key ({what}); a table holds one row per key, so that "
+                        "table is damaged")  # fmt: skip
+    return t
 
 
 def roofline_run(inp, host: str) -> dict | None:

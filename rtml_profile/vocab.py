@@ -11,6 +11,12 @@ CALIBRATED = ("int8-static",)  # precisions built from calibration data (a seede
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_BUDGETS_MS = (33.3,)  # the report's latency budgets: one frame at 30 fps (others: `--budget`)
 SEED_MAX = 2**32 - 1  # numpy, torch and CUDA generators all take seeds 0..2**32-1
+# load's ranges, declared once: the CLI's options (cli.params) show and check them, the scenario checks the same
+LOAD_DURATION_MAX_S = 600  # --duration: (0, 600] seconds per trial
+LOAD_TRIALS_MAX = 20  # --trials: [1, 20] bisection steps
+LOAD_QUERIES_MAX = 1_000_000  # --queries (offline): [1, 1,000,000]
+LOAD_MAX_QUERIES_MIN = 300  # --max-queries: LoadGen's max_query_count, at least 300
+LOAD_KEEP_ALIVE_MAX_MS = 1000  # --keep-alive: [0, 1000] ms
 TUNED = "tuned"  # the variant `bench --tune` adds beside a runtime's own ("<variant>+tuned" when it has one)
 
 SCOPE_MEANS = {

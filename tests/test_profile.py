@@ -183,4 +183,4 @@ def test_cli_refusals(cli):
         r.exit_code == 2 and "offers no per-node profiler; runtimes that do: torch-cpu, ort-cpu, ort-cuda" in r.output
     )
     r = cli("limits", "--threads", "0")
-    assert r.exit_code == 2 and "--threads must be a positive integer" in r.output
+    assert r.exit_code == 2 and "--threads must be between 1 and this machine's" in r.output

@@ -52,7 +52,16 @@ def graph_io(model) -> tuple[list[Tensor], list[Tensor]]:
         return Tensor(vi.name, dims, dtype)
 
     inits = {i.name for i in model.graph.initializer}
-    return [tensor(i) for i in model.graph.input if i.name not in inits], [tensor(o) for o in model.graph.output]
+    inputs = [tensor(i) for i in model.graph.input if i.name not in inits]
+    for t in inputs:
+        if t.np_dtype.kind not in "biuf":  # strings come back as object arrays: nothing to generate or time
+            from onnx import TensorProto
+
+            vi = next(i for i in model.graph.input if i.name == t.name)
+            kind = TensorProto.DataType.Name(vi.type.tensor_type.elem_type)
+            raise UserError(f"input {t.name!r} holds {kind} values ({t.dtype}); only numeric and boolean inputs can be "
+                            "generated and timed here")  # fmt: skip
+    return inputs, [tensor(o) for o in model.graph.output]
 
 
 @dataclass
@@ -120,7 +129,7 @@ def resolve(inputs: list[Tensor], shapes: dict | None = None, arrays: dict | Non
 def parse_ranges(items: list[str], inputs: list[Tensor]) -> dict[str, tuple[float, float]]:
     """--input-range NAME=LOW,HIGH (HIGH exclusive) for inputs of the model."""
     out = {}
-    names = {t.name for t in inputs}
+    by_name = {t.name: t for t in inputs}
     for item in items:
         name, sep, rest = item.partition("=")
         try:
@@ -129,10 +138,42 @@ def parse_ranges(items: list[str], inputs: list[Tensor]) -> dict[str, tuple[floa
                 raise ValueError  # not an assert: user input is checked under python -O too
         except ValueError:
             raise UserError(f"--input-range takes NAME=LOW,HIGH with LOW < HIGH, got {item!r}") from None
-        if name not in names:
-            raise UserError(f"--input-range names {name!r}, but the model's inputs are {', '.join(sorted(names))}")
-        out[name] = (lo, hi)
+        if name not in by_name:
+            raise UserError(f"--input-range names {name!r}, but the model's inputs are {', '.join(sorted(by_name))}")
+        out[name] = _fitting_range(item, by_name[name], *(v.strip() for v in rest.split(",")))
     return out
+
+
+def _fitting_range(item: str, t: Tensor, low: str, high: str) -> tuple:
+    """(LOW, HIGH) of one --input-range as values the input's type holds: for an integer input, whole numbers
+    with LOW >= its minimum and HIGH - 1 <= its maximum (HIGH is exclusive), kept exact as Python ints; for a float
+    input, bounds whose width is finite in that type. Anything else is one UserError (never a silent wrap)."""
+    dt = t.np_dtype
+    if dt.kind in "iu":
+        try:
+            lo, hi = (int(v) if v.lstrip("+-").isdigit() else _whole(float(v)) for v in (low, high))
+        except ValueError:
+            raise UserError(f"--input-range {item!r}: {t.name!r} holds integers ({t.dtype}); LOW and HIGH must be "
+                            "whole numbers") from None  # fmt: skip
+        info = np.iinfo(dt)
+        if lo < int(info.min) or hi - 1 > int(info.max):
+            raise UserError(f"--input-range {item!r}: {t.name!r} holds {t.dtype}, whose values run from {info.min} "
+                            f"to {info.max} (HIGH is exclusive: at most {int(info.max) + 1})")  # fmt: skip
+        return lo, hi
+    if dt.kind == "f":
+        lo, hi = float(low), float(high)
+        top = float(np.finfo(dt).max)
+        if max(abs(lo), abs(hi)) > top or not np.isfinite(hi - lo):
+            raise UserError(f"--input-range {item!r}: {t.name!r} holds {t.dtype}, whose values stay within "
+                            f"+-{top:.4g} (and HIGH - LOW must be finite)")  # fmt: skip
+        return lo, hi
+    return float(low), float(high)
+
+
+def _whole(v: float) -> int:
+    if not float(v).is_integer():
+        raise ValueError(v)
+    return int(v)
 
 
 def check_ranges(inputs: list[Tensor], ranges: dict):
@@ -153,8 +194,8 @@ def generate(inputs: list[Tensor], shapes: Shapes, batch: int, ranges: dict, see
     for t in inputs:
         shape = (batch, *shapes.rows[t.name])  # a model with a fixed batch refuses other batches itself
         kind, r = t.np_dtype.kind, ranges.get(t.name)
-        if kind in "iu":
-            feeds[t.name] = rng.integers(int(np.ceil(r[0])), int(np.ceil(r[1])), shape).astype(t.np_dtype)
+        if kind in "iu":  # parse_ranges made (LOW, HIGH) whole numbers the dtype holds: drawn in it, never wrapped
+            feeds[t.name] = rng.integers(int(np.ceil(r[0])), int(np.ceil(r[1])), shape, dtype=t.np_dtype)
         elif kind == "b":
             feeds[t.name] = rng.integers(0, 2, shape).astype(bool)
         elif r is not None:
@@ -182,6 +223,11 @@ def load_npz(path: Path, inputs: list[Tensor]) -> dict[str, np.ndarray]:
         kinds = {"f": "f", "i": "iu", "u": "iu", "b": "b"}
         if a.dtype.kind not in kinds.get(t.np_dtype.kind, t.np_dtype.kind):
             raise UserError(f"{path}: {t.name!r} holds {a.dtype}; the model's input is {t.describe()}")
+        if a.dtype.kind in "iu" and a.size and t.np_dtype.kind in "iu":  # int64 into int32 must not wrap
+            info, lo, hi = np.iinfo(t.np_dtype), int(a.min()), int(a.max())
+            if lo < int(info.min) or hi > int(info.max):
+                raise UserError(f"{path}: {t.name!r} holds values from {lo} to {hi}, outside what the model's "
+                                f"{t.dtype} input holds ({info.min} to {info.max}); refused, not wrapped")  # fmt: skip
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow to inf is refused just below
             out[t.name] = np.ascontiguousarray(a.astype(t.np_dtype, copy=False))
         if out[t.name].dtype.kind == "f" and not np.isfinite(out[t.name]).all():

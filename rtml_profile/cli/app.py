@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import sys
 
 import typer
 
@@ -18,7 +20,8 @@ app = typer.Typer(
 
 def friendly(fn):
     """Turn a UserError (and a missing optional file) into one sentence on stderr and exit code 2, and Ctrl-C into
-    one sentence and exit code 130 (usage errors are typer's: exit 2; compare's regression: exit 1)."""
+    one sentence and exit code 130 (usage errors are typer's: exit 2; compare's regression: exit 1). A closed
+    stdout (`compare ... | head -c 10`) is not a failure of the command: exit 0, quietly."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -30,8 +33,21 @@ def friendly(fn):
         except KeyboardInterrupt:  # Ctrl-C: rows finished before it were persisted as they were measured
             typer.echo("interrupted: every row finished before it is kept; exit code 130", err=True)
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise typer.Exit(0) from None
 
     return wrapper
+
+
+def _quiet_stdout():
+    """The reader of stdout is gone: point stdout at /dev/null so the interpreter's last flush has nowhere to fail."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # no real stdout (a test's captured one): nothing to flush to
+        pass
 
 
 def echo_table(rows: list[dict], title: str | None = None, floatfmt: str = ".4g"):

@@ -29,14 +29,20 @@ def fleet(
     data_dir: DataDir = None,
     results: Annotated[Path, typer.Option(help="Results folder the rows come home to.")] = Path("reports/data"),
     report_out: Annotated[
-        Optional[Path], typer.Option("--report", help="Also render the report of the results folder here.")
-    ] = None,
+        Optional[str], typer.Option("--report", help="Also render the report of the results folder here.")
+    ] = None,  # a str: typer would turn "" into Path("."), the working directory
 ):
     """One benchmark sweep over the machines of a Ray cluster: each node measures with its one measuring slot,
     rows and raw samples come home keyed by each machine's fingerprint (exit 1 when something could not be
     measured). Needs the fleet extra: pip install -e ".[fleet]"."""
     from rtml_profile.measure.timing import Settings
     from rtml_profile.pipeline import fleet as fl
+
+    if report_out is not None:  # checked before the sweep, not after it
+        from rtml_profile.files import check_output_file
+        from rtml_profile.report import BESIDE
+
+        check_output_file(report_out, "--report", BESIDE)
 
     sw = fl.Sweep(address, model, runtime, precision, scope, batch, targets,
                   Settings(min_iters=min_iters, min_s=min_time, max_s=max_time), accuracy, data_dir, results,

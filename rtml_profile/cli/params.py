@@ -9,6 +9,14 @@ from typing import Annotated, Optional
 import typer
 
 from rtml_profile import UserError
+from rtml_profile.vocab import (
+    LOAD_DURATION_MAX_S,
+    LOAD_KEEP_ALIVE_MAX_MS,
+    LOAD_MAX_QUERIES_MIN,
+    LOAD_QUERIES_MAX,
+    LOAD_TRIALS_MAX,
+    SEED_MAX,
+)
 
 DataDir = Annotated[
     Optional[Path],
@@ -30,7 +38,7 @@ CalibrationRows = Annotated[
 ]
 
 
-CalibrationSeed = Annotated[int, typer.Option(help="Seed of the calibration subset.")]
+CalibrationSeed = Annotated[int, typer.Option(help="Seed of the calibration subset.", min=0, max=SEED_MAX)]
 
 
 def ranged(help: str, low: float, high: float, low_open: bool = False, high_open: bool = False):
@@ -47,6 +55,27 @@ def ranged(help: str, low: float, high: float, low_open: bool = False, high_open
         return v
 
     return typer.Option(help=f"{help} Range {shown}.", callback=check)
+
+
+# load's options whose ranges the scenario holds (vocab.LOAD_*): declared here once, so --help shows the range
+# the check applies (cli/load.py declares its options with these)
+Duration = Annotated[
+    float, ranged("Seconds per trial (server, multi-stream, single-stream).", 0, LOAD_DURATION_MAX_S, low_open=True)
+]
+Trials = Annotated[int, typer.Option(help="Bisection steps of the peak-rate search (server).", min=1,
+                                     max=LOAD_TRIALS_MAX)]  # fmt: skip
+Queries = Annotated[int, typer.Option(help="offline: number of queries issued at once.", min=1, max=LOAD_QUERIES_MAX)]
+MaxQueries = Annotated[
+    int,
+    typer.Option(
+        help="LoadGen's max_query_count: a run cut by it is INVALID (never a peak).", min=LOAD_MAX_QUERIES_MIN
+    ),
+]
+KeepAlive = Annotated[
+    float,
+    ranged("Run one unrecorded call whenever the session has been idle this many ms (0: off).", 0,
+           LOAD_KEEP_ALIVE_MAX_MS),
+]  # fmt: skip
 
 
 def parse_shapes(items: list[str]) -> dict[str, list[int]]:

@@ -17,14 +17,14 @@ from rtml_profile.vocab import DEFAULT_BUDGETS_MS
 def report(
     budget: Budget = None,
     data: Annotated[Path, typer.Option(help="Folder with the result files.")] = Path("reports/data"),
-    out: Annotated[Path, typer.Option(help="Markdown file to write (figures go beside it).")] = Path(
-        "reports/REPORT.md"
-    ),
+    out: Annotated[
+        str, typer.Option(help="Markdown file to write (APPENDIX.md, figures/ and models/ go beside it).")
+    ] = "reports/REPORT.md",  # a str: typer would turn "" into Path("."), the working directory
 ):
     """Render reports/REPORT.md, APPENDIX.md beside it and their figures from the data folder only.
 
     A data folder that does not exist, holds no result file or holds a damaged one is an error (exit 2), and
-    nothing is written."""
+    nothing is written; so is an --out that cannot be written (checked before rendering)."""
     from rtml_profile.report import render
 
     path = render(data, out, list(budget or DEFAULT_BUDGETS_MS))

@@ -62,7 +62,14 @@ class Dataset:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
-    return Path(data_dir or os.environ.get(DATA_ENV) or "data").expanduser()
+    """--data-dir, else $RTML_DATA_DIR, else ./data; one that exists but is not a folder (a file, a FIFO) is a
+    UserError at once, before anything is measured or trained."""
+    root = Path(data_dir or os.environ.get(DATA_ENV) or "data").expanduser()
+    if root.exists() and not root.is_dir():
+        named = "--data-dir" if data_dir else f"${DATA_ENV}" if os.environ.get(DATA_ENV) else "the default"
+        raise UserError(f"data folder {root} ({named}) is not a folder; point it at the folder that holds "
+                        "Housing.csv and CIFAR-10")  # fmt: skip
+    return root
 
 
 def cache_dir() -> Path:

@@ -22,7 +22,7 @@ from rtml_profile.measure.request import check_memory
 from rtml_profile.runtimes.base import Calibration, ModelRef
 from rtml_profile.session import cpu_session
 from rtml_profile.train import predict
-from rtml_profile.vocab import CALIBRATION_METHODS
+from rtml_profile.vocab import CALIBRATION_METHODS, SEED_MAX
 
 CHECK_ROWS = 32  # generated samples every runtime's outputs are checked on
 
@@ -87,6 +87,8 @@ class CalibrationRequest:
             )
         if self.rows is not None and (isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows <= 0):
             raise UserError(f"--calibration-rows must be a positive number of training rows, got {self.rows}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= SEED_MAX:
+            raise UserError(f"--calibration-seed must be between 0 and {SEED_MAX}, got {self.seed}")
         return self
 
     def take(self, model_id: str, x_train: np.ndarray) -> Calibration:
@@ -116,6 +118,9 @@ def zoo_target(
         return t
     import torch
 
+    from rtml_profile.data.common import resolve_data_dir
+
+    resolve_data_dir(data_dir)  # a data folder that is a file is the user's mistake: refused before measuring
     model, trained_on = load_checkpoint(model_id)
     try:  # the housing split is seeded: evaluate on the rows the checkpoint was validated on
         ds = datamod.load(spec.dataset, data_dir, seed=trained_on.get("split", {}).get("seed", 0))
@@ -141,12 +146,43 @@ def onnx_target(path: Path, shapes: dict[str, list[int]] | None = None, ranges: 
     return model_target(src, Options(shapes=shapes or {}, ranges=ranges or []), with_checks=False)
 
 
+def read_npy(path: Path, what: str) -> np.ndarray:
+    """One numeric, finite array from a .npy file, read only when `path` is a regular file (a FIFO never blocks:
+    files.open_regular) and its header claims no more than half the free memory; anything else (an .npz archive,
+    Python objects, strings, booleans, complex numbers, NaN) is one UserError naming `what`."""
+    import zipfile
+
+    from rtml_profile.files import open_regular, why_unreadable
+    from rtml_profile.host import available_memory_bytes
+
+    try:
+        with open_regular(path) as f:
+            if zipfile.is_zipfile(f):
+                raise UserError(f"{what} {path}: an .npz archive; give one .npy array of input rows (np.save)")
+            f.seek(0)
+            fmt = np.lib.format
+            version = fmt.read_magic(f)
+            shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+            if dtype.hasobject or dtype.kind not in "iuf":
+                raise UserError(f"{what} {path}: holds {dtype} values; give numbers (integers or floats)")
+            claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if claimed > available_memory_bytes() // 2:
+                raise UserError(f"{what} {path}: its array claims {claimed / 2**30:.3g} GiB, more than half the free "
+                                "memory; refused")  # fmt: skip
+            f.seek(0)
+            x = np.load(f, allow_pickle=False)
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError, TypeError) as e:
+        raise UserError(f"{what} {path}: not a readable .npy array ({why_unreadable(e)})") from None
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise UserError(f"{what} {path}: holds NaN or infinite values; calibration rows must be finite")
+    return x
+
+
 def given_calibration(path: Path, req: CalibrationRequest, target: Target) -> Calibration:
     """Calibration rows for an --onnx file from a .npy array of input rows (a seeded subset when fewer are asked)."""
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"--calibration-data {path}: not a readable .npy array ({type(e).__name__})") from None
+    x = read_npy(path, "--calibration-data")
     row_shape, dtype = target.calibration_row()
     if x.ndim != len(row_shape) + 1 or tuple(x.shape[1:]) != row_shape:
         raise UserError(

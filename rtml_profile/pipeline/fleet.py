@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rtml_profile import UserError, host, paths, runtimes, zoo
+from rtml_profile.files import check_creatable
 from rtml_profile.measure.request import check_request, parse_batches
 from rtml_profile.measure.targets import zoo_target
 from rtml_profile.measure.timing import Settings
@@ -93,7 +94,9 @@ def check(sw: Sweep) -> list[int]:
     if sw.target not in TARGETS and not (sw.target.startswith("label:") and len(sw.target) > 6):
         raise UserError(f"--targets takes kinds, nodes or label:TEXT, got {sw.target!r}")
     sw.settings.validate()
-    BenchStore(sw.results).check()
+    check_creatable(sw.results)  # created once a cluster answers (run), never for one that does not
+    if Path(sw.results).is_dir():
+        BenchStore(sw.results).read()
     return parse_batches(sw.batches)
 
 
@@ -255,6 +258,7 @@ def run(sw: Sweep) -> Outcome:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     try:
+        BenchStore(sw.results).check()
         nodes = discover(ray)
         chosen = choose(nodes, sw.target)
         out, store = Outcome(nodes=nodes), BenchStore(sw.results)

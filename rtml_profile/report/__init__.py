@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtml_profile.files import atomic_write
+from rtml_profile import UserError
+from rtml_profile.files import atomic_group, check_output_file, why_unreadable
 from rtml_profile.report import figures as fg
 from rtml_profile.report.appendix import render_appendix
 from rtml_profile.report.common import host_label
@@ -91,25 +92,32 @@ def render_text(inp: Inputs, budgets_ms, figures: dict) -> tuple[str, str]:
     return report, appendix + f"\nRegenerate:\n\n```\n{REGENERATE}\n```\n"
 
 
+BESIDE = (APPENDIX, "figures/", "models/", "models/figures/")  # what is written beside the report
+
+
 def render(
-    data_dir: Path = Path("reports/data"), out: Path = Path("reports/REPORT.md"), budgets_ms=DEFAULT_BUDGETS_MS
+    data_dir: Path = Path("reports/data"), out: str | Path = Path("reports/REPORT.md"), budgets_ms=DEFAULT_BUDGETS_MS
 ) -> Path:
     """Render `out`, APPENDIX.md beside it and figures in its folder's figures/ from `data_dir`; returns `out`.
 
-    Raises UserError (and writes nothing) when `data_dir` is missing, holds no result file, or holds a damaged one.
-    """
-
+    Raises UserError (and writes nothing) when `out` cannot be written (checked before anything is read: a folder,
+    an empty name, a missing folder, a read-only file system), when `data_dir` is missing, holds no result file,
+    or holds a damaged one. The files are written all or none (files.atomic_group)."""
+    out = check_output_file(out, "--out", BESIDE)
     inp = load_inputs(Path(data_dir))
     figures = _figures(inp)
     report, appendix = render_text(inp, budgets_ms, figures)
     model_texts, model_figures = render_all(Path(data_dir))
-    out = Path(out)
-    for name, png in sorted(figures.items()):
-        atomic_write(out.parent / "figures" / name, png)
-    for name, png in sorted(model_figures.items()):
-        atomic_write(out.parent / "models" / "figures" / name, png)
-    for name, text in sorted(model_texts.items()):
-        atomic_write(out.parent / "models" / name, text)
-    atomic_write(out.parent / APPENDIX, appendix)
-    atomic_write(out, report)
+    files = {out.parent / "figures" / name: png for name, png in sorted(figures.items())}
+    files.update({out.parent / "models" / "figures" / name: png for name, png in sorted(model_figures.items())})
+    files.update({out.parent / "models" / name: text for name, text in sorted(model_texts.items())})
+    files.update({out.parent / APPENDIX: appendix, out: report})
+    try:
+        with atomic_group(files) as temps:
+            for tmp, data in zip(temps, files.values()):
+                tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    except OSError as e:  # disk full, a folder made read-only meanwhile: nothing was replaced
+        where = e.filename or out.parent
+        raise UserError(f"cannot write the report in {out.parent} ({why_unreadable(e)} at {where}); nothing was "
+                        "replaced") from None  # fmt: skip
     return out

@@ -8,6 +8,7 @@ from pathlib import Path
 from rtml_profile import UserError, paths, schema, zoo
 from rtml_profile.host import FACTS
 from rtml_profile.results import PROFILE_KINDS, load_sample_arrays, load_samples
+from rtml_profile.views import one_row_per_key
 
 CONFIG = ["runtime", "precision", "variant", "scope"]  # one way of running a model on a host
 
@@ -70,13 +71,14 @@ def load_inputs(data_dir) -> Inputs:
     for kind in PROFILE_KINDS:
         for p in sorted(data_dir.glob(f"{kind}_*.json")):
             rec = schema.read_profile_record(p, kind)
+            check_read_fields(p, rec, kind)
             inp.profiles.setdefault(kind, {})[rec["host"]] = rec
     p = data_dir / paths.BENCH_CSV
     if p.exists():
-        inp.bench = _bench(inp, schema.read_table(p, "bench", allow_empty=False))
+        inp.bench = _bench(inp, one_row_per_key(p, schema.read_table(p, "bench", allow_empty=False), "bench"))
     p = data_dir / paths.LOAD_CSV
     if p.exists():
-        ld = schema.read_table(p, "load", allow_empty=False)
+        ld = one_row_per_key(p, schema.read_table(p, "load", allow_empty=False), "load")
         inp.load = ld[ld["model"].isin(list(zoo.MODELS))].reset_index(drop=True)
     for attr, kind in (("nodes", "precision_nodes"), ("fixes", "precision_fixes")):
         p = data_dir / f"{kind}.csv"
@@ -93,6 +95,141 @@ def load_inputs(data_dir) -> Inputs:
     for row in [] if inp.load is None else inp.load[inp.load["status"] == "ok"].to_dict("records"):
         _load_samples(inp, row)
     return inp
+
+
+# ---------------------------------------------------------------- what the report reads from per-host records
+
+# Every field of a limits/nodes/lifecycle/fidelity record the report reads, with its type: (dotted name, type,
+# needed) where needed is True, False (optional, checked when present and not null) or a test of the object that
+# holds it (needed when it holds). schema.read_profile_record checks the fields every reader needs; these are the
+# report's own, so a damaged record is one sentence naming the file, never a KeyError deep in a section.
+_OK = lambda o: o.get("status") == "ok"  # noqa: E731
+_WAKE = lambda o: o.get("kind") == "wake-up" and _OK(o)  # noqa: E731
+REPORT_READS = {
+    "limits": {
+        "entries": [
+            ("timestamp", "str", True),
+            ("command", "str", True),
+            ("items", "list", True),
+            ("loadavg_1m", "num", False),
+            ("load_average_1min", "num", False),
+            ("busy", "str", False),
+            ("others_cores", "num", False),
+            ("llc_bytes", "num", False),
+        ],
+        "items": [
+            ("kind", "str", True),
+            ("status", "str", True),
+            ("reason", "str", False),
+            ("precision", "str", lambda i: i.get("kind") in ("matmul", "bandwidth")),
+            ("engine", "str", lambda i: i.get("kind") in ("matmul", "bandwidth")),
+            ("runtime", "str", lambda i: i.get("kind") == "floor"),
+            ("scope", "str", lambda i: i.get("kind") == "floor"),
+            ("per_s", "num", lambda i: _OK(i) and "seconds" not in i),
+            ("seconds", "num", False),
+            ("gap_s", "num", lambda i: i.get("kind") == "wake-up"),
+            ("p50_s", "num", _WAKE),
+            ("n", "int", _WAKE),
+            ("bytes", "num", False),
+            ("capacity_bytes", "num", False),
+        ],
+    },
+    "nodes": {
+        "entries": [("profiler_cost.this_call_us", "num", True), ("accounted_error", "num", True)],
+        "nodes": [("share", "num", True), ("gflop_s", "num?", True), ("gb_s", "num?", True), ("covers", "strs", True)],
+    },
+    "lifecycle": {
+        "entries": [
+            ("reason", "str", False),
+            ("builds", "list", _OK),
+            ("load_s", "num", _OK),
+            ("first_call_s", "num", _OK),
+            ("warm_p50_s", "num", _OK),
+            ("peak_rss", "num", _OK),
+            ("size_bytes", "num", _OK),
+            ("gpu_memory_reason", "str", False),
+            ("torch_max_allocated", "num", False),
+            ("nvml_used", "num", False),
+            ("energy_reason", "str", False),
+            ("energy_j_per_call", "num", lambda e: _OK(e) and not e.get("energy_reason")),
+            ("energy_source", "str", lambda e: _OK(e) and not e.get("energy_reason")),
+        ],
+        "builds": [("kind", "str", True), ("cache", "str", True), ("build_s", "num", True)],
+    },
+    "fidelity": {
+        "entries": [
+            ("load_average_1min", "num", False),
+            ("single_call.status", "str", False),
+            ("single_call.reason", "str", False),
+            ("load.status", "str", False),
+            ("load.reason", "str", False),
+            *(
+                (f"single_call.{k}", t, lambda e: _OK(e["single_call"]))
+                for k, t in (
+                    ("model", "str"),
+                    ("runtime", "str"),
+                    ("precision", "str"),
+                    ("scope", "str"),
+                    ("harness_p50_us", "num"),
+                    ("bare_p50_us", "num"),
+                    ("ratio", "num"),
+                    ("rounds", "int"),
+                    ("iters", "int"),
+                )
+            ),
+            *(
+                (f"load.{k}", "num", lambda e: _OK(e["load"]))
+                for k in ("rate_qps", "engine_p99_us", "loadgen_p99_us", "ratio")
+            ),
+        ],
+    },
+}
+_WANT = {"num": "a finite number", "num?": "a finite number or null", "int": "a whole number", "str": "text",
+         "list": "a list", "strs": "a list of text"}  # fmt: skip
+_NEEDS_ENTRY = {"fidelity"}  # the trust section reads the latest entry: a record without one is damaged
+_TYPES = {
+    "num": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf"),
+    "num?": lambda v: v is None or _TYPES["num"](v),  # null where a node moved no bytes or did no work
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "list": lambda v: isinstance(v, list),
+    "strs": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+}
+
+
+def check_read_fields(path: Path, rec: dict, kind: str):
+    """Raise UserError naming `path` and the field when a record lacks, or holds the wrong type of, a field the
+    report reads (REPORT_READS)."""
+    spec = REPORT_READS.get(kind, {})
+    if kind in _NEEDS_ENTRY and not rec["entries"]:
+        raise UserError(f"{path}: holds no entry (a {kind} record holds one per run)")
+    for i, e in enumerate(rec["entries"]):
+        _fields(path, e, spec.get("entries", []), f"entries[{i}].")
+        for part in ("items", "nodes", "builds"):
+            if part in spec and isinstance(e.get(part), list):
+                for j, x in enumerate(e[part]):
+                    if not isinstance(x, dict):
+                        raise UserError(f"{path}: entries[{i}].{part}[{j}] is not an object")
+                    _fields(path, x, spec[part], f"entries[{i}].{part}[{j}].")
+
+
+def _fields(path: Path, obj: dict, spec, prefix: str):
+    for dotted, kind, needed in spec:
+        at, found = obj, True
+        for part in dotted.split("."):
+            if not isinstance(at, dict):
+                raise UserError(f"{path}: {prefix}{dotted} is not inside an object")
+            found, at = part in at, at.get(part)
+            if not found:
+                break
+        need = needed(obj) if callable(needed) else needed
+        if (not found or at is None) and not need:
+            continue  # optional and absent (or null)
+        if not found:
+            raise UserError(f"{path}: {prefix}{dotted} is missing")
+        if not _TYPES[kind](at):
+            want = _WANT[kind]
+            raise UserError(f"{path}: {prefix}{dotted} should be {want}, got {at!r:.60}")
 
 
 def machines(inp: Inputs) -> dict:

@@ -62,6 +62,7 @@ class Request:
         for name, v in (("--keep", self.keep), ("--rows", self.rows)):
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "--keep" else 1):
                 raise UserError(f"{name} must be a {'non-negative' if name == '--keep' else 'positive'} integer")
+        Settings(threads=self.threads).validate()  # 1 .. this machine's logical CPUs, as every measuring command
         return self
 
 

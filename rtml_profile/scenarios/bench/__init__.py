@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rtml_profile import UserError, paths, runtimes, zoo
 from rtml_profile.artifacts import check_quantizable
-from rtml_profile.host import FACTS, Quiet, environment, physical_cores
+from rtml_profile.host import FACTS, Quiet, environment, machine, physical_cores
 from rtml_profile.measure.accuracy import write_predictions
 from rtml_profile.measure.launcher import Group, run_runtime
 from rtml_profile.measure.request import check_memory, check_request, parse_batches
@@ -283,6 +283,7 @@ def _wants_calibration(req: Request, names: list[str]) -> bool:
 def execute(req: Request) -> RunResult:
     """Validate `req`, build its targets and run it (see `run`)."""
     names = req.runtimes or runtimes.default_names()
+    machine()  # the fingerprint every row is keyed by: a bad $RTML_FINGERPRINT is refused before anything
     if req.onnx is not None and req.models:
         raise UserError("give either --model or --onnx, not both")
     check_request(names, req.precisions, req.scopes, req.variants)
@@ -290,7 +291,6 @@ def execute(req: Request) -> RunResult:
     batches = parse_batches(req.batches)
     settings = Settings(min_iters=req.min_iters, min_s=req.min_time, max_s=req.max_time, threads=req.threads)
     settings.validate()
-    BenchStore(req.results).check()
     if req.onnx is not None:
         targets = [onnx_target(req.onnx, req.shapes, req.input_ranges)]
         if req.calibration_data is not None:
@@ -311,5 +311,6 @@ def execute(req: Request) -> RunResult:
         check_memory([Target(ModelRef(i), (zoo.get(i).in_features,)) for i in ids], batches)
         calib = req.calibration if _wants_calibration(req, names) else None
         targets = [zoo_target(i, req.data_dir, req.accuracy, calib) for i in ids]
+    BenchStore(req.results).check()  # after the inputs are checked: a refused run leaves no results folder behind
     return run(targets, names, batches, req.precisions, req.scopes, settings, req.progress, req.results,
                req.variants, req.tune)  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from rtml_profile import UserError, artifacts, paths, runtimes, stats, zoo
+from rtml_profile import artifacts, paths, runtimes, stats, zoo
 from rtml_profile.host import Quiet, physical_cores
 from rtml_profile.measure.launcher import Group, reason_of, run_runtime
 from rtml_profile.measure.targets import zoo_target
@@ -124,8 +124,7 @@ def run(models, runtime_names=None, threads=None, save=True, data_dir=None) -> l
     names = runtime_names or runtimes.default_names()  # opt-in runtimes (slow to prepare) only when named
     for n in names:
         runtimes.target(n)
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be a positive integer, got {threads}")
+    Settings(threads=threads).validate()  # 1 .. this machine's logical CPUs, as every measuring command
     threads = threads or physical_cores()
     out = []
     for mid in [s.id for s in zoo.resolve(models)]:

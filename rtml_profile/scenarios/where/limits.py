@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtml_profile import UserError, paths, runtimes, stats
+from rtml_profile import paths, runtimes, stats
 from rtml_profile.files import check_writable
 from rtml_profile.host import Quiet, physical_cores
 from rtml_profile.measure.timing import Settings, time_calls, time_pair
@@ -302,8 +302,7 @@ def measure(threads: int | None = None) -> dict:
 
 def run(threads: int | None = None, data_dir: Path = paths.DATA, command: str = "rtml-profile limits") -> dict:
     """Measure every limit and append the run to this host's limits record (the last KEEP_RUNS are kept)."""
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be a positive integer, got {threads}")
+    Settings(threads=threads).validate()  # 1 .. this machine's logical CPUs, as every measuring command
     check_writable(Path(data_dir))
     new = {**measure(threads), "command": command}
     path, runs = save_entries("limits", [new], (), data_dir, merge=lambda old, new: (old + new)[-KEEP_RUNS:])
