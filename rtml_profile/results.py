@@ -130,8 +130,8 @@ class Store:
         self.journal = schema.journal(self.csv)
         self._index, self._seen = None, None  # key -> the rule's cells of its row; what the index has read
 
-    def read(self):
-        return read_csv(self.csv, self.kind)
+    def read(self, columns=None):
+        return schema.read_table(self.csv, self.kind, columns=columns)
 
     def _stat(self, path: Path):
         try:
@@ -147,12 +147,11 @@ class Store:
         if self._index is None or self._seen[0] != csv_now or (j_now and self._seen[1] != j_now[0]) or (
             j_now is None and self._seen[2]
         ):  # fmt: skip
-            table = self.read()
+            table = self.read(columns=(*schema.KEYS[self.kind], *_RULE))
             cols = [c for c in _RULE if c in table.columns]
-            key = schema.KEYS[self.kind]
             self._index = {
-                schema.key_text(self.kind, dict(zip(key, k))): dict(zip(cols, v))
-                for k, v in zip(table[key].itertuples(False), table[cols].itertuples(False))
+                k: dict(zip(cols, v))
+                for k, v in zip(schema.key_column(self.kind, table), table[cols].itertuples(False))
             }
             self._seen = (csv_now, j_now and j_now[0], j_now[2] if j_now else 0)
             return
@@ -395,6 +394,7 @@ def load_sample_arrays(data_dir: Path, row: dict, table: str = paths.BENCH_CSV) 
             f"{path} (raw samples of a {table} row) is missing or unreadable ({type(e).__name__}); "
             f"re-run that benchmark"
         ) from None
+    us = schema.check_samples(us, str(path))  # real, finite, 1-D, non-negative: a crafted file is one sentence
     want = row.get("samples_sha256")
     if isinstance(want, str) and want and hashlib.sha256(np.asarray(us, np.float32).tobytes()).hexdigest() != want:
         raise UserError(f"{path} does not hold the samples its {table} row was computed from (digest differs)")

@@ -209,7 +209,7 @@ def test_second_run_and_other_hosts_keep_rows(workdir, monkeypatch, cli):
     assert len(pd.read_csv("reports/data/bench.csv")) == len(before) == 2  # same keys replaced, nothing lost
     from rtml_profile import host
 
-    other = {**host.read_facts(), "cpu_stepping": "another"}  # another machine: another fingerprint
+    other = {**host.read_facts(), "cpu_stepping": 99}  # another machine: another fingerprint
     (workdir / "other.json").write_text(json.dumps(other))
     monkeypatch.setenv(host.FINGERPRINT_ENV, str(workdir / "other.json"))
     assert cli(*args).exit_code == 0

@@ -125,3 +125,32 @@ def test_journal_entries_are_json_lines(tmp_path):
     BenchStore(tmp_path).record({**ROW, "p99_us": np.float32(49.5)}, NS)
     (entry,) = [json.loads(x) for x in schema.journal(tmp_path / "bench.csv").read_text().splitlines()]
     assert entry["row"]["p99_us"] == 49.5 and entry["row"]["samples_file"].startswith("samples/")
+
+
+def test_compaction_moves_the_csv_lines_and_gives_what_a_full_rewrite_gives(tmp_path, monkeypatch):
+    """Replaced rows, new rows, attempts on kept rows and the sort by key: the line-moving compaction and the full
+    rewrite (taken when a journal brings a new column) read back as the same table, sorted the same way."""
+    src = schema.read_table(committed_data() / "bench.csv", "bench")
+    ok = src[src["status"] == "ok"].head(40)
+    for name, extra in (("lines", {}), ("rewrite", {"a_new_column": "x"})):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "bench.csv").write_text(schema.to_csv(ok.assign(samples_file=None, samples_sha256=None), "bench"))
+        store = Store(folder, "bench")
+        first = ok.iloc[3].to_dict()
+        store.record([({**first, "mean_us": 1.0, "samples_file": "", "samples_sha256": ""}, None)])  # replaced
+        store.record([({**ok.iloc[5].to_dict(), "status": "failed", "reason": "x"}, None)])  # an attempt
+        store.record([({**first, "batch": 4096, "samples_file": "", **extra}, None)])  # new, sorts inside
+        want = schema.read_table(folder / "bench.csv", "bench")
+        with monkeypatch.context() as m:
+            if name == "lines":  # the lines are moved: the full rewrite's fold is never taken
+                m.setattr(schema, "_fold", lambda *a: pytest.fail("the full rewrite was taken"))
+            store.compact()
+        got = schema.read_table(folder / "bench.csv", "bench")
+        assert len(got) == 41 and (got["mean_us"] == 1.0).sum() == 1 and (got["attempt_reason"] == "failed: x").sum()
+        order = got[list(schema.KEYS["bench"])].reset_index(drop=True)
+        assert order.equals(order.sort_values(list(schema.KEYS["bench"]), kind="stable").reset_index(drop=True))
+        cols = [c for c in want.columns if c != "a_new_column"]
+        key = list(schema.KEYS["bench"])
+        same = [t[cols].sort_values(key).to_csv(index=False) for t in (want, got)]
+        assert same[0] == same[1]

@@ -61,6 +61,22 @@ def guard_child():
     threading.Thread(target=watch, daemon=True).start()
 
 
+class Acked:
+    """The worker's end of the pipe: after sending a row it waits until the parent has saved it, so the parent's
+    bookkeeping (writing the row, its samples) never runs on the cores while the next job is timed."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def send(self, msg):
+        self.conn.send(msg)
+        if msg[0] == "row" and self.conn.recv() != ("saved",):
+            raise EOFError("the parent did not acknowledge the row")
+
+    def recv(self):
+        return self.conn.recv()
+
+
 def _child(conn, spec: str):
     guard_child()
     try:
@@ -75,9 +91,13 @@ def _child(conn, spec: str):
     if payload is None:
         return
     groups, targets, settings, config, measure = payload
-    for gi, g in enumerate(groups):
-        measure(conn, cls, gi, g, targets[g.target], settings, config)
-    conn.send(("end",))
+    acked = Acked(conn)
+    try:
+        for gi, g in enumerate(groups):
+            measure(acked, cls, gi, g, targets[g.target], settings, config)
+        conn.send(("end",))
+    except (EOFError, BrokenPipeError, ConnectionError):  # the parent is gone, or had every job and closed first
+        pass
 
 
 # ---------------------------------------------------------------- the parent side
@@ -149,6 +169,7 @@ def run_runtime(
                 _, job, status, reason, ns, extra = msg
                 emit(pending.pop(job), job[1], job[2], status, reason, ns, extra, probe)
                 current = None
+                parent.send(("saved",))  # the worker waits for this before it times the next job
             elif msg[0] == "unused":
                 pending.pop(msg[1], None)
             elif msg[0] == "end":

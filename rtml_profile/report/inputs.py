@@ -74,10 +74,10 @@ def load_inputs(data_dir) -> Inputs:
             check_read_fields(p, rec, kind)
             inp.profiles.setdefault(kind, {})[rec["host"]] = rec
     p = data_dir / paths.BENCH_CSV
-    if p.exists():
+    if p.exists() or schema.journal(p).is_file():  # rows a running (or killed) command appended count too
         inp.bench = _bench(inp, one_row_per_key(p, schema.read_table(p, "bench", allow_empty=False), "bench"))
     p = data_dir / paths.LOAD_CSV
-    if p.exists():
+    if p.exists() or schema.journal(p).is_file():
         ld = one_row_per_key(p, schema.read_table(p, "load", allow_empty=False), "load")
         inp.load = ld[ld["model"].isin(list(zoo.MODELS))].reset_index(drop=True)
     for attr, kind in (("nodes", "precision_nodes"), ("fixes", "precision_fixes")):
