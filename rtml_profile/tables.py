@@ -440,6 +440,18 @@ def markdown() -> str:
         "`.npz` files under `samples/` that rows name with their digest. A row that is not ok never replaces a good",
         "row of its key in the tables marked *protected*: the good row stays and records the attempt.",
         "",
+        "Rows are appended to `<table>.journal` (JSON lines) under the table's lock as they are measured; every",
+        "reader folds the journal in, and each command compacts it into the CSV once (a killed command's journal is",
+        "compacted by the next one). Beside the tables:",
+        "",
+        "- `samples/<host>/<model>/<runtime>_<precision>[_<variant>]_<scope>_b<batch>.<digest>.npz`: a bench row's",
+        "  raw latencies (microseconds); `samples/<host>/<model>/predictions.<digest>.npz`: the evaluation set's",
+        "  per-row predictions and labels; `samples/load/...`: a load row's per-query latencies, issue delays, call",
+        "  times and batch sizes, beside LoadGen's summary and gzipped detail log.",
+        "- `train_<id>.json` (training records), `train_speed_*.json`, `gpu_train_<id>.json` (benchmarks/),",
+        "  `limits_<host>.json`, `nodes_<host>.json`, `lifecycle_<host>.json`, `fidelity_<host>.json` (per-machine",
+        "  records), `models/<name>.json` (what a profiled model is and how it was fed).",
+        "",
     ]
     for t in TABLES.values():
         out += [f"## {t.file}", "", f"{t.meaning}.", "", f"Key: {', '.join(t.key)}."]
