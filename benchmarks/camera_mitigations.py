@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import stats
-from rtml_profile.host import cpu_idle_problem
+from rtml_profile.actuators import cpu_idle_problem
 from rtml_profile.results import load_sample_arrays
 from rtml_profile.scenarios import loadgen as load
 

@@ -147,10 +147,10 @@ def test_idle_options_are_validated_and_named(cli):
 
 
 def test_no_cpu_idle_where_pm_qos_is_absent_is_one_sentence_before_anything(cli, tmp_path, monkeypatch):
-    from rtml_profile import host
+    from rtml_profile import actuators
 
     assert load.Idle(no_cpu_idle=True).text() == "no CPU idle states"
-    monkeypatch.setattr(host, "CPU_LATENCY", tmp_path / "absent")  # a machine without PM QoS
+    monkeypatch.setattr(actuators, "CPU_LATENCY", tmp_path / "absent")  # a machine without PM QoS
     with pytest.raises(UserError, match="does not exist"):
         load.Idle(no_cpu_idle=True).validate()
     r = cli("load", "-m", "2b", "--no-cpu-idle", "--results", tmp_path / "R")  # options before files: no export
@@ -159,18 +159,18 @@ def test_no_cpu_idle_where_pm_qos_is_absent_is_one_sentence_before_anything(cli,
 
 
 def test_no_cpu_idle_holds_a_pm_qos_request_of_zero_and_releases_it():
-    from rtml_profile import host
+    from rtml_profile import actuators
 
-    if why := host.cpu_idle_problem():
+    if why := actuators.cpu_idle_problem():
         pytest.skip(f"PM QoS cannot be requested here: {why}")
 
     def held() -> int:  # the kernel's current request: the lowest any open file asks for (us)
-        return int.from_bytes(host.CPU_LATENCY.read_bytes()[:4], "little", signed=True)
+        return int.from_bytes(actuators.CPU_LATENCY.read_bytes()[:4], "little", signed=True)
 
     before = held()
     if before == 0:
         pytest.skip("another process already holds a request of 0 us (e.g. tuned's latency-performance profile)")
-    with host.no_cpu_idle():
+    with actuators.no_cpu_idle():
         assert held() == 0
     assert held() == before
 

@@ -1,4 +1,4 @@
-"""Report v3 (issue 22): the first screen gives the right answer for a real-time user. Each rule on constructed
+"""The report's answers: the first screen gives the right answer for a real-time user. Each rule on constructed
 data, and the committed report checked against its own end-to-end rows."""
 
 from __future__ import annotations
@@ -77,7 +77,12 @@ def test_first_screen_shows_compute_only_as_on_device(inp):
     assert all(r["if input on device"] == "" or re.search(r"\((compute|cuda-graph)", r["if input on device"])
                for r in rows)  # fmt: skip
     text = decide.section_decision(inp, (33.3,))
-    assert "if your input already lives on the device" not in text or "input on device" in text
+    on_device = [r["if input on device"] for r in rows if r["if input on device"]]
+    assert on_device, "the committed rows have compute rows: the column must show them"
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    run_col = table[0].split(" | ").index("run (end to end)")
+    assert not any(re.search(r"\((compute|cuda-graph)", line.split(" | ")[run_col]) for line in table[2:])
+    assert "`if input on device`: the same run with your input already on the device" in text
     assert "`end-to-end` = host array in, host array out" in text
 
 

@@ -34,9 +34,10 @@ from pathlib import Path
 import numpy as np
 
 from rtml_profile import UserError, paths, runtimes, stats, zoo
+from rtml_profile.actuators import cpu_idle_problem, no_cpu_idle
 from rtml_profile.checkpoints import trained_epochs
 from rtml_profile.files import atomic_write, check_writable
-from rtml_profile.host import FACTS, Quiet, cpu_idle_problem, environment, no_cpu_idle, physical_cores
+from rtml_profile.host import FACTS, Quiet, environment, physical_cores
 from rtml_profile.measure.launcher import reason_of, run_runtime
 from rtml_profile.measure.request import check_request
 from rtml_profile.measure.targets import zoo_target
@@ -271,7 +272,7 @@ class Idle:
     """What a real-time engineer tries against the idle-frame penalty (a call after an idle gap is slower than
     back to back): ONNX Runtime's intra-op spinning (None: its default), a keep-alive call on the session
     whenever it has been idle for `keepalive_ms` (0: off), pinning the worker to `pin` CPUs (empty: off), and
-    holding every CPU out of idle states for the runs (`no_cpu_idle`: a PM QoS request of 0 us, host.no_cpu_idle)."""
+    holding every CPU out of idle states for the runs (`no_cpu_idle`: a PM QoS request of 0 us, see actuators)."""
 
     spin: bool | None = None
     keepalive_ms: float = 0.0
