@@ -399,10 +399,10 @@ def test_mcnemar_and_paired_bootstrap_on_constructed_predictions():
     b[:60] = (b[:60] + 1) % 10  # b is wrong on 60 rows a gets right
     p, only_a, only_b = stats.mcnemar(a == y, b == y)
     assert (only_a, only_b) == (60, 0) and p < 1e-10
-    text, tie = paired.compare({"pred": a, "y": y}, {"pred": b, "y": y}, True)
-    assert not tie and "McNemar p < 0.001" in text and "+6.00 points" in text
-    same, tie = paired.compare({"pred": a, "y": y}, {"pred": a, "y": y}, True)
-    assert tie
+    c = paired.compare({"pred": a, "y": y}, {"pred": b, "y": y}, True)
+    assert not c.tie and c.only == (60, 0) and c.p < 1e-10 and abs(c.d - 0.06) < 1e-12  # numbers, as data
+    assert "McNemar p < 0.001" in c.text() and "+6.00 points" in c.text()
+    assert paired.compare({"pred": a, "y": y}, {"pred": a, "y": y}, True).tie
     rng = np.random.default_rng(1)
     yr = rng.standard_normal(200)
     good, bad = yr + 0.1 * rng.standard_normal(200), yr + 1.0 * rng.standard_normal(200)

@@ -9,7 +9,7 @@ import numpy as np
 from rtml_profile import stats, zoo
 from rtml_profile.host import BUSY_CORES
 from rtml_profile.report import paired
-from rtml_profile.report.fmt import delta, filled, pct, points, sig, signed
+from rtml_profile.report.fmt import Change, filled, pct, sig
 from rtml_profile.report.inputs import Inputs, samples
 from rtml_profile.vocab import base_variant
 
@@ -101,16 +101,20 @@ def accuracy_ci(value: float, n) -> str:
     return f"{pct(value)} [{sig(100 * lo)}, {sig(100 * hi)}]"
 
 
-def change(mid: str, new: float, n_new, ref: float, n_ref) -> tuple[str, bool | None]:
-    """(text, is_tie) for a metric change against a reference. Accuracy: points with a 95% interval, a tie
-    when it spans 0. R^2: the change only (no per-row predictions are stored to bound it), is_tie None."""
+def change(mid: str, new: float, n_new, ref: float, n_ref) -> Change | None:
+    """A metric change against a reference (None when either is not a number). Accuracy: points with a 95%
+    interval, a tie when it spans 0. R^2: the change only (no per-row predictions are stored to bound it), tie
+    None."""
     if not (math.isfinite(new) and math.isfinite(ref)):
-        return "n/a", None
+        return None
     if zoo.get(mid).task != "classification" or not n_new or not n_ref:
-        return f"{delta(new - ref)} {metric_name(mid)}", None
+        return Change("plain", new - ref, metric=metric_name(mid))
     d, lo, hi = stats.difference_ci(round(new * n_new), int(n_new), round(ref * n_ref), int(n_ref))
-    tie = lo <= 0 <= hi
-    return f"{points(d)} [{signed(100 * lo)}, {signed(100 * hi)}]{', tie' if tie else ''}", tie
+    return Change("points", d, lo, hi, tie=lo <= 0 <= hi)
+
+
+def worded(c: Change | None) -> str:
+    return "n/a" if c is None else c.text()
 
 
 def same_weights_fp32(inp: Inputs, row):
@@ -130,13 +134,13 @@ def change_vs_fp32(inp: Inputs, row) -> str:
     if mine is not None:
         got = paired.paired_change(inp, row, mine, zoo.get(row["model"]).task == "classification")
         if got:
-            return got[0]
+            return got.text()
     ref = reference(inp, row["model"]) if on_record(inp, row) else same_weights_fp32(inp, row)
     v = row.get("metric_value")
     if ref is None or not filled(v):
         return "n/a"
     n = row.get("eval_rows")
-    return change(row["model"], float(v), int(n) if filled(n) and n else ref[1], ref[0], ref[1])[0]
+    return worded(change(row["model"], float(v), int(n) if filled(n) and n else ref[1], ref[0], ref[1]))
 
 
 TIE_RATIO = stats.FASTER_RATIO  # p50s within this ratio are practically equivalent: a tie
@@ -174,12 +178,13 @@ def how_much(r: float, verdict: str) -> str:
 
 
 def warn_mark(row) -> str:
-    """'' or a footnote mark for a row whose statistics carry a warning: † high variation, ‡ too few samples,
-    § measured on a busy machine."""
-    w = str(row.get("warnings") or "")
-    w = "" if w == "nan" else w
-    busy = "§" if str(row.get("busy")) == "yes" else ""
-    return ("‡" if "samples for" in w else "") + ("†" if "variation" in w else "") + busy
+    """'' or a footnote mark for a row whose statistics carry a warning, from its numbers: ‡ fewer samples than
+    a p99 needs (stats.min_samples(99)), † coefficient of variation above stats.HIGH_CV, § measured on a busy
+    machine."""
+    n, cv = row.get("n"), row.get("cv")
+    few = "‡" if filled(n) and float(n) < stats.min_samples(99) else ""
+    varied = "†" if filled(cv) and float(cv) > stats.HIGH_CV else ""
+    return few + varied + ("§" if str(row.get("busy")) == "yes" else "")
 
 
 WARN_NOTE = (

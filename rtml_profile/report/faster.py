@@ -19,6 +19,7 @@ from rtml_profile.report.common import (
     same_weights_fp32,
     speed_verdict,
     tuned_is_default,
+    worded,
 )
 from rtml_profile.report.fmt import duration_s, duration_us, sig, table
 from rtml_profile.report.inputs import Inputs, models
@@ -53,7 +54,8 @@ def within_fp32(inp: Inputs, row) -> bool | None:
     if zoo.get(row["model"]).task != "classification":
         return abs(float(v) - ref[0]) <= tolerances.REGRESSION_TIE
     n = int(row["eval_rows"]) if filled(row.get("eval_rows")) else ref[1]
-    return change(row["model"], float(v), n, ref[0], ref[1])[1]
+    c = change(row["model"], float(v), n, ref[0], ref[1])
+    return None if c is None else c.tie
 
 
 def _fastest(rows) -> dict | None:
@@ -196,7 +198,7 @@ def _precision_row(inp, mid, host, prec, meth, n, first, fix, detail: bool) -> d
         "fix: kept in fp32": (fix["kept_fp32"] if filled(fix["kept_fp32"]) else "(none)")
         + (f" ({check})" if refused and check != UNVERIFIED else ""),
         **({"metric (fp32)": f"{metric_value(mid, v)} ({metric_value(mid, ref)})"} if detail else {}),
-        "fix: change [95%]": "refused" if refused else change(mid, v, rows, ref, rows)[0],
+        "fix: change [95%]": "refused" if refused else worded(change(mid, v, rows, ref, rows)),
         "fix: p50 b1 (fp32)": "refused"
         if refused
         else f"{duration_us(fix['p50_us'])} ({duration_us(fix['fp32_p50_us'])})",

@@ -19,6 +19,7 @@ from rtml_profile.report.common import (
     plain,
     reference,
     speed_verdict,
+    worded,
 )
 from rtml_profile.report.decide import DEVICE_SCOPES, END_TO_END, end_to_end
 from rtml_profile.report.fmt import count, duration_us, missing, ratio, sig
@@ -63,7 +64,8 @@ def same_data(inp: Inputs) -> list[str]:
         for b in mids[1:]:
             (vb, nb) = reference(inp, b)
             got = _paired_models(inp, a, b)
-            text, tie = got or change(b, vb, nb, va, na)
+            c = got or change(b, vb, nb, va, na)
+            text, tie = worded(c), None if c is None else c.tie
             verdict = (
                 "a tie at 95%: the extra cost buys no measurable accuracy"
                 if tie
@@ -82,7 +84,7 @@ def same_data(inp: Inputs) -> list[str]:
 
 
 def _paired_models(inp: Inputs, a: str, b: str):
-    """(text, tie) of b against a from fp32 CPU bench rows' stored predictions on one host, or None."""
+    """b's metric change against a's (a Change) from fp32 CPU bench rows' stored predictions on one host, or None."""
     ok = inp.ok
     if ok is None or "predictions_file" not in ok:
         return None
@@ -209,7 +211,7 @@ def precision_effect(inp: Inputs, p, host, rt, scope) -> str:
         f, q = pairs[batches[-1]]
         if filled(f.get("metric_value")) and filled(q.get("metric_value")):
             n = int(q["eval_rows"]) if filled(q.get("eval_rows")) else None
-            acc.append(f"{mid} {change(mid, q['metric_value'], n, f['metric_value'], n)[0]}")
+            acc.append(f"{mid} {worded(change(mid, q['metric_value'], n, f['metric_value'], n))}")
     if not speed:
         return ""
     return (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 
 
 def _finite(x) -> bool:
@@ -98,3 +99,32 @@ def missing(what: str, command: str) -> str:
 def filled(v) -> bool:
     """Not None, not NaN (an empty CSV cell), not blank."""
     return v is not None and not (isinstance(v, float) and math.isnan(v)) and str(v).strip() != ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """A metric change against a reference, as numbers; worded only by text(). kind: 'points' (accuracy, a
+    difference of proportions), 'r2' (R^2) or 'plain' (a change with no interval: `metric` names it). lo/hi: the
+    95% interval (None without one); p and only: McNemar's exact p and the rows right by one only (paired
+    accuracy); tie: the interval holds 0 (or p >= 0.05), None when it cannot be told."""
+
+    kind: str
+    d: float
+    lo: float | None = None
+    hi: float | None = None
+    tie: bool | None = None
+    p: float | None = None
+    only: tuple[int, int] | None = None
+    metric: str = ""
+
+    def text(self) -> str:
+        tie = ", tie" if self.tie else ""
+        if self.kind == "points" and self.p is not None:
+            ptxt = "< 0.001" if self.p < 0.001 else sig(self.p)
+            a, b = self.only
+            return f"{points(self.d)}, paired: McNemar p {ptxt} ({a} vs {b} rows right by one only){tie}"
+        if self.kind == "points":
+            return f"{points(self.d)} [{signed(100 * self.lo)}, {signed(100 * self.hi)}]{tie}"
+        if self.kind == "r2":
+            return f"{delta(self.d)} R^2 [{signed(self.lo)}, {signed(self.hi)}] paired{tie}"
+        return f"{delta(self.d)} {self.metric}"

@@ -10,7 +10,7 @@ import numpy as np
 
 from rtml_profile import UserError, stats
 from rtml_profile.files import read_npz
-from rtml_profile.report.fmt import delta, filled, points, sig, signed
+from rtml_profile.report.fmt import Change, filled
 from rtml_profile.report.inputs import Inputs
 from rtml_profile.results import samples_path
 
@@ -33,26 +33,20 @@ def predictions(inp: Inputs, row) -> dict | None:
     return {"pred": z["pred"], "y": z["y"]}
 
 
-def compare(a: dict, b: dict, classifier: bool) -> tuple[str, bool] | None:
-    """(text, is_tie) for a's metric minus b's on the same rows, or None when the rows differ. Accuracy: the
-    difference in points, McNemar's exact p and the discordant rows; R^2: the difference with a paired 95%
-    bootstrap interval."""
+def compare(a: dict, b: dict, classifier: bool) -> Change | None:
+    """a's metric minus b's on the same rows, or None when the rows differ. Accuracy: the difference and McNemar's
+    exact p with the discordant rows; R^2: the difference with a paired 95% bootstrap interval."""
     if a["y"].shape != b["y"].shape or not np.array_equal(a["y"], b["y"]):
         return None
     if classifier:
         ca, cb = a["pred"] == a["y"], b["pred"] == b["y"]
         p, only_a, only_b = stats.mcnemar(ca, cb)
-        tie = p >= ALPHA
-        d = float(ca.mean() - cb.mean())
-        ptxt = "< 0.001" if p < 0.001 else sig(p)
-        return (f"{points(d)}, paired: McNemar p {ptxt} ({only_a} vs {only_b} rows right by one only)"
-                f"{', tie' if tie else ''}"), tie  # fmt: skip
+        return Change("points", float(ca.mean() - cb.mean()), tie=p >= ALPHA, p=p, only=(only_a, only_b))
     d, lo, hi = stats.paired_bootstrap(stats.r2, a["pred"], b["pred"], a["y"])
-    tie = lo <= 0 <= hi
-    return f"{delta(d)} R^2 [{signed(lo)}, {signed(hi)}] paired{', tie' if tie else ''}", tie
+    return Change("r2", d, lo, hi, tie=lo <= 0 <= hi)
 
 
-def paired_change(inp: Inputs, a, b, classifier: bool) -> tuple[str, bool] | None:
+def paired_change(inp: Inputs, a, b, classifier: bool) -> Change | None:
     """compare() of two bench rows' stored predictions, or None when either has none (computed once per pair of
     files: rows with the same predictions share one file, and several sections ask)."""
     key = ("paired", a.get("predictions_file"), b.get("predictions_file"), classifier)
