@@ -1,6 +1,7 @@
 """Pure functions of result records (no measuring): what the report and the commands compute from stored rows.
 
-- the roofline: each benchmarked (model, runtime, precision, batch) against its host's measured limits (ROOFLINE);
+- the roofline: each benchmarked (model, runtime, precision, batch) against its host's measured limits (the
+  report's where.ROOFLINE says how);
 - the machine's limits: a limit's identity, value and the agreement of the last two runs;
 - load peaks: per searched load configuration, the highest offered rate that met its goal.
 """
@@ -13,22 +14,6 @@ import numpy as np
 
 from rtml_profile import UserError, schema
 from rtml_profile.vocab import ACT_BYTES, WEIGHT_BYTES
-
-ROOFLINE = """The roofline: each benchmarked (model, runtime, precision, batch) against its host's measured limits.
-
-For a call on a batch B: FLOPs = 2 x MACs per sample x B; bytes = weights (parameters x their width at the
-precision) + B x activation bytes per sample (every node's activation inputs and outputs, fp32). The ceilings
-are the host's measured peak matmul rate for the precision on the runtime's device, and its read bandwidth at
-the call's size: reads of 16 KiB to 64 MiB (doubling) and of 128 MiB ('dram') are measured the way the model
-reads (every thread, read-only, as a Linear layer reads its weights); a call moving N bytes is bounded by the
-read of the largest size not above N, since a smaller read is never slower. Then
-
-    compute = FLOPs / peak, memory = bytes / bandwidth, floor = the runtime's measured per-call floor (scope)
-    predicted = max(compute, memory) + floor;  bound = the largest of the three
-    attainable = min(peak, FLOPs/bytes x bandwidth);  efficiency = (FLOPs / measured p50) / attainable
-    a point over 100% means the ceiling was measured too low (the point is a measurement; the ceiling a model)
-
-Pure functions of the records (no measuring): the report calls them."""
 
 DEVICE_ENGINE = {"cpu": "CPU", "cuda": "CUDA"}  # the word a limit's engine names its device by
 

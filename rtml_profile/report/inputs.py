@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtml_profile import UserError, paths, schema, zoo
+from rtml_profile.files import read_npz
 from rtml_profile.host import FACTS
-from rtml_profile.results import PROFILE_KINDS, load_sample_arrays, load_samples
+from rtml_profile.results import PROFILE_KINDS, load_sample_arrays, load_samples, samples_path
 from rtml_profile.views import one_row_per_key
 
 CONFIG = ["runtime", "precision", "variant", "scope"]  # one way of running a model on a host
@@ -29,6 +30,7 @@ class Inputs:
     fixes: object = None  # DataFrame: precision_fixes.csv (nodes kept in fp32: accuracy and latency)
     machines: dict = field(default_factory=dict)  # host (fingerprint id) -> its facts and host_label
     _samples: dict = field(default_factory=dict)
+    predictions: dict = field(default_factory=dict)  # a row's predictions_file -> {'pred', 'y'}, read with the rest
     memo: dict = field(default_factory=dict)  # results several sections ask for, computed once (by the asker's key)
 
     @property
@@ -85,6 +87,7 @@ def load_inputs(data_dir) -> Inputs:
         if p.exists():
             t = schema.read_table(p, kind, allow_empty=False)
             setattr(inp, attr, t[t["model"].isin(list(zoo.MODELS))].reset_index(drop=True))
+    _read_row_files(inp)
     if not (inp.records or inp.extras or inp.analysis is not None or inp.bench is not None or inp.load is not None):
         raise UserError(
             f"{data_dir}: holds no result file (bench.csv, analysis.csv, train_<id>.json); is it the right folder?"
@@ -265,6 +268,30 @@ def _load_samples(inp: Inputs, row: dict):
 def _bench(inp: Inputs, b):
     b = b[b["model"].isin(list(zoo.MODELS))].copy()
     return b.sort_values(["model", "host", *CONFIG, "batch"], kind="stable").reset_index(drop=True)
+
+
+def _read_row_files(inp: Inputs):
+    """Every file a measured bench row names (raw samples, per-row predictions), read and checked now: rendering
+    starts only once every input is in memory, and a damaged file stops the report before anything is written."""
+    if inp.ok is None:
+        return
+    for row in inp.ok.to_dict("records"):
+        samples(inp, row)
+        rel = row.get("predictions_file")
+        if isinstance(rel, str) and rel and rel not in inp.predictions:
+            inp.predictions[rel] = read_predictions(inp.data_dir, rel)
+
+
+def read_predictions(data_dir: Path, rel: str) -> dict:
+    """{'pred', 'y'} of a bench row's predictions file (the one containment rule for paths read from a row)."""
+    what = "per-row predictions of a bench row"
+    path, why = samples_path(Path(data_dir), str(rel))
+    if path is None or why:
+        raise UserError(f"{path or rel} ({what}) is missing or unreadable ({why})")
+    z = read_npz(path, what)
+    if "pred" not in z or "y" not in z:
+        raise UserError(f"{path} ({what}) is missing or unreadable (no 'pred' and 'y' arrays)")
+    return {"pred": z["pred"], "y": z["y"]}
 
 
 def samples(inp: Inputs, row: dict):

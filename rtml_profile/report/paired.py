@@ -4,33 +4,20 @@ accuracy, a paired bootstrap for R^2), from the per-row predictions bench stores
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-from rtml_profile import UserError, stats
-from rtml_profile.files import read_npz
+from rtml_profile import stats
 from rtml_profile.report.fmt import Change, filled
 from rtml_profile.report.inputs import Inputs
-from rtml_profile.results import samples_path
 
 UNPAIRED = "unpaired: no stored per-row predictions"
 ALPHA = 0.05
 
 
 def predictions(inp: Inputs, row) -> dict | None:
-    """{'pred', 'y'} of a bench row, or None when the row names no predictions file."""
+    """{'pred', 'y'} of a bench row (read with every other input, inputs.load_inputs), or None without them."""
     rel = row.get("predictions_file") if hasattr(row, "get") else None
-    if not filled(rel):
-        return None
-    what = "per-row predictions of a bench row"
-    path, why = samples_path(Path(inp.data_dir), str(rel))  # the one containment rule for paths read from a row
-    if path is None or why:
-        raise UserError(f"{path or rel} ({what}) is missing or unreadable ({why})")
-    z = read_npz(path, what)
-    if "pred" not in z or "y" not in z:
-        raise UserError(f"{path} ({what}) is missing or unreadable (no 'pred' and 'y' arrays)")
-    return {"pred": z["pred"], "y": z["y"]}
+    return inp.predictions[str(rel)] if filled(rel) else None
 
 
 def compare(a: dict, b: dict, classifier: bool) -> Change | None:

@@ -3,7 +3,6 @@ the machine's limits, the slowest nodes, predicted beside measured latency, and 
 
 from __future__ import annotations
 
-from rtml_profile import views
 from rtml_profile.report.common import host_label
 from rtml_profile.report.figures import plain_log, png, pyplot
 from rtml_profile.report.fmt import duration_s, duration_us, pct, sig, table
@@ -261,10 +260,27 @@ def _used(inp: Inputs) -> str:
     return ", ".join(f"{host_label(inp, h)} {roofline_run(inp, h)['timestamp']}" for h in hosts) or "none"
 
 
+ROOFLINE = """The roofline: each benchmarked (model, runtime, precision, batch) against its host's measured limits.
+
+For a call on a batch B: FLOPs = 2 x MACs per sample x B; bytes = weights (parameters x their width at the
+precision) + B x activation bytes per sample (every node's activation inputs and outputs, fp32). The ceilings
+are the host's measured peak matmul rate for the precision on the runtime's device, and its read bandwidth at
+the call's size: reads of 16 KiB to 64 MiB (doubling) and of 128 MiB ('dram') are measured the way the model
+reads (every thread, read-only, as a Linear layer reads its weights); a call moving N bytes is bounded by the
+read of the largest size not above N, since a smaller read is never slower. Then
+
+    compute = FLOPs / peak, memory = bytes / bandwidth, floor = the runtime's measured per-call floor (scope)
+    predicted = max(compute, memory) + floor;  bound = the largest of the three
+    attainable = min(peak, FLOPs/bytes x bandwidth);  efficiency = (FLOPs / measured p50) / attainable
+    a point over 100% means the ceiling was measured too low (the point is a measurement; the ceiling a model)
+
+Computed by pure functions of the records (views.py, no measuring); this text is the report's."""
+
+
 def appendix_where(inp: Inputs) -> str:
     if not inp.profiles:
         return ""
-    doc = views.ROOFLINE.split("\n\n")
+    doc = ROOFLINE.split("\n\n")
     out = [
         "\n## Where the time goes\n\n"
         + doc[1].replace("\n", " ")
