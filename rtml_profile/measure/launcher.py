@@ -204,3 +204,56 @@ def _together(emit, emit_all, pending: dict, status: str, reason: str, probe):
         return
     for g, s, b in jobs:
         emit(g, s, b, status, reason, None, {}, probe)
+
+
+# ---------------------------------------------------------------- one call in a worker
+
+
+def _call_child(conn, fn, args):
+    guard_child()
+    try:
+        conn.send(("ok", fn(*args)))
+    except UserError as e:
+        conn.send(("user", str(e)))
+    except Exception as e:  # noqa: BLE001  sent back as one line; the parent raises it as a UserError
+        conn.send(("error", reason_of(e)))
+
+
+def call_isolated(fn, *args, what: str = "the call"):
+    """`fn(*args)` (a module-level function) in a spawned worker, its result returned here. A call into native code
+    that never returns (an ONNX Loop that never ends) then cannot keep Ctrl-C from this process: the parent waits in
+    short polls, a KeyboardInterrupt reaches it at once, and the worker is killed on the way out. A UserError in the
+    worker is raised here with its sentence; another exception, or the worker's death, is one UserError naming
+    `what`."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_call_child, args=(child, fn, args), daemon=True)
+    resource_tracker.ensure_running()  # as in run_runtime: start it before SIGINT is blocked for the worker
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    child.close()
+    try:
+        while not parent.poll(0.1):
+            if not proc.is_alive() and not parent.poll(0):
+                raise UserError(f"{what} failed: its worker process {_exit_text(proc.exitcode)}")
+        kind, value = parent.recv()
+    except EOFError:
+        proc.join(5)
+        raise UserError(f"{what} failed: its worker process {_exit_text(proc.exitcode)}") from None
+    finally:
+        parent.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+    if kind == "ok":
+        return value
+    raise UserError(value if kind == "user" else f"{what} failed: {value}")
+
+
+def _exit_text(code) -> str:
+    if code is not None and code < 0:
+        return f"was killed by signal {signal.Signals(-code).name}"
+    return f"exited with code {code}" if code is not None else "stopped answering"

@@ -18,6 +18,7 @@ from rtml_profile.anymodel.source import Source, ort_session_error
 from rtml_profile.batching import feeds_in_chunks
 from rtml_profile.checkpoints import load_checkpoint, provenance
 from rtml_profile.measure.accuracy import accuracy
+from rtml_profile.measure.launcher import call_isolated
 from rtml_profile.measure.request import check_memory
 from rtml_profile.runtimes.base import Calibration, ModelRef
 from rtml_profile.session import cpu_session
@@ -284,7 +285,13 @@ def _locate(rt, c: CheckData) -> str:
 
 
 def _reference(path: Path, feeds: dict, threads: int | None) -> dict:
-    """Every output of the fp32 ONNX Runtime CPU session (the reference); a model ORT refuses is one sentence."""
+    """Every output of the fp32 ONNX Runtime CPU session (the reference), computed in a worker process so that a
+    graph whose call never returns (a Loop that never ends) cannot keep Ctrl-C from stopping the command."""
+    return call_isolated(_reference_here, path, feeds, threads, what=f"the ONNX Runtime reference run of {path}")
+
+
+def _reference_here(path: Path, feeds: dict, threads: int | None) -> dict:
+    """The reference in this process; a model ORT refuses is one sentence."""
     try:
         sess = cpu_session(path, threads)
     except Exception as e:
