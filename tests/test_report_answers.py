@@ -419,12 +419,14 @@ def test_predictions_are_stored_compactly_and_read_back(tmp_path):
     assert arrays["pred"].dtype == np.uint8
     rel = write_predictions(tmp_path, "2x cpu", "2b", arrays)
     assert rel.startswith("samples/") and write_predictions(tmp_path, "2x cpu", "2b", arrays) == rel
-    inp = Inputs(tmp_path)
+    from rtml_profile.report.inputs import read_predictions
+
+    inp = Inputs(tmp_path, predictions={rel: read_predictions(tmp_path, rel)})  # as load_inputs reads them
     got = paired.predictions(inp, {"predictions_file": rel})
     assert np.array_equal(got["pred"], arrays["pred"])
     (tmp_path / rel).write_bytes(b"garbage")
     with pytest.raises(UserError, match="per-row predictions"):
-        paired.predictions(inp, {"predictions_file": rel})
+        read_predictions(tmp_path, rel)
 
 
 def test_committed_rows_are_compared_paired_and_say_so(inp):
