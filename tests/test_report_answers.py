@@ -485,3 +485,13 @@ def _committed_report() -> str:
     """The committed REPORT.md (git's HEAD), never what the last run left in the working tree."""
     return subprocess.run(["git", "-C", str(REPO), "show", "HEAD:reports/REPORT.md"], capture_output=True,
                           text=True, check=True).stdout  # fmt: skip
+
+
+def test_trust_section_states_the_load_ratio_as_the_median_and_range_of_interleaved_pairs():
+    pairs = [{"queries": 750, "engine_p99_us": e, "loadgen_p99_us": r, "ratio": e / r}
+             for e, r in ((1200.0, 1000.0), (990.0, 1100.0), (1050.0, 1000.0))]  # fmt: skip
+    mid = sorted(pairs, key=lambda p: p["ratio"])[1]
+    text = trust.load_sentence({"load": {"status": "ok", "rate_qps": 300.0, **mid, "pairs": pairs,
+                                         "ratio_lo": 0.9, "ratio_hi": 1.2}})  # fmt: skip
+    assert "over 3 interleaved pairs of at least 750 queries each" in text
+    assert "median ratio 1.05x (range 0.900x to 1.20x" in text, text

@@ -29,6 +29,14 @@ def load_sentence(e: dict) -> str:
     if ld.get("status") != "ok":
         why = ld.get("reason", "")
         return f"Load: the load engine's p99 against MLPerf LoadGen with an inline query was {ld['status']} ({why})."
+    if "pairs" in ld:  # interleaved pairs, each run long enough for its p99
+        n = len(ld["pairs"])
+        return (
+            f"Load: at {sig(ld['rate_qps'])}/s the load engine's p99 against MLPerf LoadGen alone with an inline "
+            f"query, over {n} interleaved pairs of at least {min(p['queries'] for p in ld['pairs']):,} queries each: "
+            f"median ratio {ratio(ld['ratio'])} (range {ratio(ld['ratio_lo'])} to {ratio(ld['ratio_hi'])}; the "
+            f"median pair {duration_us(ld['engine_p99_us'])} against {duration_us(ld['loadgen_p99_us'])})."
+        )
     return (
         f"Load: at {sig(ld['rate_qps'])}/s the load engine's p99 was {duration_us(ld['engine_p99_us'])} against "
         f"{duration_us(ld['loadgen_p99_us'])} under MLPerf LoadGen with an inline query: ratio {ratio(ld['ratio'])}."
