@@ -159,11 +159,52 @@ def item_key(item: dict) -> str:
         return f"floor {item['runtime']} {item['scope']}"
     if item["kind"] == "wake-up":
         return f"wake-up after a {item['gap_s'] * 1e3:.3g} ms sleep (p99)"
+    if item["kind"] == "stall":
+        return "longest stall of a spinning thread"
     return f"{item['kind']} {item['precision']} {item['engine']}"
 
 
-TIME_KINDS = ("floor", "wake-up")  # limits measured in seconds (the others are rates per second)
-VOLATILE_KINDS = ("wake-up",)  # varies from minute to minute on a shared VM: reported, never held to agree
+TIME_KINDS = ("floor", "wake-up", "stall")  # limits measured in seconds (the others are rates per second)
+VOLATILE_KINDS = ("wake-up", "stall")  # vary from minute to minute on a shared VM: reported, never held to agree
+JUDGED_DEADLINES_MS = (1.0, 2.0, 5.0, 10.0, 16.7, 33.3)  # the deadlines the stall floor is stated for
+STALL_SHARE = 0.01  # a p99 can mean something only where the machine alone holds fewer than 1% of arrivals past it
+
+
+def held_past(item: dict, deadline_s: float) -> float:
+    """The share of arrivals at random times that one of the machine's own stalls holds past `deadline_s`: an
+    arrival during the first (g - deadline) of a stall of g is still waiting when its deadline passes."""
+    return sum(max(0.0, g - deadline_s) for g in item["gaps_s"]) / item["window_s"]
+
+
+def stall_floor(item: dict, wake: dict | None = None) -> dict:
+    """Which deadlines a p99 on this machine can be judged at: {deadline ms: (share held past it, judgeable)}
+    for JUDGED_DEADLINES_MS, judgeable where the spinning thread's stalls hold under STALL_SHARE of arrivals past
+    it and (for a query that sleeps before it, `wake`: a wake-up item) the wake-up p99 is under it; 'floor_ms' the
+    smallest judgeable one (None when none is)."""
+    out = {}
+    for d in JUDGED_DEADLINES_MS:
+        share = held_past(item, d / 1e3)
+        woke = wake is None or wake["seconds"] * 1e3 < d
+        out[d] = (share, share < STALL_SHARE and woke)
+    floor = next((d for d, (_, ok) in out.items() if ok), None)
+    return {"deadlines": out, "floor_ms": floor}
+
+
+def judged_deadlines(run: dict) -> dict | None:
+    """stall_floor of a limits run (its stall item, and its longest wake-up as the sleep before a query), or None
+    for a run that measured no stalls (older runs)."""
+    item = next((i for i in run["items"] if i["kind"] == "stall" and i["status"] == "ok"), None)
+    wakes = [i for i in run["items"] if i["kind"] == "wake-up" and i["status"] == "ok"]
+    return None if item is None else stall_floor(item, max(wakes, key=lambda i: i["gap_s"]) if wakes else None)
+
+
+def deadline_words(floor: dict) -> str:
+    """'a p99 here can be judged at 5 ms and above; not at 1 ms (the machine alone holds 2.3% of arrivals past
+    it), 2 ms (1.1%)' -- from judged_deadlines."""
+    ok = [d for d, (_, good) in floor["deadlines"].items() if good]
+    bad = [f"{d:g} ms ({100 * share:.2g}% held past it)" for d, (share, good) in floor["deadlines"].items() if not good]
+    told = f"at {floor['floor_ms']:g} ms and above" if ok else "at none of the deadlines tried"
+    return f"a p99 on this machine can be judged {told}" + (f"; not at {', '.join(bad)}" if bad else "")
 
 
 def value(item: dict) -> float | None:

@@ -495,3 +495,27 @@ def test_trust_section_states_the_load_ratio_as_the_median_and_range_of_interlea
                                          "ratio_lo": 0.9, "ratio_hi": 1.2}})  # fmt: skip
     assert "over 3 interleaved pairs of at least 750 queries each" in text
     assert "median ratio 1.05x (range 0.900x to 1.20x" in text, text
+
+
+def test_the_machines_own_stalls_say_which_deadlines_a_p99_can_be_judged_at(tmp_path):
+    """A spinning thread's stalls (measured, no model) bound the deadlines a p99 here can mean: a deadline whose
+    share of arrivals the machine alone holds past it reaches 1% cannot be judged, nor one under the wake-up."""
+    from rtml_profile.report import loadsec
+    from rtml_profile.scenarios.where import limits
+
+    st = limits.stalls(0.2)
+    assert st["kind"] == "stall" and abs(st["window_s"] - 0.2) < 0.05 and st["n"] == len(st["gaps_s"])
+    assert all(g * 1e6 > limits.STALL_MIN_US for g in st["gaps_s"]) and views.item_key(st) in views.last_two(
+        [{"items": [st]}])[0]["key"]  # fmt: skip
+    made = {**st, "window_s": 1.0, "gaps_s": [4e-3] * 5}  # 5 stalls of 4 ms in 1 s: 15 ms of arrivals held past 1 ms
+    floor = views.stall_floor(made)
+    assert floor["deadlines"][1.0][0] == pytest.approx(0.015) and not floor["deadlines"][1.0][1]
+    assert floor["deadlines"][2.0][0] == pytest.approx(0.010) and not floor["deadlines"][2.0][1]  # 1% is too many
+    assert floor["floor_ms"] == 5.0
+    woke = views.stall_floor(made, {"seconds": 12e-3})  # a 12 ms wake-up p99: below it no p99 can be met
+    assert woke["floor_ms"] == 16.7 and not woke["deadlines"][10.0][1]
+    wake = {"kind": "wake-up", "gap_s": 1 / 60, "engine": "e", "status": "ok", "seconds": 3e-3, "p50_s": 1.9e-4,
+            "max_s": 4e-3, "n": 200}  # fmt: skip
+    inp = Inputs(tmp_path, profiles={"limits": {"h": {"entries": [{"timestamp": "T0", "items": [wake, made]}]}}})
+    said = loadsec.wake_sentence(inp, "h")
+    assert "a p99 on this machine can be judged at 5 ms and above; not at 1 ms (1.5% held past it)" in said

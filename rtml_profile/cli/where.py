@@ -33,6 +33,11 @@ def limits(threads: Threads = None, results: Results = Path("reports/data")):
     echo_table(rows, title=f"measured by `{command}` ({runs[-1]['threads']} threads), {runs[-1]['timestamp']}:")
     off = [k for k, d in agree.items() if d > lim.AGREE]
     typer.echo(f"wrote {res['path']} ({len(runs)} run(s) kept)")
+    if (floor := views.judged_deadlines(runs[-1])) is not None:
+        stall = next(i for i in runs[-1]["items"] if i["kind"] == "stall")
+        typer.echo(f"Stalls: a spinning thread was held over 1 ms {stall['over_1ms']} time(s) in "
+                   f"{stall['window_s']:.3g} s (longest {stall['seconds'] * 1e3:.3g} ms); with the wake-up, "
+                   f"{views.deadline_words(floor)}.")  # fmt: skip
     from rtml_profile.host import busy_note
 
     if busy_note(runs[-1]):  # measured while other processes took cores: say so before any comparison

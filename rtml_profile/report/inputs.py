@@ -131,6 +131,8 @@ REPORT_READS = {
             ("per_s", "num", lambda i: _OK(i) and "seconds" not in i),
             ("seconds", "num", False),
             ("gap_s", "num", lambda i: i.get("kind") == "wake-up"),
+            ("gaps_s", "nums", lambda i: i.get("kind") == "stall" and _OK(i)),
+            ("window_s", "num", lambda i: i.get("kind") == "stall" and _OK(i)),
             ("p50_s", "num", _WAKE),
             ("n", "int", _WAKE),
             ("bytes", "num", False),
@@ -188,7 +190,7 @@ REPORT_READS = {
     },
 }
 _WANT = {"num": "a finite number", "num?": "a finite number or null", "int": "a whole number", "str": "text",
-         "list": "a list", "strs": "a list of text"}  # fmt: skip
+         "list": "a list", "strs": "a list of text", "nums": "a list of finite numbers"}  # fmt: skip
 _NEEDS_ENTRY = {"fidelity"}  # the trust section reads the latest entry: a record without one is damaged
 _TYPES = {
     "num": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf"),
@@ -197,6 +199,7 @@ _TYPES = {
     "str": lambda v: isinstance(v, str),
     "list": lambda v: isinstance(v, list),
     "strs": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "nums": lambda v: isinstance(v, list) and all(_TYPES["num"](x) for x in v),
 }
 
 

@@ -8,7 +8,7 @@ from rtml_profile.report.common import host_label
 from rtml_profile.report.figures import load_curves
 from rtml_profile.report.fmt import duration_us, pct, rate, ratio, sig, table
 from rtml_profile.report.inputs import Inputs
-from rtml_profile.views import load_peaks
+from rtml_profile.views import deadline_words, judged_deadlines, load_peaks
 
 NEAR = 0.2  # the queue model "agrees" when its p99 is within 20% of the measured p99
 UP_TO = 0.8  # ... checked at offered loads up to 80% of the capacity measured through the system under test
@@ -213,10 +213,12 @@ def wake_sentence(inp: Inputs, host: str, name_host: bool = True) -> str:
     if found is None:
         return ""
     run, w = found[0], max(found[1], key=lambda i: i["gap_s"])
+    floor = judged_deadlines(run)
     return (
         f"Wake-up{f' on the {host_label(inp, host)}' if name_host else ''} (limits, {run['timestamp']}; no model): "
         f"a {duration_us(w['gap_s'] * 1e6)} sleep ended {duration_us(w['p50_s'] * 1e6)} late at p50, "
         f"{duration_us(w['seconds'] * 1e6)} at p99 ({w['n']} sleeps); at low rates every query includes a wake-up."
+        + (f" With the machine's own stalls, {deadline_words(floor)}." if floor else "")
     )
 
 

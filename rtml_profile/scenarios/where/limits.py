@@ -282,6 +282,28 @@ def wakeups(gaps=WAKE_GAPS) -> list[dict]:
     return out
 
 
+STALL_S, STALL_MIN_US = 5.0, 20.0  # a spin of this long; a gap between two clock reads over this is a stall
+
+
+def stalls(seconds: float = STALL_S) -> dict:
+    """The machine's own stalls, with no model and no sleep: a thread that only reads the clock for `seconds`,
+    every gap between two reads over STALL_MIN_US kept (on a VM: the hypervisor running someone else; elsewhere:
+    interrupts, the kernel). No latency measured here can be told apart from these: views.stall_floor turns them
+    into the smallest deadline a p99 on this machine can be judged at."""
+    gaps, t0 = [], time.perf_counter_ns()
+    end, last, limit = t0 + int(seconds * 1e9), t0, int(STALL_MIN_US * 1e3)
+    while last < end:
+        now_ns = time.perf_counter_ns()
+        if now_ns - last > limit:
+            gaps.append(now_ns - last)
+        last = now_ns
+    g = np.asarray(gaps, np.float64) / 1e9
+    return {"kind": "stall", "engine": "a spinning thread reading perf_counter_ns", "status": "ok",
+            "window_s": (last - t0) / 1e9, "gaps_s": [float(x) for x in np.sort(g)[::-1][:2000]], "n": len(gaps),
+            "seconds": float(g.max()) if len(g) else 0.0, "over_1ms": int((g > 1e-3).sum()),
+            "what": f"longest stall of a spinning thread in {seconds:g} s (gaps over {STALL_MIN_US:g} us)"}  # fmt: skip
+
+
 def _rate(kind, precision, engine, value, what) -> dict:
     return {"kind": kind, "precision": precision, "engine": engine, "status": "ok", "per_s": value, "what": what}
 
@@ -295,7 +317,7 @@ def measure(threads: int | None = None) -> dict:
 
     threads = threads or physical_cores()
     t0, quiet = time.perf_counter(), Quiet()
-    items = matmul_rates(threads) + bandwidths(threads) + floors(threads) + wakeups()
+    items = matmul_rates(threads) + bandwidths(threads) + floors(threads) + wakeups() + [stalls()]
     return {"timestamp": now(), "threads": threads, "llc_bytes": llc_bytes(), "items": items,
             "took_s": time.perf_counter() - t0, **quiet.lap()}  # fmt: skip
 
