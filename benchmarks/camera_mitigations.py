@@ -69,7 +69,11 @@ def main(argv=None) -> int:
     ap.add_argument("--fps", default="30,60", help="rates, comma-separated")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--frames", type=int, default=662, help="frames per run (662: enough for a p99)")
+    ap.add_argument("--only", default="", help="comma-separated names of the settings to run (default: all)")
     a = ap.parse_args(argv)
+    configs = [c for c in CONFIGS if not a.only or c[0] in a.only.split(",")]
+    if not configs:
+        raise SystemExit(f"--only names none of: {', '.join(c[0] for c in CONFIGS)}")
     rates = [float(f) for f in a.fps.split(",")]
     if why := cpu_idle_problem():
         print(f"no CPU idle states: not tried ({why})")
@@ -82,7 +86,7 @@ def main(argv=None) -> int:
         for rnd in range(a.rounds):
             for fps in rates:
                 res = []
-                for i, (name, periodic, idle) in enumerate(CONFIGS):
+                for i, (name, periodic, idle) in enumerate(configs):
                     row, b2b99 = one(a, fps, periodic, idle, Path(tmp) / f"r{rnd}_{fps:g}_{i}")
                     res.append((name, row, b2b99))
                     ratios.setdefault((fps, name), []).append(row["p99_us"] / b2b99)
@@ -104,6 +108,9 @@ def main(argv=None) -> int:
         if always:
             worst = max(ratios[(fps, always)])
             line += f"{always} wins every round (p99 at most {worst:.2f}x its back-to-back p99)"
+        for name, _, _ in configs:
+            r = ratios[(fps, name)]
+            line += f"\n  {name}: p99 / back-to-back p99 per round {', '.join(f'{x:.2f}x' for x in r)}"
         else:
             line += "no mitigation wins every round: none is recommended"
         print(line)
