@@ -117,12 +117,17 @@ def append_synced(path: str | os.PathLike, text: str):
         fd = os.open(path, flags, 0o644)
     except OSError as e:
         raise UserError(f"{path}: cannot be written ({e.strerror or type(e).__name__})") from None
+    size = None
     try:
+        size = os.fstat(fd).st_size
         data = text.encode()
         while data:
             data = data[os.write(fd, data) :]
         os.fsync(fd)
     except OSError as e:
+        if size is not None:  # a disk that filled mid-way leaves no half line (the caller holds the file's lock)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
         raise UserError(f"{path}: the rows could not be written ({e.strerror or type(e).__name__})") from None
     finally:
         os.close(fd)

@@ -17,6 +17,7 @@ LOAD_TRIALS_MAX = 20  # --trials: [1, 20] bisection steps
 LOAD_QUERIES_MAX = 1_000_000  # --queries (offline): [1, 1,000,000]
 LOAD_MAX_QUERIES_MIN = 300  # --max-queries: LoadGen's max_query_count, at least 300
 LOAD_KEEP_ALIVE_MAX_MS = 1000  # --keep-alive: [0, 1000] ms
+LOAD_SAMPLES_MAX = 2_000_000  # most samples one load run may schedule (LoadGen holds its whole schedule in memory)
 TUNED = "tuned"  # the variant `bench --tune` adds beside a runtime's own ("<variant>+tuned" when it has one)
 
 SCOPE_MEANS = {

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from rtml_profile import UserError
+from rtml_profile.cli import params
 from rtml_profile.cli.app import app, echo_table, friendly
 from rtml_profile.cli.params import Batching, Positives, batching, positives, ranged
 from rtml_profile.vocab import SEED_MAX
@@ -47,8 +48,8 @@ def load_cmd(
             help="Dynamic batching settings MAX_BATCH@MAX_WAIT_US, comma-separated; 1 = off.",
         ),
     ] = "1",  # fmt: skip
-    duration: Annotated[float, typer.Option(help="Seconds per trial (server, multi-stream, single-stream).")] = 2.0,
-    trials: Annotated[int, typer.Option(help="Bisection steps of the peak-rate search (server).")] = 6,
+    duration: params.Duration = 2.0,
+    trials: params.Trials = 6,
     over: Annotated[
         Positives, typer.Option(parser=positives, metavar="X,X", help="Multiples of the peak run after the search.")
     ] = "1.5",
@@ -57,7 +58,7 @@ def load_cmd(
         typer.Option(
             parser=positives,
             metavar="R,R",
-            help="Fixed rates instead of a search (server: queries/s; multi-stream: fps).",
+            help="Fixed rates instead of a search (server: queries/s; the closed loops take none).",
         ),
     ] = None,  # fmt: skip
     streams: Annotated[int, typer.Option(help="multi-stream: number of streams.", min=1, max=1024)] = 4,
@@ -85,10 +86,8 @@ def load_cmd(
         bool,
         typer.Option("--warm-spin", help="camera: hold the core awake (spin) from the warm-up until the frame."),
     ] = False,
-    queries: Annotated[int, typer.Option(help="offline: number of queries issued at once.")] = 10000,
-    max_queries: Annotated[
-        int, typer.Option(help="LoadGen's max_query_count: a run cut by it is INVALID (never a peak).", min=1)
-    ] = 2_000_000,
+    queries: params.Queries = 10000,
+    max_queries: params.MaxQueries = 2_000_000,
     threads: Annotated[
         Optional[int],
         typer.Option(help="Intra-op threads (default: physical cores - 1, one is LoadGen's).", min=1, max=1024),
@@ -101,10 +100,7 @@ def load_cmd(
     spin: Annotated[
         Optional[bool], typer.Option("--spin/--no-spin", help="ONNX Runtime intra-op spinning (default: its own).")
     ] = None,
-    keep_alive: Annotated[
-        float,
-        ranged("Run one unrecorded call whenever the session has been idle this many ms (0: off).", 0, 3.6e6),
-    ] = 0.0,
+    keep_alive: params.KeepAlive = 0.0,
     pin: Annotated[Optional[str], typer.Option(help="Pin the worker to these CPUs, comma-separated (e.g. 1).")] = None,
     no_cpu_idle: Annotated[
         bool,
@@ -115,6 +111,7 @@ def load_cmd(
             "halted core's exit cost.",
         ),  # fmt: skip
     ] = False,
+    quiet: params.Quiet = False,
 ):
     """Open-loop load on MLPerf LoadGen: the highest arrival rate whose p99 meets a deadline (server), camera
     rates, or one scenario run; per-query latencies from the scheduled arrival, LoadGen's verdict and logs, and
@@ -143,7 +140,8 @@ def load_cmd(
                        load.Goal(deadline_ms * 1e3, miss_target, confidence),
                        load.Search(trials=trials, over=tuple(over), rates=fixed, camera=camera),
                        threads, results, say=typer.echo,
-                       idle=load.Idle(spin, keep_alive, cpus, no_cpu_idle))  # fmt: skip
+                       idle=load.Idle(spin, keep_alive, cpus, no_cpu_idle),
+                       tell=lambda line: typer.echo(line, err=True), progress=not quiet)  # fmt: skip
     rows = load.execute(req)
     for line in load.peak_lines(rows):
         typer.echo(line)

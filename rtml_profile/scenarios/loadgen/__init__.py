@@ -26,8 +26,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import errno
 import math
 import os
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,16 +40,25 @@ from rtml_profile import UserError, paths, runtimes, stats, zoo
 from rtml_profile.actuators import cpu_idle_problem, no_cpu_idle
 from rtml_profile.checkpoints import trained_epochs
 from rtml_profile.files import atomic_write, check_writable
-from rtml_profile.host import FACTS, Quiet, environment, physical_cores
+from rtml_profile.host import FACTS, Quiet, available_memory_bytes, environment, machine, physical_cores
 from rtml_profile.measure.launcher import reason_of, run_runtime
 from rtml_profile.measure.request import check_request
 from rtml_profile.measure.targets import zoo_target
 from rtml_profile.measure.timing import Settings, time_calls
-from rtml_profile.results import SAMPLES, Store, now, record_with_samples, slug
+from rtml_profile.results import SAMPLES, Store, drop_unreferenced, now, record_with_samples, samples_path, slug
 from rtml_profile.runtimes.base import RunConfig
 from rtml_profile.scenarios.loadgen import camera, queue_sim, sut
+from rtml_profile.scenarios.loadgen.progress import LoadProgress, estimate_line
 from rtml_profile.views import load_peaks
-from rtml_profile.vocab import CALIBRATED
+from rtml_profile.vocab import (
+    CALIBRATED,
+    LOAD_DURATION_MAX_S,
+    LOAD_KEEP_ALIVE_MAX_MS,
+    LOAD_MAX_QUERIES_MIN,
+    LOAD_QUERIES_MAX,
+    LOAD_SAMPLES_MAX,
+    LOAD_TRIALS_MAX,
+)
 
 SCENARIOS = ("single-stream", "multi-stream", "server", "offline", "camera")
 SCOPE = "end-to-end"  # a query is a host array in and a host array out
@@ -97,17 +109,27 @@ class Scenario:
         checks = [
             (self.rate > 0 and math.isfinite(self.rate), f"the rate must be a positive number, got {self.rate}"),
             (self.streams >= 1, f"--streams must be at least 1, got {self.streams}"),
-            (0 < self.duration_s <= 600, f"--duration must be in (0, 600] seconds, got {self.duration_s}"),
-            (1 <= self.queries <= 1_000_000, f"--queries must be between 1 and 1,000,000, got {self.queries}"),
-            (300 <= self.max_queries, f"--max-queries must be at least 300, got {self.max_queries}"),
+            (
+                0 < self.duration_s <= LOAD_DURATION_MAX_S,
+                f"--duration must be in (0, {LOAD_DURATION_MAX_S}] seconds, got {self.duration_s}",
+            ),
+            (
+                1 <= self.queries <= LOAD_QUERIES_MAX,
+                f"--queries must be between 1 and {LOAD_QUERIES_MAX:,}, got {self.queries}",
+            ),
+            (
+                LOAD_MAX_QUERIES_MIN <= self.max_queries,
+                f"--max-queries must be at least {LOAD_MAX_QUERIES_MIN}, got {self.max_queries}",
+            ),
             (1 <= self.max_batch <= 1024, f"--max-batch must be between 1 and 1024, got {self.max_batch}"),
             (0 <= self.max_wait_us <= 1e6, f"--max-wait must be between 0 and 1,000,000 us, got {self.max_wait_us}"),
         ]
         for ok, why in checks:
             if not ok:
                 raise UserError(why)
-        if self.offered_qps * self.duration_s > 2_000_000:
-            raise UserError(f"{self.offered_qps:.0f} queries/s for {self.duration_s} s is over 2,000,000 queries")
+        if self.offered_qps * self.duration_s > LOAD_SAMPLES_MAX:
+            raise UserError(f"{self.offered_qps:.0f} queries/s for {self.duration_s} s is over "
+                            f"{LOAD_SAMPLES_MAX:,} queries")  # fmt: skip
         return self
 
 
@@ -124,8 +146,51 @@ def plan(sc: Scenario, goal: Goal, expected_us: float = 1000.0, capacity: float 
     """The LoadGen run for `sc` judged against `goal` (see sut.Plan)."""
 
     deadline_ns = {"single-stream": expected_us * 1e3}.get(sc.kind, goal.deadline_us * 1e3)
-    return sut.Plan(sc.kind, sc.rate, int(deadline_ns), sc.duration_s, queries_for(sc, goal), sc.seed, sc.streams,
+    # offline issues exactly --queries: with a min duration LoadGen would issue capacity x duration instead
+    duration_s = 0.0 if sc.kind == "offline" else sc.duration_s
+    return sut.Plan(sc.kind, sc.rate, int(deadline_ns), duration_s, queries_for(sc, goal), sc.seed, sc.streams,
                 capacity, PERCENTILE / 100, sc.max_queries)  # fmt: skip
+
+
+SAMPLE_BYTES = 2048  # memory one scheduled sample costs (LoadGen's schedule and trace, the SUT's records, arrays)
+
+
+def scheduled(sc: Scenario, goal: Goal, expected_us: float | None = None) -> tuple[int, int]:
+    """(queries, samples per query) one run of `sc` schedules: LoadGen makes its whole schedule before the first
+    query (max(min queries, duration x its rate), at most max_query_count) and holds every sample of it in
+    memory; a closed loop's rate is 1 / its expected latency (multi-stream: the deadline; single-stream: the
+    call, `expected_us`: (0, 1) while it is not timed yet)."""
+    if sc.kind == "offline":
+        return sc.queries, 1
+    if sc.kind == "camera":
+        return sc.frames, 1
+    need = queries_for(sc, goal)
+    if sc.kind == "multi-stream":
+        need = max(need, sc.duration_s * 1e6 / goal.deadline_us)
+    elif sc.kind == "single-stream":
+        if expected_us is None:
+            return 0, 1
+        need = max(need, sc.duration_s * 1e6 / max(expected_us, 1e-3))
+    return int(min(math.ceil(need), sc.max_queries)), sc.streams if sc.kind == "multi-stream" else 1
+
+
+def size_problem(sc: Scenario, goal: Goal, expected_us: float | None = None) -> str:
+    """Why one run of `sc` must not start ('' when it may): the samples it schedules are over LOAD_SAMPLES_MAX,
+    or they would not fit in half the memory free now."""
+    queries, per = scheduled(sc, goal, expected_us)
+    samples = queries * per
+    what = f"{queries:,} queries" + (f" of {per} samples ({samples:,} samples)" if per > 1 else "")
+    how = {"multi-stream": "fewer --streams, a lower --fps or a longer --deadline, or a shorter --duration",
+           "offline": "fewer --queries", "camera": "fewer --frames or --cameras, or a lower --fps"}.get(
+               sc.kind, "a lower rate or a shorter --duration")  # fmt: skip
+    run = f"a {sc.kind} run" + (f" at {sc.offered_qps:g}/s" if sc.offered_qps else "")
+    if samples > LOAD_SAMPLES_MAX:
+        return f"{run} would schedule {what}, over the {LOAD_SAMPLES_MAX:,} samples one run may hold; use {how}"
+    need, free = samples * SAMPLE_BYTES, available_memory_bytes()
+    if need > free // 2:
+        return (f"{run} would schedule {what}, about {need / 2**30:.1f} GiB in memory; this machine has "
+                f"{free / 2**30:.1f} GiB free; use {how}")  # fmt: skip
+    return ""
 
 
 # ---------------------------------------------------------------- verdicts
@@ -237,8 +302,8 @@ class Search:
     camera: bool = False
 
     def validate(self) -> Search:
-        if not 1 <= self.trials <= 20:
-            raise UserError(f"--trials must be between 1 and 20, got {self.trials}")
+        if not 1 <= self.trials <= LOAD_TRIALS_MAX:
+            raise UserError(f"--trials must be between 1 and {LOAD_TRIALS_MAX}, got {self.trials}")
         if any(not (r > 0 and math.isfinite(r)) for r in (*self.over, *self.rates)):
             raise UserError("rates and multiples must be positive numbers")
         return self
@@ -287,8 +352,8 @@ class Idle:
         return "; ".join(parts)
 
     def validate(self) -> Idle:
-        if not (0 <= self.keepalive_ms <= 1000):
-            raise UserError(f"--keep-alive must be between 0 and 1000 ms, got {self.keepalive_ms}")
+        if not (0 <= self.keepalive_ms <= LOAD_KEEP_ALIVE_MAX_MS):
+            raise UserError(f"--keep-alive must be between 0 and {LOAD_KEEP_ALIVE_MAX_MS} ms, got {self.keepalive_ms}")
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         if self.pin and not set(self.pin) <= cpus:
             raise UserError(f"--pin names CPUs this process may not use: {sorted(set(self.pin) - cpus)} "
@@ -303,29 +368,74 @@ def nice_rate(r: float) -> float:
     return float(f"{r:.3g}")
 
 
-def rates(g: LoadGroup, capacity_qps: float, run) -> None:
-    """Call `run(rate, role, deadline_us) -> passed` for each rate to try: the camera runs, fixed rates, or a
-    bisection then multiples."""
+def planned(g: LoadGroup) -> list[tuple[float, float | None, str]] | None:
+    """(rate, deadline in us or None for the goal's, role) of each run of `g`, known before it starts; None for a
+    search (its rates follow from the measured capacity and each verdict)."""
     if g.search.camera:
-        for r, deadline in CAMERA:
-            run(r, "camera", deadline)
-        return
+        return [(r, deadline, "camera") for r, deadline in CAMERA]
     if g.scenario.kind == "camera":
-        run(g.scenario.rate, "periodic", None)
-        return
+        return [(g.scenario.rate, None, "periodic")]
     if g.scenario.kind != "server" or g.search.rates:
-        for r in g.search.rates or (g.scenario.rate,):
-            run(r, "fixed", None)
+        return [(r, None, "fixed") for r in g.search.rates or (g.scenario.rate,)]
+    return None
+
+
+def rates(g: LoadGroup, capacity_qps: float, run) -> None:
+    """Call `run(rate, role, deadline_us) -> passed` for each rate to try: the planned runs (camera runs, fixed
+    rates), or a bisection then multiples. A rate the search already ran is not run again (its row would replace
+    the first: a rate is part of the row's key); its verdict is reused."""
+    fixed = planned(g)
+    if fixed is not None:
+        for r, deadline, role in fixed:
+            run(r, role, deadline)
         return
+    tried: dict[float, bool] = {}
+
+    def once(r: float, role: str) -> bool:
+        if r not in tried:
+            tried[r] = run(r, role, None)
+        return tried[r]
+
     lo, hi, peak = 0.0, 1.25 * capacity_qps, 0.0
     for _ in range(g.search.trials):
         r = nice_rate((lo + hi) / 2)
-        if run(r, "search", None):
+        if once(r, "search"):
             lo = peak = r
         else:
             hi = r
     for m in g.search.over if peak else ():
-        run(nice_rate(peak * m), f"{m:g}x peak", None)
+        once(nice_rate(peak * m), f"{m:g}x peak")
+
+
+def key_cells(g: LoadGroup, host: str, threads, rate: float | None = None, deadline_us: float | None = None) -> dict:
+    """The load.csv key of a run of `g` at `rate` (None: a row of no run, e.g. a group that could not load)."""
+    sc = g.scenario if rate is None else g.scenario.at(rate)
+    cpu = runtimes.get(g.runtime).caps.device == "cpu"
+    return {"host": host, "model": g.target, "runtime": g.runtime, "precision": g.precision, "scenario": sc.kind,
+            "streams": sc.streams, "threads": threads if cpu else "", "max_batch": sc.max_batch,
+            "max_wait_us": sc.max_wait_us, "deadline_us": g.goal.deadline_us if deadline_us is None else deadline_us,
+            "offered_qps": 0.0 if rate is None else sc.offered_qps, "settings": settings_text(g)}  # fmt: skip
+
+
+def check_keys(groups: list[LoadGroup], host: str, threads: int):
+    """Refuse a plan in which two runs would share one load.csv key (the second row would replace the first):
+    every planned run's key, and one per search (two searches of one key would try the same rates)."""
+    from rtml_profile import schema
+
+    seen: dict[str, str] = {}
+    for g in groups:
+        runs = planned(g)
+        for rate, deadline, _role in runs if runs is not None else [(None, None, "search")]:
+            cells = key_cells(g, host, threads, rate, deadline)
+            k = schema.key_text("load", cells) + ("" if runs is not None else "\x1fsearch")
+            what = (f"{g.target} {g.runtime} {g.precision} {g.scenario.kind}, batch<={g.scenario.max_batch} within "
+                    f"{g.scenario.max_wait_us:g} us, deadline {cells['deadline_us']:g} us"
+                    + (f", {cells['offered_qps']:g} queries/s offered" if runs is not None else ", searched")
+                    + (f", {cells['settings']}" if cells["settings"] else ""))  # fmt: skip
+            if k in seen:
+                raise UserError(f"two runs of this plan would share one row of load.csv ({what}): the second would "
+                                f"replace the first; drop the repeated value")  # fmt: skip
+            seen[k] = what
 
 
 SERVICE_SAMPLES = 500  # back-to-back calls kept per batch size for the queue model
@@ -402,6 +512,10 @@ def _measure_group(conn, cls, gi, g: LoadGroup, target, config):
         goal = g.goal if deadline_us is None else dataclasses.replace(g.goal, deadline_us=deadline_us)
         sc = g.scenario.at(rate)
         where = {"rate": rate, "role": role, "deadline_us": goal.deadline_us}
+        too_big = size_problem(sc, goal, expected)  # the schedule is made before the first query: bound it first
+        if too_big:
+            conn.send(("row", job, "failed", too_big, None, where))
+            return False
         try:
             if periodic:
                 out = camera.run(calls, rt.synchronize, warm, sc.rate, sc.streams, sc.periodic, sc.frames,
@@ -419,7 +533,8 @@ def _measure_group(conn, cls, gi, g: LoadGroup, target, config):
             extra["camera"] = out["facts"]
             conn.send(("row", job, "ok", "", arrays, extra))
             return judge_camera(arrays, sc, goal, out["facts"])["passed"]
-        extra.update(loadgen=out["result"], logs=out["logs"])
+        issued = len(arrays["us"]) if sc.kind == "offline" else out["result"].get("result_query_count")
+        extra.update(loadgen=out["result"], logs=out["logs"], queries=issued if issued is not None else "")
         conn.send(("row", job, "ok", "", arrays, extra))
         return judge(arrays, sc, goal, out["result"])["passed"]
 
@@ -517,6 +632,8 @@ class Request:
     results: Path = paths.DATA
     say: object = None  # a callable receiving one line per finished trial
     idle: Idle = field(default_factory=Idle)
+    tell: object = None  # a callable receiving the line that says how long the runs will take (before the first)
+    progress: bool = True  # a progress bar over the runs (stderr)
 
     def groups(self) -> list[LoadGroup]:
         return [
@@ -536,16 +653,26 @@ class Request:
         ]
 
 
-def check(req: Request) -> list[LoadGroup]:
+def check(req: Request) -> tuple[list[LoadGroup], int]:
+    """Every check before anything is written or started: the machine's facts, the options, the files they name,
+    the plan (no two runs share a key, no run schedules more than memory holds), the write paths; the results
+    folder is made last, so a refused run leaves none behind. Returns the groups and the intra-op threads."""
+    host = machine()["id"]  # $RTML_FINGERPRINT's file, if any, is read (and refused) before anything else
     check_request(req.runtimes, req.precisions, [SCOPE])
     req.goal.validate()  # the options first, then the files they name
     req.search.validate()
     req.idle.validate()
-    if req.scenario.kind == "camera" and any(b != 1 for b, _ in req.batching):
+    kind = req.scenario.kind
+    if kind == "camera" and any(b != 1 for b, _ in req.batching):
         raise UserError("the camera scenario runs each frame as it comes (batching off): drop --batching")
-    if req.scenario.kind == "camera" and (req.search.camera or req.search.rates):
+    if kind == "camera" and (req.search.camera or req.search.rates):
         raise UserError("--scenario camera runs one periodic source at --fps; --camera and --rate are for "
                         "LoadGen's server runs")  # fmt: skip
+    if kind in CLOSED and (req.search.camera or req.search.rates):
+        opt = "--rate" if req.search.rates else "--camera"
+        deadline = " (its deadline is one frame at --fps, or --deadline)" if kind == "multi-stream" else ""
+        raise UserError(f"{opt} sets the arrival rates of LoadGen's server scenario; {kind} {CLOSED[kind]}, so a "
+                        f"rate would change nothing but the row's key: drop {opt}{deadline}")  # fmt: skip
     for m in req.models:
         zoo.get(m)
         if not paths.onnx(m).is_file():
@@ -562,60 +689,163 @@ def check(req: Request) -> list[LoadGroup]:
         if req.idle.spin is not None and "spin_wait" not in {k.name for k in caps.knobs}:
             raise UserError(f"--spin/--no-spin is an ONNX Runtime CPU setting; {g.runtime} has no such knob")
     Settings(threads=req.threads).validate()
+    threads = req.threads or max(1, physical_cores() - 1)  # one core stays free for LoadGen's issue thread
+    check_keys(groups, host, threads)
+    for g in groups:
+        for rate, deadline, _role in planned(g) or ():
+            goal = g.goal if deadline is None else dataclasses.replace(g.goal, deadline_us=deadline)
+            why = size_problem(g.scenario.at(rate), goal)
+            if why:
+                raise UserError(f"{g.target} {g.runtime} {g.precision}: {why}")
+    results = Path(req.results)
+    for g in groups:  # every folder a row's files go to: never a symbolic link (checked before anything is written)
+        check_no_link(results, f"{SAMPLES}/load/{slug(host)}/{slug(g.target)}")
+    check_writable(results)
+    check_writable(results / SAMPLES)
+    return groups, threads
 
-    check_writable(Path(req.results))
-    check_writable(Path(req.results) / "samples")
-    return groups
+
+CLOSED = {"multi-stream": "is a closed loop (the next query is issued when the last completes)",
+          "single-stream": "is a closed loop (the next query is issued when the last completes)",
+          "offline": "issues every query at once"}  # fmt: skip
+
+
+def check_no_link(results: Path, rel: str):
+    """Refuse when a folder on the way from `results` to `results`/`rel` is a symbolic link (the sentence of
+    results.write_npz, said before anything is written rather than after LoadGen's logs were)."""
+    folder = Path(results)
+    for part in Path(rel).parts:
+        folder = folder / part
+        if folder.is_symlink():
+            raise UserError(f"{folder} is a symbolic link; raw samples are written only inside the results folder")
+        if os.path.lexists(folder) and not folder.is_dir():
+            raise UserError(f"{folder} is in the way: it is not a folder (raw samples are written under it)")
 
 
 def execute(req: Request) -> list[dict]:
     """Run every group of `req` (one worker per runtime, as bench); each run's row, its raw per-query samples and
-    LoadGen's logs are persisted in `req.results` (load.csv, samples/) as soon as it finishes. Returns the rows."""
+    LoadGen's logs are persisted in `req.results` (load.csv, samples/) as soon as it finishes. Returns the rows.
+    LoadGen's logs are written to a temporary folder inside the results folder and moved beside the row's samples
+    once the row is recorded; a replaced row's logs are removed. A disk that fills or a path that cannot be
+    written is one sentence naming the path; the rows recorded before it are kept, nothing is half-written."""
 
-    groups = check(req)
-    threads = req.threads or max(1, physical_cores() - 1)  # one core stays free for LoadGen's issue thread
+    groups, threads = check(req)
+    results = Path(req.results)
     targets = {m: zoo_target(m, with_accuracy=False) for m in req.models}
     config = RunConfig(threads=threads, min_batch=1, max_batch=max(g.scenario.max_batch for g in groups))
     row_of, out, quiet = _row_builder(threads), [], Quiet()
+    if req.tell:
+        req.tell(estimate_line(groups))
+    stage = results / f".loadgen-staging.{os.getpid()}"
+    _clean_stages(results)
 
     def emit(g, _scope, _index, status, reason, arrays=None, extra=None, probe=None):
         extra = dict(extra or {})
         logs = extra.pop("logs", None)
         row, stem = row_of(g, status, reason, arrays, extra, probe)
         row.update(quiet.lap())  # how quiet the machine was since the previous run (this run's)
-        if status == "ok" and logs:
-            row["loadgen_log"] = save_logs(req.results, stem, arrays["us"], logs)
-        # LoadGen's schedule is not kept: its detail log holds the seed and settings that reproduce it; the camera
-        # source has no such log, so its schedule (each frame's scheduled time) is kept
-        own = g.scenario.kind == "camera"
-        kept = {k: v for k, v in arrays.items() if own or k != "arrival_s"} if status == "ok" else None
-        out.append(record_with_samples(req.results, "load", row, stem, kept))
+        staged = {}
+        try:
+            if status == "ok" and logs:
+                row["loadgen_log"], staged = stage_logs(stage, stem, arrays["us"], logs)
+            # LoadGen's schedule is not kept: its detail log holds the seed and settings that reproduce it; the
+            # camera source has no such log, so its schedule (each frame's scheduled time) is kept
+            own = g.scenario.kind == "camera"
+            kept = {k: v for k, v in arrays.items() if own or k != "arrival_s"} if status == "ok" else None
+            out.append(record_with_samples(results, "load", row, stem, kept))
+            move_logs(results, out[-1], staged)
+        except OSError as e:
+            raise UserError(_unwritable(e, results)) from None
+        finally:
+            for p in staged.values():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+        bar.done(out[-1])
         if req.say:
             req.say(trial_line(out[-1]))
 
-    for name in dict.fromkeys(g.runtime for g in groups):
-        mine = [g for g in groups if g.runtime == name]
-        run_runtime(name, mine, targets, None, config, emit, measure_group)
-    Store.of(req.results, "load").compact()  # once per command: rows were appended to the journal as they came
+    try:
+        with LoadProgress(req.progress, groups) as bar:
+            for name in dict.fromkeys(g.runtime for g in groups):
+                mine = [g for g in groups if g.runtime == name]
+                run_runtime(name, mine, targets, None, config, emit, measure_group)
+        try:
+            Store.of(results, "load").compact()  # once per command: rows were appended to the journal as they came
+        except OSError as e:
+            raise UserError(_unwritable(e, results) + " (load.csv.journal holds every row; the next command "
+                            "folds it in)") from None  # fmt: skip
+    finally:
+        with contextlib.suppress(OSError):
+            if stage.is_dir() and not stage.is_symlink():
+                shutil.rmtree(stage)
     return out
 
 
-def save_logs(results: Path, stem: str, us, logs: dict) -> str:
-    """LoadGen's summary and detail logs of one run, beside its samples file and named by the same digest
-    (samples/<stem>.<digest>.mlperf_log_summary.txt and .mlperf_log_detail.txt.gz); returns the summary's path
-    relative to the results folder (the row's `loadgen_log`)."""
-    import gzip
+def _unwritable(e: OSError, results: Path) -> str:
+    where = Path(e.filename or results)
+    temp = re.match(r"^\.(.+)\.\d+-\d+\.tmp(\.\w+)?$", where.name)  # files.atomic_path's temp: name its file
+    where = where.with_name(temp.group(1)) if temp else where
+    why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or type(e).__name__)
+    return f"{where}: cannot be written ({why}); the rows recorded before it are kept and nothing is half-written"
+
+
+def _clean_stages(results: Path):
+    """Remove staging folders that load commands no longer running left (killed between a run and its row)."""
+    import psutil
+
+    with contextlib.suppress(OSError):
+        for p in Path(results).glob(".loadgen-staging.*"):
+            pid = p.name.rsplit(".", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)) and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def log_names(stem: str, us) -> dict[str, str]:
+    """{LoadGen's log name: its path in the results folder}: beside the row's samples file, named by the same
+    digest (samples/<stem>.<digest>.mlperf_log_summary.txt and .mlperf_log_detail.txt.gz)."""
     import hashlib
 
     digest = hashlib.sha256(np.asarray(us, np.float32).tobytes()).hexdigest()[:12]
     base = f"{SAMPLES}/{stem}.{digest}"
+    return {name: f"{base}.{name}" + (".gz" if "detail" in name else "") for name in sut.LOGS}
+
+
+def stage_logs(stage: Path, stem: str, us, logs: dict) -> tuple[str, dict]:
+    """Write LoadGen's logs of one run into the staging folder `stage` (inside the results folder); returns the
+    summary's final path relative to the results folder (the row's `loadgen_log`) and {final path: staged file}."""
+    import gzip
+
+    staged = {}
+    stage.mkdir(exist_ok=True)
+    names = log_names(stem, us)
     for name, text in logs.items():
         data = text.encode()
-        rel = f"{base}.{name}"
         if "detail" in name:
-            data, rel = gzip.compress(data, mtime=0), rel + ".gz"
-        atomic_write(Path(results) / rel, data)
-    return f"{base}.mlperf_log_summary.txt"
+            data = gzip.compress(data, mtime=0)
+        tmp = stage / Path(names[name]).name
+        atomic_write(tmp, data)
+        staged[names[name]] = tmp
+    return names["mlperf_log_summary.txt"], staged
+
+
+def move_logs(results: Path, row: dict, staged: dict):
+    """Move a recorded row's staged logs in beside its samples file (only to a path the containment rule,
+    results.samples_path, accepts and that is still free), and remove the logs of the row it replaced: every log
+    of its stem whose samples file no row names any more (the Store removed that samples file)."""
+    samples, why = samples_path(results, row.get("samples_file"))
+    if samples is None or why:  # the attempt was not kept (an earlier good row was): its logs go with it
+        return
+    for rel, tmp in staged.items():
+        dest, free = samples_path(results, rel)
+        if dest is not None and free == "missing":
+            os.replace(tmp, dest)
+    prefix = samples.name.rsplit(".", 2)[0] + "."  # <stem name>.
+    for p in samples.parent.iterdir():
+        if p.name.startswith(prefix) and ".mlperf_log_" in p.name:
+            base = p.name.split(".mlperf_log_")[0]
+            rel = str(p.relative_to(results)).replace(os.sep, "/")
+            if not (p.parent / f"{base}.npz").exists():
+                drop_unreferenced(results, rel, {})
 
 
 def _row_builder(threads: int):
@@ -634,15 +864,12 @@ def _row_builder(threads: int):
         device = runtimes.get(g.runtime).caps.device
         out = {
             **{k: env[k] for k in ("host", "host_label", *FACTS)},
-            "model": g.target, "runtime": g.runtime, "precision": g.precision,
-            "scenario": sc.kind, "max_batch": sc.max_batch, "max_wait_us": sc.max_wait_us,
-            "deadline_us": goal.deadline_us, "offered_qps": sc.offered_qps if "rate" in extra else 0.0,
-            "settings": settings_text(g), "role": extra.get("role", ""), "status": status, "reason": reason,
-            "device": device, "threads": threads if device == "cpu" else "",
+            **key_cells(g, env["host"], threads, extra.get("rate"), goal.deadline_us),
+            "role": extra.get("role", ""), "status": status, "reason": reason, "device": device,
             "runtime_version": probe.version if probe else "", "cpu": env.get("cpu", ""),
             "onnxruntime": env.get("onnxruntime", ""), "torch": env.get("torch", ""), "timestamp": now(),
-            "streams": sc.streams, "rate": sc.rate, "duration_s": sc.duration_s,
-            "queries": sc.queries if sc.kind == "offline" else "", "seed": sc.seed,
+            "rate": sc.rate, "duration_s": sc.duration_s,
+            "queries": extra.get("queries", sc.queries if sc.kind == "offline" else ""), "seed": sc.seed,
             "confidence": goal.confidence, "miss_target": goal.miss_target, "percentile": PERCENTILE,
             "capacity_qps": extra.get("capacity_qps", ""), "trained_epochs": _epochs(g.target),
             "loadavg_1m": extra.get("load1", ""), "max_queries": sc.max_queries, "engine": "mlperf-loadgen",
