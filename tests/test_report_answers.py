@@ -56,7 +56,8 @@ def test_first_screen_never_flips_against_end_to_end_rows(inp):
         e2e = g[(g["scope"] == "end-to-end") & (g["batch"] == 1)]
         assert best["scope"] == "end-to-end" and best["p50_us"] == e2e["p50_us"].min()
         assert all(t["scope"] == "end-to-end" and is_tie(best["p50_us"], t["p50_us"]) for t in ties)
-    for s in findings.across_hosts(inp):
+    assert findings.across_hosts(inp) == []  # the committed GPU rows are an unknown machine's: kept apart
+    for s in findings.across_hosts(fingerprinted(inp)):
         mid = s.split(",")[0]
         m = ok[(ok["model"] == mid) & (ok["scope"] == "end-to-end") & (ok["batch"] == 1) & (ok["precision"] == "fp32")]
         gpu = m[m["host"].str.contains("H100")]["p50_us"].min()
@@ -67,8 +68,33 @@ def test_first_screen_never_flips_against_end_to_end_rows(inp):
             assert is_tie(min(gpu, cpu), max(gpu, cpu)), s
         else:
             assert said[1] == ("faster" if gpu < cpu else "slower"), s
-    text = findings.across_hosts(inp)
+    text = findings.across_hosts(fingerprinted(inp))
     assert any(s.startswith("2a, across hosts end to end") for s in text)  # the audit's case is answered
+
+
+def fingerprinted(inp):
+    """The committed inputs as if the unknown GPU machine had been fingerprinted and had recorded its weights
+    (the same rows, another host id): what the cross-host findings compare once it is re-measured."""
+    import dataclasses
+
+    from rtml_profile import schema
+
+    b = inp.bench.copy()
+    old = b["host"].map(schema.unknown)
+    b.loc[old, "host"] = "feedfacecafe"
+    b.loc[b["weights"].isna(), "weights"] = "same weights"
+    return dataclasses.replace(inp, bench=b, memo={})
+
+
+def test_no_row_of_an_unknown_machine_or_without_weights_is_compared_with_a_fingerprinted_row(inp):
+    from rtml_profile.report.common import change_vs_fp32
+
+    assert findings.across_hosts(inp) == []
+    said = findings.kept_apart(inp)
+    assert len(said) == 1 and said[0].startswith("Kept apart as older evidence: H100 80GB HBM3, unknown machine")
+    h100 = inp.ok[inp.ok["host"].map(lambda h: h.startswith("unknown-"))].iloc[0].to_dict()
+    assert change_vs_fp32(inp, h100) == "weights not recorded"
+    assert findings.across_hosts(fingerprinted(inp)) and not findings.kept_apart(fingerprinted(inp))
 
 
 def test_first_screen_shows_compute_only_as_on_device(inp):

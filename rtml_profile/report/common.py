@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from rtml_profile import stats, zoo
+from rtml_profile import schema, stats, zoo
 from rtml_profile.host import BUSY_CORES
 from rtml_profile.report import paired
 from rtml_profile.report.fmt import Change, filled, pct, sig
@@ -130,6 +130,8 @@ def change_vs_fp32(inp: Inputs, row) -> str:
     """The row's metric change against the PyTorch fp32 model (its training record; for rows from other
     weights, fp32 on those same weights), with its interval."""
 
+    if not filled(row.get("weights")) and schema.unknown(row["host"]):  # older evidence: which weights it ran is
+        return "weights not recorded"  # unknown, so a difference could be the weights' (kept apart, never compared)
     mine = paired.reference_row(inp, row)
     if mine is not None:
         got = paired.paired_change(inp, row, mine, zoo.get(row["model"]).task == "classification")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from rtml_profile import zoo
+from rtml_profile import schema, zoo
 from rtml_profile.report import paired
 from rtml_profile.report.common import (
     change,
@@ -120,6 +120,8 @@ def across_hosts(inp: Inputs) -> list[str]:
     and best throughput at the largest batch both measured; compute scope only as 'if the input already lives on
     the device'."""
     ok, out = distinct(inp.ok), []
+    if ok is not None and "weights" in ok:  # like for like or apart: only fingerprinted machines' rows that say
+        ok = ok[~ok["host"].map(schema.unknown) & ok["weights"].notna()]  # which weights they ran are compared
     hosts = sorted(ok["host"].unique()) if ok is not None else []
     cpu = [h for h in hosts if not host_gpu(inp, h)]
     gpu = [h for h in hosts if host_gpu(inp, h)]
@@ -156,6 +158,23 @@ def across_hosts(inp: Inputs) -> list[str]:
                 f"({config(dd)} {duration_us(dd['p50_us'])} vs {config(dc)} {duration_us(dc['p50_us'])})"
             )
         out.append(s + ".")
+    return out
+
+
+def kept_apart(inp: Inputs) -> list[str]:
+    """Older evidence: machines written before fingerprints (unknown machines) whose rows record no weights are
+    listed with their dates and never compared with a fingerprinted machine's rows."""
+    ok = inp.ok
+    if ok is None or "weights" not in ok:
+        return []
+    out = []
+    for host, g in ok[ok["host"].map(schema.unknown)].groupby("host", sort=True):
+        if g["weights"].notna().any() or ok["host"].map(schema.unknown).all():
+            continue
+        when = sorted(str(t)[:10] for t in g.get("timestamp", []) if isinstance(t, str) and t)
+        dates = f"{when[0]} to {when[-1]}" if when and when[0] != when[-1] else (when[0] if when else "undated")
+        out.append(f"Kept apart as older evidence: {host_label(inp, host)} ({len(g)} rows, {dates}, weights not "
+                   f"recorded) is compared with no fingerprinted machine; re-measure it to compare.")  # fmt: skip
     return out
 
 
@@ -240,7 +259,7 @@ def findings(inp: Inputs) -> list[str]:
     """Sentences computed from the data: different data make different sentences."""
     out = [training_state(inp, mid) for mid in models(inp) if mid in inp.records]
     out += same_data(inp)
-    out += across_hosts(inp)
+    out += across_hosts(inp) + kept_apart(inp)
     out += [s for s in (precision_effect(inp, *k) for k in precision_pairs(inp)) if s]
     out += tf32_note(inp)
     return out
