@@ -23,6 +23,7 @@ BENCH_CSV = "bench.csv"
 ANALYSIS_CSV = "analysis.csv"
 CHECKS_CSV = "checks.csv"  # output checks of profiled models (rtml-profile profile)
 LOAD_CSV = "load.csv"  # rtml-profile load: one row per trial
+DECISIONS_CSV = "decisions.csv"  # rtml-profile decide: one row per model x machine x arrival pattern x deadline
 PRECISION_NODES_CSV, PRECISION_FIXES_CSV = "precision_nodes.csv", "precision_fixes.csv"  # rtml-profile precision
 MODEL_RECORDS = "models"  # reports/data/models/<slug>.json: what a profiled model is and how it was run
 MODEL_REPORTS = REPORTS / "models"  # reports/models/<slug>.md (+ figures/): one appendix per profiled model

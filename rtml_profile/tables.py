@@ -306,6 +306,41 @@ LOAD = Table(
     ),
 )  # fmt: skip
 
+DECISIONS = Table(
+    "decisions",
+    paths.DECISIONS_CSV,
+    "one row per model x machine x arrival pattern x rate x deadline (rtml-profile decide): the configuration to "
+    "deploy, measured at the arrival pattern in interleaved rounds against the ort-cpu fp32 baseline",
+    key=("host", "model", "pattern", "rate", "deadline_us"),
+    columns=(
+        _c("host", "text", "the machine's fingerprint id (host.fingerprint_columns)", required=True),
+        _c("host_label", "text", "the machine in words"),
+        _c("model", "text", "zoo id", required=True),
+        _c("pattern", "enum", "arrival pattern: camera (periodic, --fps) or poisson (LoadGen server, --rate)",
+           values=("camera", "poisson"), required=True),
+        _c("rate", "float", "frames/s (camera) or mean arrivals/s (poisson)", required=True),
+        _c("deadline_us", "float", "deadline from arrival, us", required=True),
+        _c("runtime", "text", "the pick's runtime ('' when no candidate met the deadline in every round)"),
+        _c("precision", "text", "the pick's precision"),
+        _c("threads", "int", "the pick's intra-op threads", low=1),
+        _c("settings", "text", "the pick's other settings ('' the runtime's defaults)"),
+        _c("p50_us", "float", "the pick's median latency from arrival, us: median over rounds"),
+        _c("p99_us", "float", "the pick's p99 latency from arrival, us: median over rounds"),
+        _c("p99_lo_us", "float", "the lowest of the pick's round p99s, us"),
+        _c("p99_hi_us", "float", "the highest of the pick's round p99s, us"),
+        _c("misses", "int", "the pick's arrivals later than the deadline (or dropped), all rounds together"),
+        _c("arrivals", "int", "the pick's arrivals, all rounds together"),
+        _c("rounds", "int", "interleaved load rounds per candidate", low=1),
+        _c("accuracy_change", "float", "the pick's metric minus ort-cpu fp32's on the same weights, points"),
+        _c("runner_up", "text", "the next candidate by median p99 that met the deadline in every round"),
+        _c("beats_baseline", "bool", "the pick is not the baseline: faster in every round by more than the spread"),
+        _c("why", "text", "why the pick won, or why the baseline stands"),
+        _c("others", "text", "why each other candidate fell ('name: why', ';'-separated)"),
+        _c("evidence", "text", "the pick's load samples and logs per round, relative to the results folder"),
+        _c("timestamp", "text", "when the decision was made (UTC)"),
+    ),
+)  # fmt: skip
+
 _CHECK_STATS = (
     ("max_abs", "largest absolute difference"), ("mean_abs", "mean absolute difference"),
     ("p99_abs", "99th percentile absolute difference"), ("max_rel", "largest relative difference"),
@@ -427,7 +462,9 @@ PRECISION_FIXES = Table(
     ),
 )
 
-TABLES: dict[str, Table] = {t.name: t for t in (BENCH, LOAD, CHECKS, ANALYSIS, PRECISION_NODES, PRECISION_FIXES)}
+TABLES: dict[str, Table] = {
+    t.name: t for t in (BENCH, LOAD, CHECKS, ANALYSIS, PRECISION_NODES, PRECISION_FIXES, DECISIONS)
+}
 
 
 def markdown() -> str:

@@ -4,7 +4,7 @@ One module per command group registers its commands on the one Typer app (cli.ap
 
 # isort: off
 # importing a group registers its commands, in this order in --help
-from rtml_profile.cli import train, analyze, bench, load, profile, where, report, fleet  # noqa: F401
+from rtml_profile.cli import train, analyze, bench, load, decide, profile, where, report, fleet  # noqa: F401
 
 # isort: on
 from pathlib import Path
