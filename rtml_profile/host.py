@@ -135,6 +135,11 @@ def _cpuinfo() -> dict:
     return info
 
 
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (py-cpuinfo's, as /proc/cpuinfo names them: avx512_bf16, amx_bf16, ...)."""
+    return set(_cpuinfo().get("flags", []))
+
+
 INT8_DOT_PRODUCT = {"avx512_vnni", "avx_vnni", "amx_int8"}  # flags of x86 instructions that add u8 x s8 in 32 bits
 
 

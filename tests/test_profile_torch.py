@@ -76,3 +76,102 @@ def test_ctrl_c_stops_profile_of_a_loop_that_never_ends(tmp_path):
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted"), err
     gone, alive = psutil.wait_procs(workers, timeout=5)
     assert not alive  # no worker left spinning in the Loop
+
+
+# ---------------------------------------------------------------- a user's own file.py:factory
+
+
+TINY = """
+import torch
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x))
+
+
+def make():
+    return Tiny(), (torch.randn(2, 8),)  # unseeded: the worker must still run the exported weights
+
+
+def raises():
+    raise RuntimeError("no model today")
+
+
+def wrong():
+    return 42
+"""
+FAST = ["--min-iters", "5", "--min-time", "0", "--max-time", "0.05", "-q"]
+
+
+@pytest.fixture
+def user_file(tmp_path):
+    path = tmp_path / "mymodel.py"
+    path.write_text(TINY)
+    return path
+
+
+def _one_sentence(r):
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert r.output.startswith("error: ") and r.output.count("\n") == 1, r.output
+    return r.output
+
+
+def test_bad_user_files_are_one_sentence(cli, workdir, user_file):
+    assert "raised RuntimeError: no model today" in _one_sentence(cli("profile", f"{user_file}:raises", *FAST))
+    assert "must return (module, example_inputs)" in _one_sentence(cli("profile", f"{user_file}:wrong", *FAST))
+    assert "no function 'missing'" in _one_sentence(cli("profile", f"{user_file}:missing", *FAST))
+    assert "not a Python file" in _one_sentence(cli("profile", f"{workdir}/absent.py:make", *FAST))
+    (workdir / "syntax.py").write_text("def make(:\n")
+    assert "importing" in _one_sentence(cli("profile", f"{workdir}/syntax.py:make", *FAST))
+
+
+def test_help_says_importing_the_file_runs_its_code(cli):
+    r = cli("profile", "--help")
+    assert r.exit_code == 0 and "RUNS ITS CODE" in " ".join(r.output.split()), r.output
+
+
+@pytest.mark.slow  # torch imports in the parent and in two workers: about 15 s
+def test_user_factory_profiled_end_to_end_on_torch_and_ort(cli, workdir, user_file):
+    from rtml_profile import results
+
+    r = cli("profile", f"{user_file}:make", "-r", "torch-cpu", "-r", "ort-cpu", "-p", "fp32", "--results",
+            workdir / "r", "--out", workdir / "m", *FAST)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rows = results.read_csv(workdir / "r" / "bench.csv", "bench")
+    ok = rows[rows.status == "ok"]
+    assert set(ok.runtime) == {"torch-cpu", "ort-cpu"} and set(ok.batch) == {2}
+    assert "check torch-cpu fp32 output: ok" in r.output and "check ort-cpu fp32 output: ok" in r.output
+
+
+@pytest.mark.slow
+def test_torch_cpu_bf16_casts_weights_once_and_passes_the_bf16_check(cli, workdir, user_file):
+    from rtml_profile import results
+    from rtml_profile.runtimes.torch_rt import bf16_absent_reason
+
+    reason = bf16_absent_reason()
+    if reason:
+        pytest.skip(reason)
+    r = cli("profile", f"{user_file}:make", "-r", "torch-cpu", "-p", "bf16", "--results", workdir / "r", "--out",
+            workdir / "m", *FAST)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rows = results.read_csv(workdir / "r" / "bench.csv", "bench")
+    assert set(rows.status) == {"ok"} and set(rows.weights_dtype) == {"bfloat16"}
+    assert "check torch-cpu bf16 output: ok" in r.output
+
+
+@pytest.mark.slow  # a C++ build: tens of seconds
+def test_aoti_variant_builds_as_preparation(cli, workdir, user_file):
+    from rtml_profile import results
+
+    r = cli("profile", f"{user_file}:make", "-r", "torch-cpu", "-p", "fp32", "--variant", "aoti", "--scope",
+            "end-to-end", "--results", workdir / "r", "--out", workdir / "m", *FAST)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rows = results.read_csv(workdir / "r" / "bench.csv", "bench")
+    aoti = rows[rows.variant == "aoti"]
+    assert len(aoti) == 1 and aoti.status.iloc[0] == "ok", aoti.reason.tolist()
+    assert float(aoti.prepare_s.iloc[0]) > 0 and str(aoti.check_status.iloc[0]) == "ok"

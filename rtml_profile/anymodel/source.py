@@ -17,6 +17,7 @@ import numpy as np
 
 from rtml_profile import UserError, paths, zoo
 from rtml_profile.analyze import load_onnx
+from rtml_profile.anymodel import torchsrc
 from rtml_profile.artifacts import build_info, build_once, content_digest
 from rtml_profile.files import hash_files
 from rtml_profile.session import cpu_session
@@ -34,6 +35,7 @@ class Source:
     origin: str  # "onnx" or "torchvision"
     digest: str  # sha256 of the file and its external weights
     info: dict = field(default_factory=dict)  # origin facts (torchvision: weights, export check, published MACs)
+    torch: torchsrc.TorchSpec | None = None  # a PyTorch source: how torch runtimes build the module back
 
     @property
     def key(self) -> str:
@@ -52,7 +54,20 @@ def resolve(target: str, image_size: int = 224, weights: str = "auto") -> Source
 
     if target.startswith(TORCHVISION):
         return torchvision_source(target[len(TORCHVISION) :], image_size, weights)
+    if torchsrc.is_file_target(target):
+        path, _, factory = target.rpartition(":")
+        net, args = torchsrc.call_factory(Path(path), factory)
+        return module_source(
+            net,
+            args,
+            f"{Path(path).name}:{factory}",
+            "torch",
+            torchsrc.TorchSpec("file", str(Path(path).resolve()), factory),
+        )
     path = Path(target)
+    if path.suffix == ".pt2":
+        net, args = torchsrc.load_pt2(path)
+        return module_source(net, args, path.stem, "torch.export", torchsrc.TorchSpec("pt2", str(path.resolve())))
     load_onnx(path)  # not ONNX, truncated, no graph, fails the checker: one sentence each
     return Source(path, path.stem, "onnx", content_digest(path), {"file": path.name})
 
@@ -111,7 +126,68 @@ def torchvision_source(name: str, image_size: int, weights: str) -> Source:
     build_once(dest, lambda tmp: _export(name, image_size, cached if use_cached else None, tmp), settings)
     info = {**build_info(dest), "published": meta}
     info.pop("build_s", None)
-    return Source(dest, f"{name}-{image_size}", "torchvision", content_digest(dest), info)
+    state = dest.with_name(dest.name.removesuffix(".onnx") + ".state.pt")  # the same weights, for torch runtimes
+    build_once(state, lambda tmp: torch.save(_build(name, image_size, cached if use_cached else None).state_dict(),
+                                             tmp), {**settings, "kind": "torch state_dict"})  # fmt: skip
+    spec = torchsrc.TorchSpec("torchvision", name, image_size=image_size, state=str(state))
+    return Source(dest, f"{name}-{image_size}", "torchvision", content_digest(dest), info, spec)
+
+
+def module_source(net, args, name: str, origin: str, spec: torchsrc.TorchSpec) -> Source:
+    """A PyTorch module (a user's factory, a torch.export program) exported to ONNX at its example inputs' shapes
+    (fixed: the example's batch is the model's) and checked against PyTorch in ONNX Runtime; its state_dict is
+    saved beside the export so a torch runtime's worker runs the very weights exported."""
+    import hashlib
+    import shutil
+    import tempfile
+
+    import torch
+
+    folder = paths.DERIVED / "torch"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        onnx_tmp, state_tmp = Path(tmp) / "model.onnx", Path(tmp) / "state.pt"
+        check = _export_module(net, args, onnx_tmp)
+        if spec.kind == "file":
+            torch.save(net.state_dict(), state_tmp)
+        h = hashlib.sha256(onnx_tmp.read_bytes())
+        digest = h.hexdigest()[:16]
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:60] or "model"
+        dest = folder / f"{stem}.{digest}.onnx"
+        shutil.move(onnx_tmp, dest)
+        if spec.kind == "file":
+            state = dest.with_name(f"{stem}.{digest}.state.pt")
+            shutil.move(state_tmp, state)
+            spec = torchsrc.TorchSpec("file", spec.path, spec.factory, state=str(state))
+    info = {**check, "source": spec.describe(), "torch": torch.__version__}
+    return Source(dest, name, origin, content_digest(dest), info, spec)
+
+
+def _export_module(net, args, dest: Path) -> dict:
+    """torch.onnx.export of `net` at `args` (TorchScript exporter, opset OPSET) and ORT's outputs against PyTorch's."""
+    import torch
+
+    names = torchsrc.input_names(net, args)
+    net = torchsrc.exportable(net)
+    with torch.no_grad():
+        ref = [t.float().numpy() for t in torchsrc.flat_outputs(net(*args))]
+    outs = ["output"] if len(ref) == 1 else [f"output{i}" for i in range(len(ref))]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, tuple(args), str(dest), dynamo=False, opset_version=OPSET, input_names=names,
+                              output_names=outs)  # fmt: skip
+    except Exception as e:  # noqa: BLE001  the exporter fails in many ways on a user's module
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise UserError(f"the module cannot be exported to ONNX (torch.onnx.export: {first})") from None
+    got = cpu_session(dest).run(None, {n: a.numpy() for n, a in zip(names, args)})
+    diff = max(float(np.max(np.abs(g.astype(np.float64) - r))) if r.size else 0.0 for g, r in zip(got, ref))
+    bound = EXPORT.bound(max(float(np.max(np.abs(r))) if r.size else 0.0 for r in ref))
+    if not diff <= bound:
+        raise UserError(f"the ONNX export of the module disagrees with PyTorch: max |ONNX Runtime - PyTorch| = "
+                        f"{diff:.3g} > {bound:.3g} ({EXPORT.describe()})")  # fmt: skip
+    return {"export_check_rows": int(args[0].shape[0]) if args[0].ndim else 1, "export_max_abs_diff": diff,
+            "export_bound": bound, "export_tolerance": EXPORT.describe()}  # fmt: skip
 
 
 def _published(name: str) -> dict:

@@ -16,7 +16,14 @@ from rtml_profile.cli.params import InputRange, MaxTime, MinIters, MinTime, Quie
 @friendly
 def profile(
     target: Annotated[
-        str, typer.Argument(help="A path to any .onnx file, or torchvision:<name> (e.g. torchvision:resnet18).")
+        str,
+        typer.Argument(
+            help="A path to any .onnx file; torchvision:<name> (e.g. torchvision:resnet18); path/to/file.py:factory, "
+            "where factory() returns (module, example_inputs) as torch.export.export takes them (IMPORTING THAT FILE "
+            "RUNS ITS CODE: the one place user code runs, here and in each PyTorch runtime's worker); or a saved "
+            "torch.export program (.pt2). PyTorch sources are timed on torch-cpu (the module itself) beside every "
+            "ONNX-taking runtime on their export."
+        ),
     ],
     inputs: Annotated[Optional[Path], typer.Option(help="An .npz of real inputs, one array per model input.")] = None,
     shape: Annotated[
@@ -44,6 +51,10 @@ def profile(
         Optional[list[str]], typer.Option(help="compute, end-to-end or cuda-graph (default: all).")
     ] = None,
     batch: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes (default 1,8).")] = None,
+    variant: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Also measure this opt-in variant (e.g. aoti: torch-cpu through AOTInductor)."),
+    ] = None,
     threads: Threads = None,
     min_iters: MinIters = 100,
     min_time: MinTime = 0.3,
@@ -52,7 +63,9 @@ def profile(
     out: Annotated[Path, typer.Option(help="Folder for the model's appendix.")] = Path("reports/models"),
     quiet: Quiet = False,
 ):
-    """Any model end to end: static cost, latency on every runtime that takes ONNX, output checks, an appendix."""
+    """Any model end to end: static cost, latency on every runtime that takes ONNX (and, for a PyTorch source, on
+    PyTorch itself), output checks against ONNX Runtime fp32, an appendix. A file.py:factory target is imported: its
+    code runs."""
     from rtml_profile.measure.targets import Options
     from rtml_profile.measure.timing import Settings
     from rtml_profile.pipeline import anymodel as pf
@@ -60,8 +73,8 @@ def profile(
     opts = Options(inputs=inputs, shapes=parse_shapes(shape or []), ranges=input_range or [], atol=atol or [],
                       rtol=rtol or [], locate=locate)  # fmt: skip
     settings = Settings(warmup_iters=3, min_iters=min_iters, min_s=min_time, max_s=max_time, threads=threads)
-    req = pf.Request(target, opts, image_size, weights, runtime, precision, scope, batch, settings, results, out,
-                     progress=not quiet)  # fmt: skip
+    req = pf.Request(target, opts, image_size, weights, runtime, precision, scope, batch, variant, settings, results,
+                     out, progress=not quiet)  # fmt: skip
     finish_profile(pf.run(req), results, runtime, precision)
 
 

@@ -322,8 +322,8 @@ def model_target(src: Source, opts: Options, with_checks: bool = True, threads: 
         if with_checks
         else "any ONNX file: seeded or given inputs, latency only (no evaluation data, so no task metric and no parity)"
     )
-    t = ModelTarget(ModelRef(src.key, src.path, None, None), note=note, io_inputs=ins, io_outputs=outs, shapes=shapes,
-                    data=data, ranges=ranges)  # fmt: skip
+    ref = ModelRef(src.key, src.path, None, None, torch=src.torch)
+    t = ModelTarget(ref, note=note, io_inputs=ins, io_outputs=outs, shapes=shapes, data=data, ranges=ranges)
     if with_checks:  # a declared input of terabytes is refused before anything is generated
         check_memory([t], [t.shapes.fixed_batch or CHECK_ROWS])
         t.check = _check_data(src, opts, t, threads)

@@ -41,6 +41,7 @@ class Request:
     precisions: list[str] | None = None
     scopes: list[str] | None = None
     batches: str | None = None
+    variants: list[str] | None = None  # opt-in variants to measure too (torch-cpu's aoti)
     settings: Settings = field(default_factory=lambda: Settings(warmup_iters=3, min_iters=100, min_s=0.3, max_s=2.0))
     results: Path = paths.DATA
     reports: Path = paths.MODEL_REPORTS
@@ -59,14 +60,19 @@ class Profile:
         return [c for c in self.bench.checks if str(c.get("ok")) != "True"]
 
 
-def runtime_names(asked: list[str] | None) -> list[str]:
-    """The runtimes asked for, else every registered runtime that takes an ONNX file (capabilities, not names)."""
+def runtime_names(asked: list[str] | None, torch_source: bool = False) -> list[str]:
+    """The runtimes asked for, else every registered runtime that takes an ONNX file (capabilities, not names) and,
+    for a PyTorch source, every PyTorch runtime that is not opt-in (torch-compile is, when named with -r)."""
     if asked:
         for n in asked:
-            if not runtimes.get(n).caps.takes_onnx:
-                raise UserError(f"{n} runs zoo checkpoints only, not an ONNX model")
+            if not runtimes.get(n).caps.takes_onnx and not torch_source:
+                raise UserError(f"{n} runs zoo checkpoints and PyTorch sources only, not an ONNX model")
         return list(asked)
-    return [n for n in runtimes.names() if runtimes.get(n).caps.takes_onnx]
+    return [
+        n
+        for n in runtimes.names()
+        if runtimes.get(n).caps.takes_onnx or (torch_source and not runtimes.get(n).caps.opt_in)
+    ]
 
 
 def _batches(req: Request, t: ModelTarget) -> list[int]:
@@ -79,10 +85,13 @@ def _batches(req: Request, t: ModelTarget) -> list[int]:
 
 def run(req: Request) -> Profile:
     """Resolve, check, analyze, bench, check outputs, record and render one model (see the module docstring)."""
-    names = runtime_names(req.runtimes)
-    check_request(names, req.precisions, req.scopes)
+    for n in req.runtimes or []:
+        runtimes.target(n)  # an unknown name is refused before the model is read
+    check_request([], req.precisions, req.scopes)
     req.settings.validate()
     src = source.resolve(req.target, req.image_size, req.weights)
+    names = runtime_names(req.runtimes, src.torch is not None)
+    check_request(names, req.precisions, req.scopes, req.variants)
     t = model_target(src, req.options, threads=req.settings.threads or physical_cores())
     batches = _batches(req, t)
     check_memory([t], batches)
@@ -92,7 +101,8 @@ def run(req: Request) -> Profile:
     check_writable(Path(req.reports))
     analysis = analyze.analyze(src.path, batch=t.shapes.fixed_batch or 1, shapes=_analysis_shapes(t), name=src.key)
     upsert_rows(results / paths.ANALYSIS_CSV, analyze.tidy_rows(analysis), "analysis")
-    res = bench.run([t], names, batches, req.precisions, req.scopes, req.settings, req.progress, results)
+    res = bench.run([t], names, batches, req.precisions, req.scopes, req.settings, req.progress, results,
+                    req.variants)  # fmt: skip
     record = write_record(src, t, analysis, results)
     appendix = render_model(results, src.slug, Path(req.reports))
     return Profile(src, analysis, res, record, appendix)

@@ -72,6 +72,7 @@ class Capabilities:
     variants: tuple[str, ...] = ("",)  # settings that make rows of their own (torch.compile modes); "" = none
     opt_in: bool = False  # slow to prepare (compiles): measured only when named with --runtime
     knobs: tuple[Knob, ...] = ()  # what `bench --tune` searches
+    opt_in_variants: tuple[str, ...] = ()  # variants slow to prepare (AOTInductor): measured only when named
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,7 @@ class ModelRef:
     # > 0: no real model but a chain of this many elementwise nodes that change nothing (Relu of the zeros fed
     # to it) on in_features values: the per-call floor (1 node), a profiler's per-node cost (many)
     empty: int = 0
+    torch: object | None = None  # a PyTorch source (anymodel.torchsrc.TorchSpec): torch runtimes build its module
 
 
 @dataclass

@@ -37,7 +37,7 @@ RESULTS = paths.DATA / paths.BENCH_CSV
 
 
 def _skip_reason(name, caps, t: Target, p: str, sc, scopes) -> str:
-    if t.ref.model_id is None and not caps.takes_onnx:
+    if t.ref.model_id is None and t.ref.torch is None and not caps.takes_onnx:
         return f"{name} runs zoo checkpoints only, not an ONNX file"
     if p not in caps.precisions:
         return f"{name} does not offer {p} (it offers {', '.join(caps.precisions)})"
@@ -56,7 +56,7 @@ def plan(targets: list[Target], runtime_names: list[str], batches: list[int], pr
     groups, skips = [], []
     for name in runtime_names:
         caps = runtimes.get(name).caps
-        mine = [v for v in caps.variants if not v or not variants or v in variants]
+        mine = [v for v in caps.variants if not v or (v in variants if variants else v not in caps.opt_in_variants)]
         for t in targets:
             for p in precisions or caps.precisions:
                 sc = [s for s in (scopes or caps.scopes) if s in caps.scopes]
