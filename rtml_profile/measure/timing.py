@@ -101,3 +101,16 @@ def time_pair(a, b, s: Settings) -> tuple[np.ndarray, np.ndarray]:
             break
     ns = np.asarray(pairs, dtype=np.int64)
     return ns[:, 0], ns[:, 1]
+
+
+def clock_gaps(seconds: float, over_ns: float) -> tuple[list[int], float]:
+    """(every gap over `over_ns` between two consecutive clock reads of a thread that does nothing else for
+    `seconds`, in ns; the window in s): the stalls no measurement on this machine can be told apart from."""
+    gaps, t0 = [], time.perf_counter_ns()
+    end, last = t0 + int(seconds * 1e9), t0
+    while last < end:
+        now = time.perf_counter_ns()
+        if now - last > over_ns:
+            gaps.append(now - last)
+        last = now
+    return gaps, (last - t0) / 1e9

@@ -21,7 +21,7 @@ import numpy as np
 from rtml_profile import paths, runtimes, stats
 from rtml_profile.files import check_writable
 from rtml_profile.host import Quiet, physical_cores
-from rtml_profile.measure.timing import Settings, time_calls, time_pair
+from rtml_profile.measure.timing import Settings, clock_gaps, time_calls, time_pair
 from rtml_profile.results import now, save_entries
 from rtml_profile.runtimes.base import ModelRef, RunConfig, cuda_ready
 from rtml_profile.session import cpu_session
@@ -290,16 +290,10 @@ def stalls(seconds: float = STALL_S) -> dict:
     every gap between two reads over STALL_MIN_US kept (on a VM: the hypervisor running someone else; elsewhere:
     interrupts, the kernel). No latency measured here can be told apart from these: views.stall_floor turns them
     into the smallest deadline a p99 on this machine can be judged at."""
-    gaps, t0 = [], time.perf_counter_ns()
-    end, last, limit = t0 + int(seconds * 1e9), t0, int(STALL_MIN_US * 1e3)
-    while last < end:
-        now_ns = time.perf_counter_ns()
-        if now_ns - last > limit:
-            gaps.append(now_ns - last)
-        last = now_ns
+    gaps, window_s = clock_gaps(seconds, STALL_MIN_US * 1e3)
     g = np.asarray(gaps, np.float64) / 1e9
     return {"kind": "stall", "engine": "a spinning thread reading perf_counter_ns", "status": "ok",
-            "window_s": (last - t0) / 1e9, "gaps_s": [float(x) for x in np.sort(g)[::-1][:2000]], "n": len(gaps),
+            "window_s": window_s, "gaps_s": [float(x) for x in np.sort(g)[::-1][:2000]], "n": len(gaps),
             "seconds": float(g.max()) if len(g) else 0.0, "over_1ms": int((g > 1e-3).sum()),
             "what": f"longest stall of a spinning thread in {seconds:g} s (gaps over {STALL_MIN_US:g} us)"}  # fmt: skip
 
