@@ -292,7 +292,7 @@ def stalls(seconds: float = STALL_S) -> dict:
     into the smallest deadline a p99 on this machine can be judged at."""
     gaps, window_s = clock_gaps(seconds, STALL_MIN_US * 1e3)
     g = np.asarray(gaps, np.float64) / 1e9
-    return {"kind": "stall", "engine": "a spinning thread reading perf_counter_ns", "status": "ok",
+    return {"kind": "stall", "engine": "a spinning thread reading the clock (timing.clock_gaps)", "status": "ok",
             "window_s": window_s, "gaps_s": [float(x) for x in np.sort(g)[::-1][:2000]], "n": len(gaps),
             "seconds": float(g.max()) if len(g) else 0.0, "over_1ms": int((g > 1e-3).sum()),
             "what": f"longest stall of a spinning thread in {seconds:g} s (gaps over {STALL_MIN_US:g} us)"}  # fmt: skip
