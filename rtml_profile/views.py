@@ -198,6 +198,26 @@ def judged_deadlines(run: dict) -> dict | None:
     return None if item is None else stall_floor(item, max(wakes, key=lambda i: i["gap_s"]) if wakes else None)
 
 
+def judge_deadline(run: dict, deadline_s: float) -> str:
+    """'' when a p99 at `deadline_s` can be judged on the machine of the limits `run`, else why not (its own
+    stalls hold STALL_SHARE or more of arrivals past it, or a sleeping thread's wake-up p99 is over it); '' too
+    for a run that measured no stalls (older runs: nothing to say)."""
+    item = next((i for i in run["items"] if i["kind"] == "stall" and i["status"] == "ok"), None)
+    if item is None:
+        return ""
+    share = held_past(item, deadline_s)
+    wakes = [i for i in run["items"] if i["kind"] == "wake-up" and i["status"] == "ok"]
+    wake = max(wakes, key=lambda i: i["gap_s"])["seconds"] if wakes else 0.0
+    when = run.get("timestamp", "")
+    if share >= STALL_SHARE:
+        return (f"this machine alone (a spinning thread's stalls, limits {when}) holds {100 * share:.2g}% of "
+                f"arrivals past {deadline_s * 1e3:g} ms: a p99 there cannot be judged here")  # fmt: skip
+    if wake >= deadline_s:
+        return (f"a sleeping thread here wakes {wake * 1e3:.3g} ms late at p99 (limits {when}): a p99 under that "
+                "cannot be judged here")  # fmt: skip
+    return ""
+
+
 def deadline_words(floor: dict) -> str:
     """'a p99 here can be judged at 5 ms and above; not at 1 ms (the machine alone holds 2.3% of arrivals past
     it), 2 ms (1.1%)' -- from judged_deadlines."""

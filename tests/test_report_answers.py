@@ -545,3 +545,12 @@ def test_the_machines_own_stalls_say_which_deadlines_a_p99_can_be_judged_at(tmp_
     inp = Inputs(tmp_path, profiles={"limits": {"h": {"entries": [{"timestamp": "T0", "items": [wake, made]}]}}})
     said = loadsec.wake_sentence(inp, "h")
     assert "a p99 on this machine can be judged at 5 ms and above; not at 1 ms (1.5% held past it)" in said
+
+
+def test_a_deadline_below_the_machines_stall_floor_is_said_to_be_unjudgeable():
+    stall = {"kind": "stall", "status": "ok", "window_s": 1.0, "gaps_s": [4e-3] * 5, "seconds": 4e-3}
+    wake = {"kind": "wake-up", "status": "ok", "gap_s": 1 / 60, "seconds": 3e-3}
+    run = {"timestamp": "T", "items": [stall, wake]}
+    assert "holds 1.5% of arrivals past 1 ms" in views.judge_deadline(run, 1e-3)
+    assert "wakes 3 ms late at p99" in views.judge_deadline({**run, "items": [wake, {**stall, "gaps_s": []}]}, 2e-3)
+    assert views.judge_deadline(run, 10e-3) == "" and views.judge_deadline({"items": [wake]}, 1e-3) == ""

@@ -145,8 +145,29 @@ def load_cmd(
     rows = load.execute(req)
     for line in load.peak_lines(rows):
         typer.echo(line)
+    if (why := _unjudgeable(results, deadline_ms)) and not any(r.get("passed") is True for r in rows):
+        typer.echo(f"note: {why}; run `rtml-profile limits` on a quieter machine, or judge a looser deadline")
     if not any(r["status"] == "ok" for r in rows):
         raise UserError("nothing asked for could run: " + "; ".join(sorted({r["reason"] for r in rows})))
+
+
+def _unjudgeable(results: Path, deadline_ms: float) -> str:
+    """Why this machine's latest limits run (in the results folder, else reports/data) says a p99 at the deadline
+    cannot be judged here ('' when it can, or when no limits run measured its stalls)."""
+    from rtml_profile import UserError as Refused
+    from rtml_profile import paths, schema, views
+    from rtml_profile.host import machine
+    from rtml_profile.results import record_path
+
+    for folder in dict.fromkeys([Path(results), paths.DATA]):
+        p = record_path("limits", machine()["id"], folder)
+        if p.is_file():
+            try:
+                runs = schema.read_profile_record(p, "limits")["entries"]
+            except Refused:
+                return ""
+            return views.judge_deadline(runs[-1], deadline_ms / 1e3) if runs else ""
+    return ""
 
 
 def _warm_lead(text: str | None) -> tuple[float, bool]:
