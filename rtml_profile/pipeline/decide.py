@@ -37,10 +37,21 @@ from rtml_profile.results import Store, load_sample_arrays, now
 from rtml_profile.scenarios import bench, loadgen
 from rtml_profile.vocab import CALIBRATED
 
-RUNTIMES = ("ort-cpu", "torch-cpu", "openvino")
 PRECISIONS = ("fp32", "int8", "int8-static", "bf16")
 THREADS = (1, 2)
-BASELINE = ("ort-cpu", "fp32")
+
+
+def baseline_of(runtime: str = "ort-cpu", precision: str = "fp32") -> tuple[str, str]:
+    """The baseline every decision is judged against: the toolkit's default configuration."""
+    return runtime, precision
+
+
+def cpu_runtimes() -> list[str]:
+    """The candidates' runtimes: every registered CPU runtime that is not opt-in (ort-cpu, torch-cpu, openvino)."""
+    return [n for n in runtimes.default_names() if runtimes.get(n).caps.device == "cpu"]
+
+
+BASELINE = baseline_of()
 MIN_FRAMES = stats.min_samples(99)  # 662: enough frames or queries for a p99 (LoadGen's count)
 
 
@@ -57,7 +68,7 @@ class Budget:
     finalists: int = 3
     frames: int = MIN_FRAMES  # frames (camera) or queries (Poisson) per run, at least MIN_FRAMES
     screen_time_s: float = 0.3  # stage 1: the most time one candidate is timed back to back
-    runtimes: list[str] | None = None  # candidates' runtimes (default: every available one of RUNTIMES)
+    runtimes: list[str] | None = None  # candidates' runtimes (default: every available cpu_runtimes())
     results: Path = paths.DATA
     say: object = None  # a callable receiving one progress line
 
@@ -92,8 +103,8 @@ class Budget:
             raise UserError(f"{self.frames} frames at {self.fps:g} fps is over 600 s per run; raise --fps or lower "
                             f"--frames")  # fmt: skip
         for n in self.runtimes or ():
-            if n not in RUNTIMES:
-                raise UserError(f"decide screens the CPU runtimes {', '.join(RUNTIMES)}, not {n!r}")
+            if n not in cpu_runtimes():
+                raise UserError(f"decide screens the CPU runtimes {', '.join(cpu_runtimes())}, not {n!r}")
         if self.runtimes and BASELINE[0] not in self.runtimes:
             raise UserError(f"--runtime must include {BASELINE[0]}, the baseline's runtime")
         zoo.get(self.model)
@@ -211,7 +222,7 @@ def pick(rounds: dict[str, list[Round]], baseline: str, deadline_us: float) -> D
 
 
 def available_runtimes(asked: list[str] | None = None) -> list[str]:
-    return [n for n in RUNTIMES if (not asked or n in asked) and runtimes.get(n).probe().available]
+    return [n for n in cpu_runtimes() if (not asked or n in asked) and runtimes.get(n).probe().available]
 
 
 def screen(budget: Budget, names: list[str]) -> tuple[dict, dict, dict]:
@@ -303,8 +314,8 @@ def run(budget: Budget) -> list[dict]:
     budget.check()
     _T0[0] = time.perf_counter()
     names = available_runtimes(budget.runtimes)
-    if "ort-cpu" not in names:
-        raise UserError("the baseline runtime ort-cpu is not available here (see `rtml-profile runtimes`)")
+    if BASELINE[0] not in names:
+        raise UserError(f"the baseline runtime {BASELINE[0]} is not available here (see `rtml-profile runtimes`)")
     default_threads = max(1, physical_cores() - 1)  # the load scenario's default (one core for the issue thread)
     rows, skipped, accuracy = screen(budget, names)
     chosen, fell = finalists(budget, rows, accuracy, default_threads)
