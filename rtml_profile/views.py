@@ -267,7 +267,8 @@ def _cell(v):
 
 def load_peaks(rows) -> list[dict]:
     """Per searched load configuration (LOAD_GROUP; ok server runs whose role is a search or a peak's), in key
-    order: {key (a dict), rows (by offered rate), peak (the highest passing search rate's row, or None), lowest
+    order: {key (a dict), rows (by offered rate), peak (the highest rate that passed, searched or a multiple of the
+    peak the search found: a rate that met every criterion above the printed peak is the peak; or None), lowest
     (the lowest search rate tried), open (a peak with no rate tried above it: every rate tried passed, so the
     bracket was low)}. Only rates LoadGen ran are ever a peak. The one peak rule: the load command's lines and
     the report's section both read it."""
@@ -283,10 +284,32 @@ def load_peaks(rows) -> list[dict]:
     for key in sorted(groups):
         rs = sorted(groups[key], key=lambda r: r["offered_qps"])
         search = [r for r in rs if r.get("role") == "search"]
-        passing = [r for r in search if str(r.get("passed")) == "True"]
+        passing = [r for r in rs if str(r.get("passed")) == "True"]  # a multiple of the peak that passed is higher
         peak = passing[-1] if passing else None
-        above = [r for r in search if peak is not None and r["offered_qps"] > peak["offered_qps"]]
+        above = [r for r in rs if peak is not None and r["offered_qps"] > peak["offered_qps"]]
         lowest = min((r["offered_qps"] for r in search or rs), default=float("nan"))
         out.append({"key": dict(zip(LOAD_GROUP, key)), "rows": rs, "peak": peak, "lowest": lowest,
-                    "open": peak is not None and not above})  # fmt: skip
-    return out
+                    "open": peak is not None and not above, "carried": None})  # fmt: skip
+    return _monotone(out)
+
+
+def _monotone(peaks: list[dict]) -> list[dict]:
+    """Peaks monotone in the deadline: a run that met a tighter deadline (its p99 within the looser one too) is a
+    rate the same configuration sustains within the looser deadline, so a looser deadline's peak is never below a
+    tighter one's ('carried': the tighter deadline whose run it is)."""
+    by_config: dict[tuple, list[dict]] = {}
+    for p in peaks:
+        k = tuple(v for c, v in p["key"].items() if c != "deadline_us")
+        by_config.setdefault(k, []).append(p)
+    for group in by_config.values():
+        best = None
+        for p in sorted(group, key=lambda p: float(p["key"]["deadline_us"])):
+            own = p["peak"]
+            if best is not None and float(best["p99_us"]) <= float(p["key"]["deadline_us"]) and (
+                own is None or float(best["offered_qps"]) > float(own["offered_qps"])
+            ):  # fmt: skip
+                p["peak"], p["carried"] = best, float(best["deadline_us"])
+                p["open"] = not any(r["offered_qps"] > best["offered_qps"] for r in p["rows"])
+            if p["peak"] is not None and (best is None or float(p["peak"]["offered_qps"]) > float(best["offered_qps"])):
+                best = p["peak"]
+    return peaks
