@@ -61,6 +61,7 @@ def test_npz_names_or_shapes_that_do_not_match(cli, workdir):
     assert "not a readable .npz" in one_sentence(cli("profile", path, "--inputs", workdir / "bad.npz", *QUICK))
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_opset_onnx_runtime_does_not_support(cli, workdir):
     import onnxruntime as ort
 

@@ -100,6 +100,7 @@ def test_the_layers_hold():
     assert "BROKEN" not in r.stdout and r.stdout.count("KEPT") == 3
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_checks_hold_under_python_O():
     """User input is checked by raising, never by assert: `python -O` keeps every check and its sentence."""
     r = subprocess.run([sys.executable, "-O", "-m", "rtml_profile", "bench", "--batch", "0"], capture_output=True,

@@ -162,6 +162,7 @@ def test_skipped_rows_carry_reasons(bench_rows):
     assert skipped.reason.str.len().min() > 10
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_runtimes_command(cli):
     r = cli("runtimes")
     assert r.exit_code == 0
@@ -297,6 +298,7 @@ def test_unreadable_onnx_writes_nothing(cli, workdir, content):
     assert not (workdir / "reports" / "data" / "bench.csv").exists()
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_dynamic_axes_need_a_shape(cli, workdir):
     model = _tiny(workdir / "dyn.onnx", dims=("batch", "features"))
     r = cli("bench", "--onnx", model, "--runtime", "ort-cpu", "-p", "fp32", "--batch", "2", *QUICK)
@@ -321,6 +323,7 @@ def test_missing_export_names_the_command(cli, workdir):
     assert r.exit_code == 2 and "rtml-profile train-and-export 2b" in r.output
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_onnx_input_shape_that_does_not_fit(cli, workdir):
     path = _tiny(workdir / "fixed.onnx", dims=(1, 4))
     r = cli("bench", "--onnx", path, "--runtime", "ort-cpu", "--precision", "fp32", "--batch", "1,8", *QUICK)

@@ -45,6 +45,7 @@ def _run(call, sync, fps, frames, cameras=1, warm=None, **periodic):
     return camera.run({1: call}, sync, warm, fps, cameras, Periodic(**periodic), frames)
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_frames_are_issued_at_the_offered_rate_and_latency_is_from_the_scheduled_time(ort_call):
     call, sync, _ = ort_call
     out = _run(call, sync, 200.0, 300)  # 1.5 s

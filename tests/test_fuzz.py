@@ -168,6 +168,7 @@ def test_compare_without_git_installed(tmp_path):
     assert r.stderr.strip().count("\n") == 0 and "git cannot be run here" in r.stderr
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_samples_file_with_a_pickle_or_a_terabyte_header(cli, workdir):
     folder = workdir / "old"
     t = bench_once(cli, folder, tiny(workdir / "tiny.onnx"))

@@ -173,6 +173,7 @@ def test_bad_outputs_fail_the_accuracy_pass(fakes, housing_project, tmp_path, mo
     assert res.problems() and "accuracy failed" in res.problems()[0]
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_a_failed_rerun_keeps_the_good_rows(fakes, onnx_target, tmp_path):
     fakes("fake", "FakeGood")
     _run([onnx_target], ["fake"], tmp_path)

@@ -95,6 +95,7 @@ def test_compare_refuses_crafted_samples_naming_the_file(cli, tmp_path, name, ar
     assert str(new / rel) in out.replace("\n", "") and "significantly" not in out  # never an answer
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_compare_into_a_closed_pipe_exits_0_quietly(tmp_path):
     old, new = results_folder(tmp_path / "old", 3), results_folder(tmp_path / "new", 3)
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -4,6 +4,7 @@ modules, real sessions, real worker processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -61,21 +62,26 @@ def test_ctrl_c_stops_profile_of_a_loop_that_never_ends(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "rtml_profile", *map(str, args)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=_as_a_terminal_starts_it)  # fmt: skip
-    t0 = time.monotonic()
-    while not psutil.Process(proc.pid).children():  # the reference's worker has started: the call is under way
-        assert proc.poll() is None and time.monotonic() - t0 < 120, proc.communicate()
-        time.sleep(0.2)
-    time.sleep(3)  # well inside the Loop by now
-    assert proc.poll() is None
-    workers = psutil.Process(proc.pid).children(recursive=True)
-    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
-    t1 = time.monotonic()
-    out, err = proc.communicate(timeout=30)
-    assert time.monotonic() - t1 < 10, err
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted"), err
-    gone, alive = psutil.wait_procs(workers, timeout=5)
-    assert not alive  # no worker left spinning in the Loop
+    try:
+        t0 = time.monotonic()
+        while not psutil.Process(proc.pid).children():  # the reference's worker has started: the call is under way
+            assert proc.poll() is None and time.monotonic() - t0 < 120, proc.communicate()
+            time.sleep(0.2)
+        time.sleep(3)  # well inside the Loop by now
+        assert proc.poll() is None
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
+        t1 = time.monotonic()
+        out, err = proc.communicate(timeout=30)
+        assert time.monotonic() - t1 < 10, err
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted"), err
+        gone, alive = psutil.wait_procs(workers, timeout=5)
+        assert not alive  # no worker left spinning in the Loop
+    finally:  # a failed check must never leave a process spinning in the Loop for the rest of the suite
+        for p in [*psutil.Process(proc.pid).children(recursive=True), proc] if proc.poll() is None else []:
+            with contextlib.suppress(Exception):
+                p.kill()
 
 
 # ---------------------------------------------------------------- a user's own file.py:factory

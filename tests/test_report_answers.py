@@ -47,6 +47,7 @@ def constructed(rows, tmp_path, records=None) -> Inputs:
 # ---------------------------------------------------------------- 1. end to end first
 
 
+@pytest.mark.slow  # seconds: the full suite runs it, the fast layer stays under a minute
 def test_first_screen_never_flips_against_end_to_end_rows(inp):
     """Every pick on the first screen is an end-to-end row, the lowest end-to-end p50 at batch 1 (or within 10%
     of it), and each cross-host sentence's direction at batch 1 is the end-to-end rows' direction."""
