@@ -108,11 +108,11 @@ def main(argv=None) -> int:
         if always:
             worst = max(ratios[(fps, always)])
             line += f"{always} wins every round (p99 at most {worst:.2f}x its back-to-back p99)"
+        else:
+            line += "no mitigation wins every round: none is recommended"
         for name, _, _ in configs:
             r = ratios[(fps, name)]
             line += f"\n  {name}: p99 / back-to-back p99 per round {', '.join(f'{x:.2f}x' for x in r)}"
-        else:
-            line += "no mitigation wins every round: none is recommended"
         print(line)
     return 0
 
