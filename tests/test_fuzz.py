@@ -271,7 +271,8 @@ def test_ctrl_c_on_profile_load_and_precision_exits_130_and_keeps_finished_rows(
     runs = [
         (["profile", model, "-r", "ort-cpu", "--batch", "1,2,4,8,16,32", "--min-time", "1", "--max-time", "1", "-q",
           "--results", root / "c1", "--out", root / "c1m"], root / "c1" / "bench.csv"),
-        (["load", "-m", "1a", "--rate", ",".join(["200"] * 12), "--duration", "1", "--results", root / "c2"],
+        (["load", "-m", "1a", "--rate", ",".join(str(200 + i) for i in range(12)), "--duration", "1",
+          "--results", root / "c2"],  # twelve rates (a repeated one is refused: it would share a row)
          root / "c2" / "load.csv"),
         (["precision", "1a", "-p", "fp16", "-p", "int8", "-p", "int8-static", "--calibration", "minmax",
           "--calibration", "entropy", "--calibration", "percentile", "--rows", "50", "--results", root / "c3"],

@@ -555,3 +555,9 @@ def test_a_deadline_below_the_machines_stall_floor_is_said_to_be_unjudgeable():
     assert "holds 1.5% of arrivals past 1 ms" in views.judge_deadline(run, 1e-3)
     assert "wakes 3 ms late at p99" in views.judge_deadline({**run, "items": [wake, {**stall, "gaps_s": []}]}, 2e-3)
     assert views.judge_deadline(run, 10e-3) == "" and views.judge_deadline({"items": [wake]}, 1e-3) == ""
+
+
+def test_findings_of_a_folder_with_no_zoo_rows_are_empty_not_a_crash(tmp_path):
+    """The property test's example: a bench.csv whose only row is not a zoo model's leaves no measured row."""
+    empty = Inputs(tmp_path, bench=pd.DataFrame())
+    assert findings.across_hosts(empty) == [] and findings.kept_apart(empty) == []

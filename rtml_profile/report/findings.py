@@ -120,7 +120,9 @@ def across_hosts(inp: Inputs) -> list[str]:
     and best throughput at the largest batch both measured; compute scope only as 'if the input already lives on
     the device'."""
     ok, out = distinct(inp.ok), []
-    if ok is not None and "weights" in ok:  # like for like or apart: only fingerprinted machines' rows that say
+    if ok is None or ok.empty or "host" not in ok:  # an empty selection may have no columns at all
+        return out
+    if "weights" in ok:  # like for like or apart: only fingerprinted machines' rows that say
         ok = ok[~ok["host"].map(schema.unknown) & ok["weights"].notna()]  # which weights they ran are compared
     hosts = sorted(ok["host"].unique()) if ok is not None else []
     cpu = [h for h in hosts if not host_gpu(inp, h)]
@@ -165,7 +167,7 @@ def kept_apart(inp: Inputs) -> list[str]:
     """Older evidence: machines written before fingerprints (unknown machines) whose rows record no weights are
     listed with their dates and never compared with a fingerprinted machine's rows."""
     ok = inp.ok
-    if ok is None or "weights" not in ok:
+    if ok is None or ok.empty or "weights" not in ok or "host" not in ok:
         return []
     out = []
     for host, g in ok[ok["host"].map(schema.unknown)].groupby("host", sort=True):
