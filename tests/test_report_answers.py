@@ -559,5 +559,7 @@ def test_a_deadline_below_the_machines_stall_floor_is_said_to_be_unjudgeable():
 
 def test_findings_of_a_folder_with_no_zoo_rows_are_empty_not_a_crash(tmp_path):
     """The property test's example: a bench.csv whose only row is not a zoo model's leaves no measured row."""
-    empty = Inputs(tmp_path, bench=pd.DataFrame())
+    from rtml_profile import schema
+
+    empty = Inputs(tmp_path, bench=schema.empty_table("bench"))
     assert findings.across_hosts(empty) == [] and findings.kept_apart(empty) == []
