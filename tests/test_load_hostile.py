@@ -94,7 +94,7 @@ def test_a_search_never_runs_one_rate_twice():
 def test_the_estimate_says_queries_rate_and_seconds_before_starting():
     g = load.Request(["1a"], ["ort-cpu"], scenario=load.Scenario(rate=1.0, duration_s=1.0),
                      search=load.Search(rates=(1.0,))).groups()  # fmt: skip
-    line = load.estimate_line(g)
+    line = load.estimate_line(load.planned_runs(g), len(g))
     assert "1 run, 482 queries at 1/s: about 487 s" in line, line  # 482 queries for the p99 bound, + set-up
 
 

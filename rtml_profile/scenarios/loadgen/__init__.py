@@ -48,7 +48,7 @@ from rtml_profile.measure.timing import Settings, time_calls
 from rtml_profile.results import SAMPLES, Store, drop_unreferenced, now, record_with_samples, samples_path, slug
 from rtml_profile.runtimes.base import RunConfig
 from rtml_profile.scenarios.loadgen import camera, queue_sim, sut
-from rtml_profile.scenarios.loadgen.progress import LoadProgress, estimate_line
+from rtml_profile.scenarios.loadgen.progress import LoadProgress, Run, estimate_line
 from rtml_profile.views import load_peaks
 from rtml_profile.vocab import (
     CALIBRATED,
@@ -722,6 +722,26 @@ def check_no_link(results: Path, rel: str):
             raise UserError(f"{folder} is in the way: it is not a folder (raw samples are written under it)")
 
 
+def planned_runs(groups) -> list[Run]:
+    """The planned runs of every group, with what is known of their length before they start."""
+    out = []
+    for g in groups:
+        plan = planned(g)
+        if plan is None:  # a search: its rates follow from the measured capacity and each verdict
+            out += [Run(0, 0.0, g.scenario.duration_s, False)] * (g.search.trials + len(g.search.over))
+            continue
+        for rate, deadline, _role in plan:
+            sc = g.scenario.at(rate)
+            goal = g.goal if deadline is None else dataclasses.replace(g.goal, deadline_us=deadline)
+            queries, per = scheduled(sc, goal)
+            if sc.offered_qps > 0:  # an open loop: its schedule's length (LoadGen stops a run after MAX_DURATION_S)
+                secs = queries / sc.offered_qps
+                out.append(Run(queries, sc.offered_qps, min(secs, sut.MAX_DURATION_S), True))
+            else:  # a closed loop lasts as long as its queries take: at least its min duration
+                out.append(Run(queries * per, 0.0, 0.0 if sc.kind == "offline" else sc.duration_s, False))
+    return out
+
+
 def execute(req: Request) -> list[dict]:
     """Run every group of `req` (one worker per runtime, as bench); each run's row, its raw per-query samples and
     LoadGen's logs are persisted in `req.results` (load.csv, samples/) as soon as it finishes. Returns the rows.
@@ -734,8 +754,9 @@ def execute(req: Request) -> list[dict]:
     targets = {m: zoo_target(m, with_accuracy=False) for m in req.models}
     config = RunConfig(threads=threads, min_batch=1, max_batch=max(g.scenario.max_batch for g in groups))
     row_of, out, quiet = _row_builder(threads), [], Quiet()
+    plan = planned_runs(groups)
     if req.tell:
-        req.tell(estimate_line(groups))
+        req.tell(estimate_line(plan, len(groups)))
     stage = results / f".loadgen-staging.{os.getpid()}"
     _clean_stages(results)
 
@@ -765,7 +786,7 @@ def execute(req: Request) -> list[dict]:
             req.say(trial_line(out[-1]))
 
     try:
-        with LoadProgress(req.progress, groups) as bar:
+        with LoadProgress(req.progress, plan, len(groups)) as bar:
             for name in dict.fromkeys(g.runtime for g in groups):
                 mine = [g for g in groups if g.runtime == name]
                 run_runtime(name, mine, targets, None, config, emit, measure_group)

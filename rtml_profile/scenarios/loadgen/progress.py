@@ -23,32 +23,10 @@ class Run:
     exact: bool
 
 
-def runs(groups) -> list[Run]:
-    """The planned runs of every group, with what is known of their length before they start."""
-    from rtml_profile.scenarios import loadgen as load
-
-    out = []
-    for g in groups:
-        plan = load.planned(g)
-        if plan is None:  # a search: its rates follow from the measured capacity and each verdict
-            out += [Run(0, 0.0, g.scenario.duration_s, False)] * (g.search.trials + len(g.search.over))
-            continue
-        for rate, deadline, _role in plan:
-            sc = g.scenario.at(rate)
-            goal = g.goal if deadline is None else dataclasses.replace(g.goal, deadline_us=deadline)
-            queries, per = load.scheduled(sc, goal)
-            if sc.offered_qps > 0:  # an open loop: its schedule's length (LoadGen stops a run after MAX_DURATION_S)
-                secs = queries / sc.offered_qps
-                out.append(Run(queries, sc.offered_qps, min(secs, sut.MAX_DURATION_S), True))
-            else:  # a closed loop lasts as long as its queries take: at least its min duration
-                out.append(Run(queries * per, 0.0, 0.0 if sc.kind == "offline" else sc.duration_s, False))
-    return out
-
-
-def estimate_line(groups) -> str:
-    """One line: how many runs, queries and at what rate, and about how long (or at least how long)."""
-    planned = runs(groups)
-    secs = sum(r.seconds for r in planned) + SETUP_S * len(groups)
+def estimate_line(planned: list[Run], groups: int) -> str:
+    """One line: how many runs, queries and at what rate, and about how long (or at least how long), for the
+    planned runs of `groups` groups."""
+    secs = sum(r.seconds for r in planned) + SETUP_S * groups
     exact = all(r.exact for r in planned)
     queries = sum(r.queries for r in planned)
     rates = sorted({r.rate for r in planned if r.rate > 0})
@@ -73,12 +51,12 @@ class LoadProgress:
     """A rich progress bar over the planned runs (or nothing), on stderr: runs done, time elapsed and, where the
     runs' lengths are known, the time left (refreshed every half second while a run is going)."""
 
-    def __init__(self, enabled: bool, groups):
+    def __init__(self, enabled: bool, planned: list[Run], groups: int):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.planned = runs(groups)
-        self.setup = SETUP_S * len(groups)
+        self.planned = planned
+        self.setup = SETUP_S * groups
         self.bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
