@@ -19,10 +19,10 @@ pytest.importorskip("mlperf_loadgen")
 
 @pytest.fixture(scope="module")
 def session_call():
-    from rtml_profile.runtimes.ort import _tiny_model
+    from rtml_profile.runtimes.base import probe_model
     from rtml_profile.session import cpu_session
 
-    sess = cpu_session(_tiny_model(), threads=1)
+    sess = cpu_session(probe_model(), threads=1)
     x = np.ones((1, 4), np.float32)
     return lambda: sess.run(None, {"x": x})
 

@@ -336,3 +336,18 @@ def cuda_synchronize():
     import torch
 
     torch.cuda.synchronize()
+
+
+def probe_model() -> bytes:
+    """A 4x2 MatMul as ONNX bytes: what a runtime's probe loads to learn that it can run anything here."""
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], np.ones(8, np.float32))
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [w],
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()

@@ -40,6 +40,7 @@ from rtml_profile.runtimes.base import (
     Probe,
     Runtime,
     empty_onnx,
+    probe_model,
 )
 from rtml_profile.vocab import CALIBRATED
 
@@ -124,20 +125,6 @@ def refusal(precision: str, nodes: dict[str, Counter], compiled_hint: str) -> st
     )
 
 
-def _probe_model() -> bytes:
-    from onnx import TensorProto, helper
-
-    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], np.ones(8, np.float32))
-    g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
-        [w],
-    )
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
-
-
 class OpenVINO(Runtime):
     name = "openvino"
     caps = Capabilities(
@@ -160,7 +147,7 @@ class OpenVINO(Runtime):
             return Probe(False, str(e))
         try:
             core = ov.Core()
-            compiled = core.compile_model(core.read_model(_probe_model()), DEVICE, {"INFERENCE_PRECISION_HINT": "f32"})
+            compiled = core.compile_model(core.read_model(probe_model()), DEVICE, {"INFERENCE_PRECISION_HINT": "f32"})
             y = compiled.create_infer_request().infer({0: np.ones((1, 4), np.float32)}, share_outputs=False)
             if not np.allclose(y.to_tuple()[0], 4.0):
                 return Probe(False, f"OpenVINO {version(ov)} ran a 4x2 MatMul of ones and got {y.to_tuple()[0]}")

@@ -26,6 +26,7 @@ from rtml_profile.runtimes.base import (
     cuda_synchronize,
     empty_onnx,
     node_trace,
+    probe_model,
 )
 from rtml_profile.session import GRAPH_LEVELS, import_ort, session
 from rtml_profile.vocab import CALIBRATED
@@ -42,20 +43,6 @@ _DTYPES = {
 }
 
 
-def _tiny_model() -> bytes:
-    from onnx import TensorProto, helper
-
-    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 2], np.ones(8, np.float32))
-    g = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "probe",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
-        [w],
-    )
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
-
-
 def provider_runs(provider: str, options: dict | None = None) -> Probe:
     """Does `provider` really run a session here? Listed is not enough: the session's active providers decide."""
     ort = import_ort()
@@ -67,7 +54,7 @@ def provider_runs(provider: str, options: dict | None = None) -> Probe:
         )
     ort.set_default_logger_severity(4)
     try:
-        session(_tiny_model(), provider, options)
+        session(probe_model(), provider, options)
     except Exception as e:
         return Probe(False, f"{provider} is listed but cannot run here: {str(e).strip().splitlines()[0]}")
     finally:
