@@ -234,13 +234,7 @@ def check_creatable(folder: Path):
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"{probe} is not a folder" if probe == folder else f"{folder}: {probe} is not a folder")
-    try:
-        fd, name = _make_probe(probe)
-    except OSError as e:
-        raise UserError(f"cannot write in {probe} ({why_unreadable(e)})") from None
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(name)
+    _probe_write(probe)
 
 
 def _make_probe(folder: Path) -> tuple[int, Path]:
@@ -298,20 +292,21 @@ def check_output_file(path: str | os.PathLike, what: str, beside: tuple[str, ...
             existing = existing.parent
         if not existing.is_dir():
             raise UserError(f"{what} {path}: its folder {folder} cannot be made ({existing} is not a folder)")
-        _probe_write(existing, what, path)
+        _probe_write(existing, f"{what} {path}: ")
         return path
     for d in [folder, *(folder / n.rstrip("/") for n in beside if n.endswith("/"))]:
         if d.is_dir():
-            _probe_write(d, what, path)
+            _probe_write(d, f"{what} {path}: ")
     return path
 
 
-def _probe_write(folder: Path, what: str, path: Path):
-    """Create and remove one empty temp file in `folder`: the one sure test that files can be made there."""
+def _probe_write(folder: Path, prefix: str = ""):
+    """Create and remove one empty temp file in `folder`: the one sure test that files can be made there (a
+    refusal is '<prefix>cannot write in <folder> (why)')."""
     try:
         fd, probe = _make_probe(folder)
     except OSError as e:
-        raise UserError(f"{what} {path}: cannot write in {folder} ({why_unreadable(e)})") from None
+        raise UserError(f"{prefix}cannot write in {folder} ({why_unreadable(e)})") from None
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
