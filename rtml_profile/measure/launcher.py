@@ -120,6 +120,26 @@ def _death(proc, current, groups) -> str:
     return f"the runtime's worker process {how}{where}; nothing after that was measured"
 
 
+def _spawn(target, *args):
+    """(process, this end of its pipe): a spawned daemon worker running target(its end of the pipe, *args).
+
+    The worker starts with SIGINT blocked (a mask survives fork and exec): a Ctrl-C while its interpreter is still
+    importing, before guard_child ignores SIGINT, would print a KeyboardInterrupt traceback; this process keeps a
+    Ctrl-C of that moment pending and gets it when the mask is restored. multiprocessing's resource tracker is
+    started first: starting it unblocks SIGINT here, which would undo the mask for the worker."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(child, *args), daemon=True)
+    resource_tracker.ensure_running()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        proc.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    child.close()
+    return proc, parent
+
+
 def run_runtime(
     name: str, groups, targets: dict, settings, config: RunConfig, emit, measure, on_checks=None, emit_all=None
 ):
@@ -137,20 +157,7 @@ def run_runtime(
     if absent is not None:  # no worker to start: its probe would say the same
         _together(emit, emit_all, pending, "skipped", absent.reason, absent)
         return
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_child, args=(child, runtimes.target(name)), daemon=True)
-    # the worker starts with SIGINT blocked (a mask survives fork and exec): a Ctrl-C while its interpreter is still
-    # importing, before guard_child ignores SIGINT, would print a KeyboardInterrupt traceback; this process keeps
-    # a Ctrl-C of that moment pending and gets it when the mask is restored. multiprocessing's resource tracker is
-    # started first: starting it unblocks SIGINT here, which would undo the mask for the worker
-    resource_tracker.ensure_running()
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        proc.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    child.close()
+    proc, parent = _spawn(_child, runtimes.target(name))
     probe, current = Probe(False, ""), None
     try:
         _, probe = parent.recv()
@@ -225,16 +232,7 @@ def call_isolated(fn, *args, what: str = "the call"):
     short polls, a KeyboardInterrupt reaches it at once, and the worker is killed on the way out. A UserError in the
     worker is raised here with its sentence; another exception, or the worker's death, is one UserError naming
     `what`."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_call_child, args=(child, fn, args), daemon=True)
-    resource_tracker.ensure_running()  # as in run_runtime: start it before SIGINT is blocked for the worker
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        proc.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    child.close()
+    proc, parent = _spawn(_call_child, fn, args)
     try:
         while not parent.poll(0.1):
             if not proc.is_alive() and not parent.poll(0):
