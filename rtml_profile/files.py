@@ -146,10 +146,11 @@ def clean_stale_temps(folder: Path):
 
 
 def write_json(path, obj) -> Path:
-    return atomic_write(path, json.dumps(obj, indent=1, sort_keys=True, default=_jsonable) + "\n")
+    return atomic_write(path, json.dumps(obj, indent=1, sort_keys=True, default=jsonable) + "\n")
 
 
-def _jsonable(o):
+def jsonable(o):
+    """A value json cannot write, as one it can: numpy arrays and scalars as lists and numbers, paths as text."""
     if hasattr(o, "tolist"):
         return o.tolist()
     if isinstance(o, Path):

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from rtml_profile import UserError, paths, schema
-from rtml_profile.files import append_synced, atomic_write, check_writable, locked, read_npz, write_json
+from rtml_profile.files import append_synced, atomic_write, check_writable, jsonable, locked, read_npz, write_json
 from rtml_profile.host import environment
 
 KEY = schema.KEYS["bench"]
@@ -202,7 +202,7 @@ class Store:
                     if old and old.get("samples_file") != row.get("samples_file"):
                         dropped.append(old.get("samples_file"))  # the replaced row's
                     self._index[k] = {c: row.get(c) for c in _RULE}
-            text = "".join(json.dumps(e, default=_scalar, allow_nan=True) + "\n" for e in lines)
+            text = "".join(json.dumps(e, default=jsonable, allow_nan=True) + "\n" for e in lines)
             append_synced(self.journal, text)
             self._seen = (self._seen[0], self._stat(self.journal)[0], self._stat(self.journal)[2])
             named = {v.get("samples_file") for v in self._index.values()}
@@ -240,14 +240,6 @@ def compact_all():
     for store in list(Store._open.values()):
         with contextlib.suppress(UserError, OSError):
             store.compact()
-
-
-def _scalar(o):
-    if hasattr(o, "item"):
-        return o.item()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
 class BenchStore:
