@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from rtml_profile import UserError, schema
+from rtml_profile import UserError, schema, tables
 from rtml_profile.vocab import ACT_BYTES, WEIGHT_BYTES
 
 DEVICE_ENGINE = {"cpu": "CPU", "cuda": "CUDA"}  # the word a limit's engine names its device by
@@ -257,7 +257,8 @@ def agreement(runs: list[dict]) -> dict:
 
 # ---------------------------------------------------------------- load peaks
 
-LOAD_GROUP = ("model", "host", "runtime", "precision", "max_batch", "max_wait_us", "deadline_us", "settings")
+# one searched configuration: the load table's key but for the rate (and the scenario: searches are server runs)
+LOAD_GROUP = ("model", "host", *(k for k in tables.LOAD.key if k not in ("model", "host", "scenario", "offered_qps")))
 
 
 def _cell(v):

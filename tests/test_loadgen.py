@@ -191,3 +191,5 @@ def test_a_peak_is_a_rate_loadgen_ran_and_an_unbounded_one_says_so():
     rows = [row(100, True), row(150, True)]
     assert "the bracket (1.25x the measured capacity) was low" in load.peak_lines(rows)[0]
     assert "no rate tried met" in load.peak_lines([row(100, False)])[0]
+    two = [{**row(100, True), "threads": 1}, {**row(300, True), "threads": 2}]  # two configurations, two peaks
+    assert sorted(p["peak"]["offered_qps"] for p in load_peaks(two)) == [100, 300]
